@@ -1,0 +1,63 @@
+"""Content-keyed stage cache: a unit's key hashes its manifest section, upstream keys and the code version."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from . import SCHEMA_VERSION, __version__
+from .fsutil import dumps_json
+
+DONE_MARKER = "DONE"
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def stage_key(stage: str, *parts: Any) -> str:
+    """A short hex key; identical inputs (and code version) give identical keys."""
+    payload = dumps_json({"stage": stage, "version": __version__, "schema": SCHEMA_VERSION, "parts": _plain(parts)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class StageCache:
+    """Directories `root/<model>/<stage>-<key>/`; a unit counts as done only once its DONE marker exists."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def unit_dir(self, model: str, stage: str, key: str) -> Path:
+        return self.root / model / f"{stage}-{key}"
+
+    def is_done(self, path: Path) -> bool:
+        return (path / DONE_MARKER).exists()
+
+    def mark_done(self, path: Path) -> None:
+        (path / DONE_MARKER).write_text("ok\n")
+
+    def fresh(self, path: Path) -> Path:
+        """An empty directory for a unit about to be (re)computed."""
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def prune(self, model: str, stage: str, keep: str) -> None:
+        """Drop other keys of the same stage so the cache does not grow per rebuild."""
+        base = self.root / model
+        if base.is_dir():
+            for d in base.glob(f"{stage}-*"):
+                if d.name != f"{stage}-{keep}":
+                    shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,327 @@
+"""Load and validate `data_manifests/*.toml` into typed, frozen specs.
+
+Validation happens up front and is strict: unknown keys are errors and every message names the file, the
+key path (``models[0].source``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ManifestError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+PACKAGE_RE = re.compile(r"^package:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+RANDOM_RE = re.compile(r"^random:[a-z0-9_]+$")
+LAYOUT_METHODS = ("pca", "tsne", "umap")
+LAYOUTS = tuple(f"{m}-{d}d" for m in LAYOUT_METHODS for d in (2, 3))
+MAX_TOKEN_BUDGET = 2_000_000
+TEXT_FORMATS = ("auto", "text", "jsonl", "csv", "json")
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    title: str = "Attention Atlas"
+    description: str = ""
+    base_url: str = ""
+    repo_url: str = ""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    batch_size: int = 16
+    capture_dtype: str = "float16"
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: str
+    format: str = "auto"
+    field: str = ""
+    sentences: tuple[str, ...] = ()
+    max_tokens: int = 5000
+    max_sentences: int = 100_000
+    min_words: int = 1
+    max_words: int = 64
+    seed: int = 0
+    license: str = ""
+    attribution: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str
+    dataset: str
+    title: str = ""
+    revision: str = "main"
+    dtype: str = "float32"
+    max_tokens: int = 128
+    tokenizer: str = ""
+    gguf_file: str = ""
+    config: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+    license: str = ""
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.config)
+
+
+@dataclass(frozen=True)
+class ProjectionSpec:
+    layouts: tuple[str, ...] = ("pca-2d",)
+    metric: str = "cosine"
+    tsne_perplexity: float = 30.0
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    thumbnail_size: int = 160
+    tile_threshold: int = 200_000
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    site: SiteSpec
+    build: BuildSpec
+    datasets: tuple[DatasetSpec, ...]
+    models: tuple[ModelSpec, ...]
+    projections: ProjectionSpec = field(default_factory=ProjectionSpec)
+    export: ExportSpec = field(default_factory=ExportSpec)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def dataset(self, name: str) -> DatasetSpec:
+        return next(d for d in self.datasets if d.name == name)
+
+
+# --- validation primitives -------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, key: str, message: str) -> ManifestError:
+        return ManifestError(self.path, key, message)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _str(ctx: _Ctx, key: str, v: Any, *, choices: tuple[str, ...] = (), pattern: re.Pattern | None = None,
+         what: str = "a string") -> str:
+    if not isinstance(v, str):
+        raise ctx.fail(key, f"expected {what}, got {_describe(v)}")
+    if choices and v not in choices:
+        raise ctx.fail(key, f"expected one of {', '.join(choices)}, got {_describe(v)}")
+    if pattern is not None and not pattern.match(v):
+        raise ctx.fail(key, f"expected {what}, got {_describe(v)}")
+    if "\x00" in v:
+        raise ctx.fail(key, "contains a NUL character")
+    return v
+
+
+def _int(ctx: _Ctx, key: str, v: Any, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ctx.fail(key, f"expected an integer from {lo} to {hi}, got {_describe(v)}")
+    if not lo <= v <= hi:
+        raise ctx.fail(key, f"expected an integer from {lo} to {hi}, got {v}")
+    return v
+
+
+def _float(ctx: _Ctx, key: str, v: Any, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise ctx.fail(key, f"expected a number from {lo} to {hi}, got {_describe(v)}")
+    if not lo <= v <= hi:
+        raise ctx.fail(key, f"expected a number from {lo} to {hi}, got {v}")
+    return float(v)
+
+
+def _table(ctx: _Ctx, key: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ctx.fail(key, f"expected a table, got {_describe(v)}")
+    return v
+
+
+def _fields(ctx: _Ctx, key: str, raw: Any, spec: dict[str, Callable[[str, Any], Any]],
+            required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check a table against a field spec: unknown keys and missing required keys are errors."""
+    table = _table(ctx, key, raw)
+    prefix = f"{key}." if key else ""
+    for k in table:
+        if k not in spec:
+            raise ctx.fail(f"{prefix}{k}", f"unknown key (expected one of: {', '.join(sorted(spec))})")
+    for k in required:
+        if k not in table:
+            raise ctx.fail(f"{prefix}{k}", "required key is missing")
+    return {k: spec[k](f"{prefix}{k}", v) for k, v in table.items()}
+
+
+def _model_source(ctx: _Ctx, key: str, v: Any) -> str:
+    what = "a hub id, a directory, a .gguf file, package:NAME or random:MODEL_TYPE"
+    if not isinstance(v, str) or not v.strip():
+        raise ctx.fail(key, f"expected {what}, got {_describe(v)}")
+    if (PACKAGE_RE.match(v) or RANDOM_RE.match(v) or is_path_like(v) or HUB_ID_RE.match(v)) and "\x00" not in v:
+        return v
+    raise ctx.fail(key, f"expected {what}, got {_describe(v)}")
+
+
+def is_path_like(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or source.endswith(".gguf")
+
+
+def _sentences(ctx: _Ctx, key: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise ctx.fail(key, f"expected a list of strings, got {_describe(v)}")
+    return tuple(_str(ctx, f"{key}[{i}]", s) for i, s in enumerate(v))
+
+
+def _layouts(ctx: _Ctx, key: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise ctx.fail(key, f"expected a non-empty list of layouts ({', '.join(LAYOUTS)}), got {_describe(v)}")
+    out = tuple(_str(ctx, f"{key}[{i}]", s, choices=LAYOUTS) for i, s in enumerate(v))
+    if len(set(out)) != len(out):
+        raise ctx.fail(key, "lists a layout twice")
+    return out
+
+
+def _config(ctx: _Ctx, key: str, v: Any) -> tuple[tuple[str, Any], ...]:
+    table = _table(ctx, key, v)
+    for k, item in table.items():
+        if isinstance(item, dict):
+            raise ctx.fail(f"{key}.{k}", "nested tables are not supported in a model config")
+    return tuple(sorted(table.items()))
+
+
+# --- sections ----------------------------------------------------------------------------------------------------
+
+
+def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
+    s = lambda **kw: (lambda k, v: _str(ctx, k, v, **kw))  # noqa: E731
+    i = lambda lo, hi: (lambda k, v: _int(ctx, k, v, lo, hi))  # noqa: E731
+    spec = {
+        "name": s(pattern=NAME_RE, what="a name of lowercase letters, digits, '-' or '_' (at most 64)"),
+        "source": s(what="'inline', a file path or package:NAME/path"),
+        "format": s(choices=TEXT_FORMATS), "field": s(),
+        "sentences": lambda k, v: _sentences(ctx, k, v),
+        "max_tokens": i(1, MAX_TOKEN_BUDGET), "max_sentences": i(1, 10_000_000),
+        "min_words": i(1, 10_000), "max_words": i(1, 10_000), "seed": i(0, 2**32 - 1),
+        "license": s(), "attribution": s(),
+    }
+    d = DatasetSpec(**_fields(ctx, key, raw, spec, required=("name", "source")))
+    if d.source == "inline" and not d.sentences:
+        raise ctx.fail(f"{key}.sentences", "an inline dataset needs a non-empty list of sentences")
+    if d.source != "inline" and d.sentences:
+        raise ctx.fail(f"{key}.sentences", "only an inline dataset (source = \"inline\") lists sentences")
+    if d.min_words > d.max_words:
+        raise ctx.fail(f"{key}.min_words", f"must not exceed max_words ({d.max_words}), got {d.min_words}")
+    return d
+
+
+def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
+    s = lambda **kw: (lambda k, v: _str(ctx, k, v, **kw))  # noqa: E731
+    spec = {
+        "name": s(pattern=NAME_RE, what="a name of lowercase letters, digits, '-' or '_' (at most 64)"),
+        "source": lambda k, v: _model_source(ctx, k, v),
+        "dataset": s(), "title": s(), "revision": s(), "license": s(), "gguf_file": s(),
+        "dtype": s(choices=("float32", "float16", "bfloat16")),
+        "max_tokens": lambda k, v: _int(ctx, k, v, 2, 32_768),
+        "tokenizer": lambda k, v: _model_source(ctx, k, v),
+        "config": lambda k, v: _config(ctx, k, v),
+        "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
+    }
+    m = ModelSpec(**_fields(ctx, key, raw, spec, required=("name", "source", "dataset")))
+    if m.source.startswith("random:") and not m.tokenizer:
+        raise ctx.fail(f"{key}.tokenizer", "a random: model needs a tokenizer source (e.g. package:NAME)")
+    return m
+
+
+def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
+    spec = {
+        "layouts": lambda k, v: _layouts(ctx, k, v),
+        "metric": lambda k, v: _str(ctx, k, v, choices=("cosine", "euclidean")),
+        "tsne_perplexity": lambda k, v: _float(ctx, k, v, 2.0, 500.0),
+        "umap_n_neighbors": lambda k, v: _int(ctx, k, v, 2, 500),
+        "umap_min_dist": lambda k, v: _float(ctx, k, v, 0.0, 1.0),
+    }
+    return ProjectionSpec(**_fields(ctx, "projections", raw, spec))
+
+
+def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
+    """Validate a parsed TOML document; raises ManifestError naming the first problem."""
+    ctx = _Ctx(str(path))
+    top = {"site", "build", "datasets", "models", "projections", "export"}
+    for k in data:
+        if k not in top:
+            raise ctx.fail(k, f"unknown key (expected one of: {', '.join(sorted(top))})")
+    s = lambda **kw: (lambda k, v: _str(ctx, k, v, **kw))  # noqa: E731
+    site = SiteSpec(**_fields(ctx, "site", data.get("site", {}),
+                              {"title": s(), "description": s(), "base_url": s(), "repo_url": s()}))
+    build = BuildSpec(**_fields(ctx, "build", data.get("build", {}), {
+        "batch_size": lambda k, v: _int(ctx, k, v, 1, 4096),
+        "capture_dtype": s(choices=("float16", "float32")),
+        "device": s(pattern=re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$"), what="auto, cpu, mps, cuda or cuda:N"),
+        "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
+    }))
+    export = ExportSpec(**_fields(ctx, "export", data.get("export", {}), {
+        "thumbnail_size": lambda k, v: _int(ctx, k, v, 32, 1024),
+        "tile_threshold": lambda k, v: _int(ctx, k, v, 1000, 100_000_000),
+    }))
+    projections = _parse_projections(ctx, data.get("projections", {}))
+    datasets = _parse_list(ctx, data, "datasets", _parse_dataset)
+    models = _parse_list(ctx, data, "models", _parse_model)
+    names = {d.name for d in datasets}
+    for i, m in enumerate(models):
+        if m.dataset not in names:
+            raise ctx.fail(f"models[{i}].dataset", f"expected one of the datasets ({', '.join(sorted(names))}), "
+                                                   f"got {_describe(m.dataset)}")
+    return Manifest(Path(path), site, build, datasets, models, projections, export)
+
+
+def _parse_list(ctx: _Ctx, data: dict[str, Any], key: str, parse: Callable) -> tuple:
+    raw = data.get(key)
+    if raw is None:
+        raise ctx.fail(key, f"required: at least one [[{key}]] table")
+    if not isinstance(raw, list) or not raw:
+        raise ctx.fail(key, f"expected a non-empty array of tables ([[{key}]]), got {_describe(raw)}")
+    items = tuple(parse(ctx, f"{key}[{i}]", item) for i, item in enumerate(raw))
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise ctx.fail(f"{key}[{i}].name", f"duplicate name {item.name!r}")
+        seen.add(item.name)
+    return items
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(str(path), "", "file not found") from None
+    except OSError as e:
+        raise ManifestError(str(path), "", f"cannot read: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ManifestError(str(path), "", f"not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(str(path), "", f"invalid TOML: {e}") from None
+    return parse_manifest(data, p)
