@@ -1,0 +1,121 @@
+"""`atlas` command line: build, serve, validate. Exit codes: 0 ok, 1 build failed, 2 bad input, 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import AtlasError, InputError
+
+EPILOG = "exit codes: 0 success, 1 build failed, 2 bad input (manifest, data or model source), 130 interrupted"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atlas", description="Build static, browsable atlases of transformer "
+                                "attention heads (AttentionViz) from a TOML manifest.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"attention-atlas {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build an atlas site from a manifest", epilog=EPILOG,
+                       description="Run every stage (capture, normalize, project, metrics, export, site) for each "
+                       "model of MANIFEST. Finished units are cached under OUT/cache and reused on the next run; "
+                       "the site is published to OUT/site only when complete.")
+    b.add_argument("manifest", type=Path, help="manifest file, e.g. data_manifests/demo.toml")
+    b.add_argument("-o", "--out", type=Path, default=None,
+                   help="build directory (default: build/<manifest name>); the site goes to OUT/site")
+    b.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for per-head work (default: 1)")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run per-head work on a Dask cluster, e.g. tcp://host:8786")
+    b.add_argument("--device", default=None, help="torch device for capture: cpu, cuda, cuda:N, mps "
+                   "(default: the manifest's build.device, normally auto = GPU if present)")
+    b.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars (default when not on a terminal)")
+    b.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final line")
+
+    s = sub.add_parser("serve", help="preview a built site on http://127.0.0.1", epilog=EPILOG,
+                       description="Serve a built site locally (read-only, loopback only by default).")
+    s.add_argument("dir", nargs="?", type=Path, default=Path("build/demo"),
+                   help="a build directory (its site/ is served) or a site directory (default: build/demo)")
+    s.add_argument("-p", "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+
+    v = sub.add_parser("validate", help="check manifests without building anything", epilog=EPILOG,
+                       description="Validate one or more manifests; prints every problem found, exits 2 if any.")
+    v.add_argument("manifests", nargs="+", type=Path, help="manifest files")
+    return p
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .pipeline import build
+
+    if args.jobs < 1:
+        raise InputError(f"--jobs: expected a positive integer, got {args.jobs}")
+    out = args.out or Path("build") / args.manifest.stem
+    progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    report = build(args.manifest, out, jobs=args.jobs, scheduler=args.scheduler, force=args.force,
+                   progress=progress, device=args.device, log=log)
+    print(f"built {report.site_dir} in {report.seconds:.1f} s")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+
+    status = 0
+    for path in args.manifests:
+        try:
+            m = load_manifest(path)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+        else:
+            print(f"{path}: ok ({len(m.models)} models, {len(m.datasets)} datasets, "
+                  f"layouts {', '.join(m.projections.layouts)})")
+    return status
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    root = args.dir / "site" if (args.dir / "site" / "index.html").is_file() else args.dir
+    if not (root / "index.html").is_file():
+        raise InputError(f"{args.dir}: no built site here (expected index.html or site/index.html); "
+                         "run `atlas build MANIFEST` first")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as httpd:
+        host, port = httpd.server_address[:2]
+        print(f"serving {root} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+        httpd.serve_forever()
+    return 0
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+                      ".mjs": "text/javascript", ".arrow": "application/vnd.apache.arrow.file",
+                      ".bin": "application/octet-stream"}
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"build": _cmd_build, "serve": _cmd_serve, "validate": _cmd_validate}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: finished units are kept in the cache; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except AtlasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Orchestrates the stages for every model of a manifest, reusing cached units, and publishes the site atomically."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..cache import StageCache, stage_key
+from ..capture import CaptureResult, capture, load_capture, load_model, read_layer
+from ..datasets import dataset_info, load_sentences
+from ..executor import make_executor
+from ..manifest import Manifest, ModelSpec, load_manifest
+from ..normalize import HeadSample
+from ..project import ProjectionParams, align
+from ..site import build_site
+from .export_model import export_model
+from .heads import HeadResult, HeadTask, run_head
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BuildReport:
+    site_dir: Path
+    reused: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, scheduler: str | None = None,
+          force: bool = False, progress: bool = False, device: str | None = None, log: Log = _stderr) -> BuildReport:
+    """Build the whole site for a manifest into `out_dir/site`; stage caches live in `out_dir/cache`."""
+    start = time.monotonic()
+    manifest = load_manifest(manifest_path)
+    out = Path(out_dir).resolve()
+    cache = StageCache(out / "cache")
+    staging = out / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    report = BuildReport(site_dir=out / "site")
+    exported = []
+    executor = make_executor(jobs=jobs, scheduler=scheduler)
+    try:
+        for spec in manifest.models:
+            cap = _capture_stage(manifest, spec, cache, report, force, progress, device, log)
+            results = _heads_stage(manifest, spec, cap, cache, report, force, progress, executor, log)
+            data_dir = staging / "docs" / "data" / spec.name
+            exported.append(export_model(manifest, spec, cap, results, data_dir))
+            log(f"[{spec.name}] exported {len(results)} heads")
+    finally:
+        executor.close()
+    build_site(manifest, exported, staging, out / "site")
+    shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.monotonic() - start
+    log(f"site written to {report.site_dir} ({len(report.reused)} units reused, {len(report.rebuilt)} rebuilt, "
+        f"{report.seconds:.1f} s)")
+    return report
+
+
+def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, report: BuildReport, force: bool,
+                   progress: bool, device: str | None, log: Log) -> CaptureResult:
+    data = manifest.dataset(spec.dataset)
+    key = stage_key("capture", spec, data, manifest.build.batch_size, manifest.build.capture_dtype)
+    unit = cache.unit_dir(spec.name, "capture", key)
+    name = f"{spec.name}/capture"
+    if cache.is_done(unit) and not force:
+        log(f"[{spec.name}] capture: reused ({key})")
+        report.reused.append(name)
+        return load_capture(unit)
+    log(f"[{spec.name}] capture: loading {spec.source}")
+    sentences = load_sentences(data, manifest.base_dir)
+    loaded = load_model(spec, manifest.base_dir, device or manifest.build.device)
+    cache.fresh(unit)
+    result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
+                     batch_size=manifest.build.batch_size, dtype=manifest.build.capture_dtype, progress=progress)
+    cache.mark_done(unit)
+    cache.prune(spec.name, "capture", key)
+    report.rebuilt.append(name)
+    log(f"[{spec.name}] capture: {len(result.tokens.token_id)} tokens from "
+        f"{len(np.unique(result.tokens.sentence_id))} sentences")
+    return result
+
+
+def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache: StageCache,
+                 report: BuildReport, force: bool, progress: bool, executor, log: Log) -> list[HeadResult]:
+    p = manifest.projections
+    params = ProjectionParams(metric=p.metric, tsne_perplexity=p.tsne_perplexity,
+                              umap_n_neighbors=p.umap_n_neighbors, umap_min_dist=p.umap_min_dist,
+                              seed=manifest.build.seed)
+    cap_key = cap.directory.name.split("-", 1)[1]
+    key = stage_key("heads", cap_key, p, manifest.build.seed)
+    unit = cache.unit_dir(spec.name, "heads", key)
+    unit.mkdir(parents=True, exist_ok=True)
+    facts = cap.facts
+    results: dict[tuple[int, int], HeadResult] = {}
+    todo_layers = []
+    for layer in range(facts.num_layers):
+        for head in range(facts.num_heads):
+            d = unit / f"L{layer}H{head}"
+            if cache.is_done(d) and not force:
+                results[(layer, head)] = HeadResult.load(d)
+        if any((layer, h) not in results for h in range(facts.num_heads)):
+            todo_layers.append(layer)
+    n_reused = len(results)
+    if n_reused:
+        log(f"[{spec.name}] heads: {n_reused} reused")
+        report.reused.extend(f"{spec.name}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
+    tok = cap.tokens
+    for layer in todo_layers:
+        lc = read_layer(cap.directory, layer)
+        attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
+        tasks = []
+        for head in range(facts.num_heads):
+            if (layer, head) in results:
+                continue
+            kv = facts.kv_head_of_query[head]
+            sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
+                                position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
+            tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
+                                  tok.vocab_id, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params))
+        for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
+            d = cache.fresh(unit / f"L{res.layer}H{res.head}")
+            res.save(d)
+            cache.mark_done(d)
+            results[(res.layer, res.head)] = res
+            report.rebuilt.append(f"{spec.name}/L{res.layer}H{res.head}")
+        log(f"[{spec.name}] heads: layer {layer} done")
+    cache.prune(spec.name, "heads", key)
+    ordered = [results[k] for k in sorted(results)]
+    return _align_sequence(ordered)
+
+
+def _align_sequence(results: list[HeadResult]) -> list[HeadResult]:
+    """Rotate/reflect each head's layouts onto the previous head's (Procrustes) so stepping heads does not flip."""
+    for prev, cur in zip(results, results[1:]):
+        for name, coords in cur.layouts.items():
+            cur.layouts[name] = align(coords, prev.layouts[name]).astype(np.float32)
+    return results
+
+
+__all__ = ["BuildReport", "build", "dataset_info"]

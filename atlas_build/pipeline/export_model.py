@@ -1,0 +1,81 @@
+"""Write one model's data directory from its capture and per-head results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..capture import CaptureResult, read_layer
+from ..datasets import dataset_info
+from ..export import head_table, points_table, tokens_table, write_attention, write_manifest, write_table
+from ..export.thumbnails import write_thumbnail
+from ..manifest import Manifest, ModelSpec
+from .heads import HeadResult
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    name: str
+    title: str
+    data_dir: Path
+    manifest: dict
+
+
+def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:
+    """(sentence_id, first token_id, length) in token order."""
+    tok = cap.tokens
+    starts = np.flatnonzero(tok.position == 0)
+    return [(int(tok.sentence_id[s]), int(tok.token_id[s]), int(tok.sentence_length[s])) for s in starts]
+
+
+def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, results: list[HeadResult],
+                 data_dir: Path) -> ExportedModel:
+    tok, facts = cap.tokens, cap.facts
+    write_table(data_dir / "tokens.arrow", tokens_table(tok.token_id, tok.sentence_id, tok.position,
+                                                        tok.sentence_length, tok.text, tok.special))
+    points = points_table(tok.token_id, tok.sentence_id, tok.position)
+    write_table(data_dir / "points.arrow", points)
+    point_id = points.column("point_id").to_numpy()
+    is_key = points.column("is_key").to_numpy().astype(bool)
+    blocks = _sentence_blocks(cap)
+    by_layer: dict[int, list[HeadResult]] = {}
+    for res in results:
+        by_layer.setdefault(res.layer, []).append(res)
+    heads_meta = []
+    size = manifest.export.thumbnail_size
+    for layer, layer_results in sorted(by_layer.items()):
+        lc = read_layer(cap.directory, layer)
+        attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
+        for res in layer_results:
+            stem = f"L{res.layer}H{res.head}"
+            table, ranges = head_table(point_id, res.layouts, res.norms)
+            write_table(data_dir / f"{stem}.arrow", table)
+            write_attention(data_dir / "attn" / f"{stem}.bin",
+                            [(sid, first, attn[sid][res.head]) for sid, first, _ in blocks])
+            thumbs = {}
+            for name, coords in sorted(res.layouts.items()):
+                if coords.shape[1] == 2:
+                    rel = f"thumbs/{stem}_{name}.png"
+                    write_thumbnail(data_dir / rel, coords, is_key, size)
+                    thumbs[name] = rel
+            heads_meta.append({
+                "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "file": f"{stem}.arrow",
+                "attn": f"attn/{stem}.bin", "thumbs": thumbs, "ranges": ranges, "norm": res.normalization,
+                "metrics": res.metrics, "label": res.label, "trust": res.trust,
+            })
+    data = manifest.dataset(spec.dataset)
+    info = dataset_info(data)
+    doc = {
+        "model": {**facts.to_json(), "name": spec.name, "title": spec.title or spec.name, "source": spec.source,
+                  "revision": spec.revision, "license": spec.license},
+        "dataset": {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
+                    "attribution": info.attribution, "num_sentences": len(blocks), "num_tokens": len(tok.token_id)},
+        "layouts": list(manifest.projections.layouts),
+        "points": {"file": "points.arrow", "count": int(len(point_id))},
+        "tokens": {"file": "tokens.arrow", "count": int(len(tok.token_id))},
+        "heads": heads_meta,
+    }
+    write_manifest(data_dir / "manifest.json", doc)
+    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc)

@@ -1,0 +1,112 @@
+"""Site stage: generate mkdocs-material pages from `site_templates/` and the exported data, build, publish atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import jinja2
+import yaml
+
+from ..errors import AtlasError
+from ..fsutil import write_bytes
+from ..manifest import Manifest
+from .pages import head_page, matrix_page
+
+if TYPE_CHECKING:
+    from ..pipeline.export_model import ExportedModel
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "site_templates"
+
+
+def templates_dir() -> Path:
+    if not (TEMPLATES / "mkdocs.base.yml").is_file():
+        raise AtlasError(f"site templates not found at {TEMPLATES}; install attention-atlas from a source checkout "
+                         "(pip install -e .)")
+    return TEMPLATES
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: Path) -> list:
+    """Write every page into `docs` (data directories are already there); returns the mkdocs nav."""
+    tpl = templates_dir()
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpl / "pages")), autoescape=False,
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    ctx_models = [{"name": m.name, "title": m.title, **m.manifest} for m in models]
+    _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models))
+    shutil.copyfile(tpl / "pages" / "about.md", docs / "about.md")
+    shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
+    nav_models = []
+    for m in models:
+        _write_text(docs / "models" / m.name / "index.md", matrix_page(m.name, m.title, m.manifest))
+        heads = m.manifest["heads"]
+        for i, h in enumerate(heads):
+            prev = heads[i - 1] if i > 0 else None
+            nxt = heads[i + 1] if i + 1 < len(heads) else None
+            page = head_page(m.name, m.title, m.manifest, h, prev, nxt, manifest.site.base_url)
+            _write_text(docs / "models" / m.name / f"L{h['layer']}" / f"H{h['head']}.md", page)
+        nav_models.append({m.title: f"models/{m.name}/index.md"})
+    return [{"Home": "index.md"}, {"Models": nav_models}, {"How to read": "about.md"}]
+
+
+def mkdocs_config(manifest: Manifest, nav: list, docs: Path, site_dir: Path) -> dict:
+    base = yaml.safe_load((templates_dir() / "mkdocs.base.yml").read_text())
+    base["theme"]["custom_dir"] = str(templates_dir() / base["theme"]["custom_dir"])
+    base.update({
+        "site_name": manifest.site.title,
+        "site_description": manifest.site.description,
+        "docs_dir": str(docs),
+        "site_dir": str(site_dir),
+        "nav": nav,
+    })
+    if manifest.site.base_url:
+        base["site_url"] = manifest.site.base_url
+    if manifest.site.repo_url:
+        base["repo_url"] = manifest.site.repo_url
+    return base
+
+
+@contextmanager
+def _reproducible() -> Iterator[None]:
+    """Fix the build date mkdocs writes into sitemaps so identical inputs give identical files."""
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+def build_site(manifest: Manifest, models: Sequence["ExportedModel"], staging: Path, site_dir: Path) -> None:
+    """Generate pages under `staging/docs`, run mkdocs into a sibling directory, then swap it into `site_dir`."""
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.config import load_config
+
+    docs = staging / "docs"
+    nav = generate_docs(manifest, models, docs)
+    new_site = site_dir.with_name(site_dir.name + ".new")
+    if new_site.exists():
+        shutil.rmtree(new_site)
+    cfg_path = staging / "mkdocs.yml"
+    _write_text(cfg_path, yaml.safe_dump(mkdocs_config(manifest, nav, docs, new_site), sort_keys=True))
+    logging.getLogger("mkdocs").setLevel(logging.WARNING)
+    with _reproducible():
+        config = load_config(str(cfg_path))
+        mkdocs_build(config)
+    old = site_dir.with_name(site_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if site_dir.exists():
+        os.replace(site_dir, old)
+    os.replace(new_site, site_dir)
+    shutil.rmtree(old, ignore_errors=True)

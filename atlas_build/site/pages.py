@@ -1,0 +1,93 @@
+"""Markdown for the generated pages. Every dataset-derived string goes through `html.escape`."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Mapping
+
+from ..fsutil import dumps_json
+
+HEAD_URL = "L{layer}/H{head}/"
+
+
+def _front_matter(meta: Mapping[str, object]) -> str:
+    # JSON is valid YAML: quoting stays correct whatever the strings contain.
+    return "---\n" + "\n".join(f"{k}: {dumps_json(v)}" for k, v in sorted(meta.items())) + "\n---\n\n"
+
+
+def _first_2d(manifest: Mapping) -> str | None:
+    return next((name for name in manifest["layouts"] if name.endswith("-2d")), None)
+
+
+def matrix_page(name: str, title: str, manifest: Mapping) -> str:
+    """All heads of a model: a static thumbnail grid (never blank) that the matrix view enhances."""
+    model = manifest["model"]
+    layout = _first_2d(manifest)
+    rows = []
+    by_layer: dict[int, list[Mapping]] = {}
+    for h in manifest["heads"]:
+        by_layer.setdefault(h["layer"], []).append(h)
+    for layer, heads in sorted(by_layer.items()):
+        cells = []
+        for h in heads:
+            label = escape(h["label"])
+            img = (f'<img src="../../data/{name}/{h["thumbs"][layout]}" alt="layer {layer} head {h["head"]}" '
+                   f'loading="lazy" width="96" height="96">' if layout and layout in h["thumbs"] else "")
+            cells.append(f'<a class="atlas-thumb" href="{HEAD_URL.format(**h)}" data-layer="{layer}" '
+                         f'data-head="{h["head"]}" title="L{layer} H{h["head"]}: {label}">{img}'
+                         f'<span class="atlas-thumb-label">H{h["head"]} · {label}</span></a>')
+        rows.append(f'<div class="atlas-matrix-row" data-layer="{layer}"><span class="atlas-matrix-layer">'
+                    f'L{layer}</span>{"".join(cells)}</div>')
+    facts = (f"{model['num_layers']} layers × {model['num_heads']} heads"
+             + (f" ({model['num_kv_heads']} key/value heads)" if model["num_kv_heads"] != model["num_heads"] else "")
+             + f", head dimension {model['head_dim']}, {'causal' if model['causal'] else 'bidirectional'}"
+             + f"; {manifest['dataset']['num_tokens']} tokens from {manifest['dataset']['num_sentences']} sentences.")
+    body = (f"# {escape(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
+            f'<div class="atlas-view" data-view="matrix" data-data="../../data/{name}/">\n'
+            f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
+    return _front_matter({"title": title, "description": f"Every attention head of {title}"}) + body
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
+
+
+def _table(rows: Mapping[str, object]) -> str:
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {escape(k.replace('_', ' '))} | {_fmt(v)} |" for k, v in sorted(rows.items())]
+    return "\n".join(lines) + "\n"
+
+
+def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mapping | None, nxt: Mapping | None,
+              base_url: str) -> str:
+    """One head: the interactive view plus its numbers as text (searchable: label, layer, head)."""
+    layer, head = h["layer"], h["head"]
+    layout = _first_2d(manifest)
+    thumb = f"../../../../data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
+    og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb
+    meta = {"title": f"{title} · layer {layer} · head {head}",
+            "description": f"{title} layer {layer} head {head}: {h['label']} head",
+            "og_image": og}
+    nav = []
+    if prev:
+        nav.append(f'<a class="atlas-prev" rel="prev" href="../../L{prev["layer"]}/H{prev["head"]}/">'
+                   f'← L{prev["layer"]} H{prev["head"]}</a>')
+    nav.append('<a class="atlas-up" href="../../">all heads</a>')
+    if nxt:
+        nav.append(f'<a class="atlas-next" rel="next" href="../../L{nxt["layer"]}/H{nxt["head"]}/">'
+                   f'L{nxt["layer"]} H{nxt["head"]} →</a>')
+    trust = {f"{layout_name} {k}": v for layout_name, t in h.get("trust", {}).items() for k, v in t.items()}
+    body = [
+        f"# Layer {layer} · Head {head} <small class=\"atlas-label\">{escape(h['label'])}</small>\n",
+        f'<nav class="atlas-headnav">{" ".join(nav)}</nav>\n',
+        f'<div class="atlas-view" data-view="head" data-data="../../../../data/{name}/" '
+        f'data-layer="{layer}" data-head="{head}">'
+        + (f'<img class="atlas-fallback" src="{thumb}" alt="layer {layer} head {head}" width="320">' if thumb else "")
+        + "</div>\n",
+        f"Model: [{escape(title)}](../index.md) · key/value head {h['kv_head']} · label **{escape(h['label'])}**\n",
+        "## Behaviour scores\n", _table(h["metrics"]),
+        "## Normalization\n", _table(h["norm"]),
+    ]
+    if trust:
+        body += ["## Trust\n", _table(trust)]
+    return _front_matter(meta) + "\n".join(body)

@@ -1,0 +1,91 @@
+"""The tiny manifest builds a whole site end to end, and the exported files read back with the right numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atlas_build import SCHEMA_VERSION
+from atlas_build.errors import SchemaVersionError
+from atlas_build.export import read_attention, read_head, read_manifest, read_table
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def data(tiny_build: Path) -> Path:
+    return tiny_build / "site" / "data" / "tiny-bert"
+
+
+def test_site_has_expected_pages_and_files(tiny_build: Path, data: Path) -> None:
+    site = tiny_build / "site"
+    manifest = read_manifest(data / "manifest.json")
+    model = manifest["model"]
+    assert (model["num_layers"], model["num_heads"], model["head_dim"]) == (2, 4, 8)
+    assert len(manifest["heads"]) == 8
+    for h in manifest["heads"]:
+        stem = f"L{h['layer']}H{h['head']}"
+        assert (data / f"{stem}.arrow").is_file() and (data / "attn" / f"{stem}.bin").is_file()
+        assert sorted(h["thumbs"]) == ["pca-2d", "tsne-2d"]
+        assert all((data / t).is_file() and (data / t).read_bytes()[:4] == b"\x89PNG" for t in h["thumbs"].values())
+        assert (site / "models" / "tiny-bert" / f"L{h['layer']}" / f"H{h['head']}" / "index.html").is_file()
+    assert (site / "index.html").is_file() and (site / "models" / "tiny-bert" / "index.html").is_file()
+    assert not list(tiny_build.glob("site.*")) and not (tiny_build / ".staging").exists()
+
+
+def test_tokens_points_and_coordinates_join_by_explicit_ids(data: Path) -> None:
+    manifest = read_manifest(data / "manifest.json")
+    tokens = read_table(data / "tokens.arrow")
+    points = read_table(data / "points.arrow")
+    n = tokens.num_rows
+    assert manifest["tokens"]["count"] == n and manifest["points"]["count"] == 2 * n == points.num_rows
+    text = tokens.column("text").to_pylist()
+    assert text[0] == "[CLS]" and tokens.column("special").to_pylist()[0] is True
+    assert "<" in text and "img" in text, "markup in the data is tokenised and stored verbatim"
+    tok_id = tokens.column("token_id").to_numpy()
+    assert np.array_equal(np.sort(tok_id), np.arange(n))
+    is_key = points.column("is_key").to_numpy()
+    assert is_key.sum() == n
+    assert np.array_equal(np.sort(points.column("token_id").to_numpy()[is_key == 0]), np.sort(tok_id))
+    head = read_head(data / "L0H0.arrow")
+    assert np.array_equal(np.sort(head.point_id), np.arange(2 * n))
+    ranges = manifest["heads"][0]["ranges"]
+    for layout, coords in head.layouts.items():
+        assert coords.shape == (2 * n, 2)
+        for dim, (lo, hi) in enumerate(ranges[layout]):
+            assert coords[:, dim].min() == pytest.approx(lo) and coords[:, dim].max() == pytest.approx(hi)
+
+
+def test_attention_rows_are_probabilities_per_sentence(data: Path) -> None:
+    tokens = read_table(data / "tokens.arrow")
+    lengths = {}
+    for sid, ln in zip(tokens.column("sentence_id").to_pylist(), tokens.column("sentence_length").to_pylist()):
+        lengths[sid] = ln
+    blocks = read_attention(data / "attn" / "L1H2.bin")
+    assert set(blocks) == set(lengths)
+    for sid, (first, w) in blocks.items():
+        assert w.shape == (lengths[sid], lengths[sid])
+        assert np.allclose(w.sum(axis=1), 1.0, atol=w.shape[0] / 255 / 2 + 1e-6)
+
+
+def test_schema_version_mismatch_is_refused(data: Path, tmp_path: Path) -> None:
+    doc = json.loads((data / "manifest.json").read_text())
+    assert doc["schema_version"] == SCHEMA_VERSION
+    doc["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(SchemaVersionError, match="schema version 2"):
+        read_manifest(tmp_path / "manifest.json")
+
+
+def test_head_pages_stay_out_of_nav_and_escape_tokens(tiny_build: Path) -> None:
+    site = tiny_build / "site"
+    home = (site / "index.html").read_text()
+    assert "models/tiny-bert/" in home and "/L0/H0/" not in home
+    search = json.loads((site / "search" / "search_index.json").read_text())
+    locations = {d["location"] for d in search["docs"]}
+    assert "models/tiny-bert/L0/H1/" in locations, "head pages are searchable although not in the nav"
+    for page in site.rglob("*.html"):
+        assert HOSTILE not in page.read_text(), f"unescaped hostile token in {page}"
