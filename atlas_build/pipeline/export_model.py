@@ -11,6 +11,7 @@ from ..capture import CaptureResult, read_layer
 from ..datasets import dataset_info
 from ..export import head_table, points_table, tokens_table, write_attention, write_manifest, write_table
 from ..export.thumbnails import write_thumbnail
+from ..export.tiles import write_tiles, zoom_levels
 from ..manifest import Manifest, ModelSpec
 from .heads import HeadResult
 
@@ -54,15 +55,19 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             write_table(data_dir / f"{stem}.arrow", table)
             write_attention(data_dir / "attn" / f"{stem}.bin",
                             [(sid, first, attn[sid][res.head]) for sid, first, _ in blocks])
-            thumbs = {}
+            thumbs, tiles = {}, {}
             for name, coords in sorted(res.layouts.items()):
                 if coords.shape[1] == 2:
                     rel = f"thumbs/{stem}_{name}.png"
                     write_thumbnail(data_dir / rel, coords, is_key, size)
                     thumbs[name] = rel
+                    if len(point_id) > manifest.export.tile_threshold:
+                        rel = f"tiles/{stem}_{name}"
+                        meta = write_tiles(data_dir / rel, coords, is_key, zoom_levels(len(point_id)))
+                        tiles[name] = {"dir": rel, **meta}
             heads_meta.append({
                 "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "file": f"{stem}.arrow",
-                "attn": f"attn/{stem}.bin", "thumbs": thumbs, "ranges": ranges, "norm": res.normalization,
+                "attn": f"attn/{stem}.bin", "thumbs": thumbs, "tiles": tiles, "ranges": ranges, "norm": res.normalization,
                 "metrics": res.metrics, "label": res.label, "trust": res.trust,
             })
     data = manifest.dataset(spec.dataset)
