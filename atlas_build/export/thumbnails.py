@@ -1,4 +1,9 @@
-"""Datashader thumbnails: one small PNG per head and 2D layout, queries and keys in their own colours."""
+"""Datashader thumbnails: one small PNG per head and 2D layout, queries and keys in their own colours.
+
+Datashader aggregates the points per pixel and per kind; the shading (colour mix by count, log-scaled alpha over
+white, and a one-pixel spread for sparse heads) is done here in numpy, which avoids datashader's shading
+kernels whose JIT compilation costs ~20 s on every fresh process.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,68 @@ from ..fsutil import write_bytes
 
 QUERY_COLOUR = "#1b9e77"
 KEY_COLOUR = "#e7298a"
+MIN_ALPHA = 110
+SPREAD_BELOW = 0.12
+
+
+def _rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], np.float64)
+
+
+def aggregate(coords: np.ndarray, is_key: np.ndarray, size: int, extent: tuple[float, float, float, float]
+              ) -> np.ndarray:
+    """Counts per pixel and kind: [size, size, 2] (query, key), row 0 at the top (largest y)."""
+    import datashader as ds
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": coords[:, 0].astype(np.float64), "y": coords[:, 1].astype(np.float64),
+                          "kind": pd.Categorical(np.where(is_key, "key", "query"), categories=["query", "key"])})
+    canvas = ds.Canvas(plot_width=size, plot_height=size, x_range=extent[:2], y_range=extent[2:])
+    agg = canvas.points(frame, "x", "y", ds.by("kind", ds.count()))
+    return np.asarray(agg.transpose("y", "x", "kind").values, np.float64)[::-1]
+
+
+def _spread(counts: np.ndarray) -> np.ndarray:
+    """Dilate by one pixel (3×3 max) so isolated points stay visible."""
+    padded = np.pad(counts, ((1, 1), (1, 1), (0, 0)))
+    h, w = counts.shape[:2]
+    return np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+
+
+def shade(counts: np.ndarray, background: bool = True) -> np.ndarray:
+    """RGBA uint8 image from per-kind counts: colours mixed by count, alpha grows with log density."""
+    if (counts.sum(-1) > 0).mean() < SPREAD_BELOW:
+        counts = _spread(counts)
+    total = counts.sum(-1)
+    colours = np.stack([_rgb(QUERY_COLOUR), _rgb(KEY_COLOUR)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mix = np.nan_to_num((counts @ colours) / total[..., None])
+        peak = np.log1p(total.max()) or 1.0
+        alpha = np.where(total > 0, MIN_ALPHA + (255 - MIN_ALPHA) * np.log1p(total) / peak, 0.0) / 255
+    if background:
+        rgb = mix * alpha[..., None] + 255 * (1 - alpha[..., None])
+        return np.dstack([rgb, np.full(total.shape, 255.0)]).round().astype(np.uint8)
+    return np.dstack([mix, alpha * 255]).round().astype(np.uint8)
+
+
+def padded_extent(coords: np.ndarray, pad: float = 0.04) -> tuple[float, float, float, float]:
+    x, y = coords[:, 0], coords[:, 1]
+    px = float(x.max() - x.min()) * pad or 1.0
+    py = float(y.max() - y.min()) * pad or 1.0
+    return float(x.min()) - px, float(x.max()) + px, float(y.min()) - py, float(y.max()) + py
+
+
+def png_bytes(rgba: np.ndarray, mode: str = "RGB") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").convert(mode).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 def thumbnail_png(coords: np.ndarray, is_key: np.ndarray, size: int) -> bytes:
-    """Render [n, 2] coordinates to a `size`×`size` PNG on white (categorical shade + dynspread)."""
-    import datashader as ds
-    import datashader.transfer_functions as tf
-    import pandas as pd
-
-    x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
-    pad_x = (x.max() - x.min()) * 0.04 or 1.0
-    pad_y = (y.max() - y.min()) * 0.04 or 1.0
-    frame = pd.DataFrame({"x": x, "y": y,
-                          "kind": pd.Categorical(np.where(is_key, "key", "query"), categories=["query", "key"])})
-    canvas = ds.Canvas(plot_width=size, plot_height=size,
-                       x_range=(x.min() - pad_x, x.max() + pad_x), y_range=(y.min() - pad_y, y.max() + pad_y))
-    agg = canvas.points(frame, "x", "y", ds.by("kind", ds.count()))
-    img = tf.shade(agg, color_key={"query": QUERY_COLOUR, "key": KEY_COLOUR}, min_alpha=110)
-    img = tf.set_background(tf.dynspread(img, threshold=0.5, max_px=2), "white")
-    pil = img.to_pil().convert("RGB")
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    """Render [n, 2] coordinates to a `size`×`size` PNG on white."""
+    return png_bytes(shade(aggregate(coords, is_key, size, padded_extent(coords))))
 
 
 def write_thumbnail(path: Path, coords: np.ndarray, is_key: np.ndarray, size: int) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..fsutil import write_bytes
-from .thumbnails import KEY_COLOUR, QUERY_COLOUR
+from .thumbnails import aggregate, png_bytes, shade
 
 TILE = 256
 
@@ -20,32 +19,19 @@ def zoom_levels(n_points: int, max_zoom: int = 4) -> int:
 
 
 def write_tiles(directory: Path, coords: np.ndarray, is_key: np.ndarray, levels: int) -> dict:
-    """Render the [n, 2] layout at zoom 0..levels-1; tile (z, x, y) covers 1/2^z of each axis, y down.
+    """Render the [n, 2] layout at zoom 0..levels-1; tile (z, x, y) covers 1/2^z of each axis, y from the top.
 
-    Returns the pyramid's metadata: levels, tile size and the data extent the tiles cover (square, padded)."""
-    import datashader as ds
-    import datashader.transfer_functions as tf
-    import pandas as pd
-
+    Tiles are transparent where empty; all-empty tiles are not written. Returns the pyramid's metadata: levels,
+    tile size and the (square, padded) data extent the tiles cover."""
     x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
     cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
     half = max(x.max() - x.min(), y.max() - y.min(), 1e-9) * 0.52
-    extent = [cx - half, cx + half, cy - half, cy + half]
-    frame = pd.DataFrame({"x": x, "y": y,
-                          "kind": pd.Categorical(np.where(is_key, "key", "query"), categories=["query", "key"])})
+    extent = (cx - half, cx + half, cy - half, cy + half)
     for z in range(levels):
-        size = TILE * 2**z
-        canvas = ds.Canvas(plot_width=size, plot_height=size, x_range=tuple(extent[:2]), y_range=tuple(extent[2:]))
-        agg = canvas.points(frame, "x", "y", ds.by("kind", ds.count()))
-        img = tf.dynspread(tf.shade(agg, color_key={"query": QUERY_COLOUR, "key": KEY_COLOUR}, min_alpha=110),
-                           threshold=0.5, max_px=2)
-        pil = img.to_pil()
+        image = shade(aggregate(coords, is_key, TILE * 2**z, extent), background=False)
         for tx in range(2**z):
             for ty in range(2**z):
-                tile = pil.crop((tx * TILE, ty * TILE, (tx + 1) * TILE, (ty + 1) * TILE))
-                if tile.getbbox() is None:
-                    continue
-                buf = io.BytesIO()
-                tile.save(buf, format="PNG", optimize=True)
-                write_bytes(directory / str(z) / str(tx) / f"{ty}.png", buf.getvalue())
+                tile = image[ty * TILE:(ty + 1) * TILE, tx * TILE:(tx + 1) * TILE]
+                if tile[..., 3].any():
+                    write_bytes(directory / str(z) / str(tx) / f"{ty}.png", png_bytes(tile, "RGBA"))
     return {"levels": levels, "tile_size": TILE, "extent": [float(v) for v in extent]}
