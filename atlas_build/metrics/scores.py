@@ -1,0 +1,167 @@
+"""Per-head behaviour scores computed from attention matrices, query/key geometry and weights.
+
+Every score is a plain float; a score that cannot be computed (e.g. ``same_token`` without token ids) is *omitted*
+from the returned dict rather than set to NaN. All averages are over query rows, each row weighing 1, pooled over
+sentences; they do not depend on the order of sentences or tokens.
+
+| score | range | meaning |
+|---|---|---|
+| ``first_token`` | [0, 1] | mean attention to position 0 (rows at position ≥ 2, where first ≠ previous) |
+| ``previous_token`` | [0, 1] | mean attention to position i − 1 (rows at position ≥ 2) |
+| ``self`` | [0, 1] | mean attention to position i (rows at position ≥ 1) |
+| ``same_token`` | [0, 1] | mean attention to *other* allowed positions with the same vocabulary id (rows having one) |
+| ``mean_distance`` | [0, n) | mean Σ_j A_ij·|i − j|, in tokens (rows at position ≥ 1) |
+| ``locality`` | [−1, 1] | 1 − mean_distance / mean distance of uniform attention over the same allowed keys |
+| ``entropy`` | [0, 1] | mean row entropy / log(number of allowed keys) (rows with ≥ 2 allowed keys) |
+| ``position_concentration`` | [−1, 1] | how much more similar (cosine, centred) same-position tokens are than random |
+| ``token_concentration`` | [−1, 1] | the same for tokens with the same vocabulary id ("search hits") |
+| ``positional_vs_semantic`` | [−1, 1] | (pos − tok)/(|pos| + |tok|): +1 positional, −1 semantic |
+| ``wq_wk_correlation`` | [−1, 1] | Pearson correlation of the flattened W_Q and W_K of the head |
+| ``value_norm`` | [0, ∞) | mean ‖v‖ of the value vectors |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..normalize import HeadSample
+
+__all__ = ["head_scores", "attention_scores", "concentration", "SCORE_NAMES"]
+
+SCORE_NAMES = ("first_token", "previous_token", "self", "same_token", "mean_distance", "locality", "entropy",
+               "position_concentration", "token_concentration", "positional_vs_semantic", "wq_wk_correlation",
+               "value_norm")
+
+
+def _vocab_by_sentence(sample: HeadSample, tokens_vocab: np.ndarray) -> dict[int, dict[int, int]]:
+    out: dict[int, dict[int, int]] = {}
+    for s, p, v in zip(np.asarray(sample.sentence_id).tolist(), np.asarray(sample.position).tolist(),
+                       np.asarray(tokens_vocab).tolist()):
+        out.setdefault(int(s), {})[int(p)] = int(v)
+    return out
+
+
+def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
+                     vocab: Mapping[int, Mapping[int, int]] | None = None) -> dict[str, float]:
+    """Attention-pattern scores (first/previous/self/same token, distance, locality, entropy).
+
+    ``vocab`` maps sentence id → {position → vocabulary id}; without it ``same_token`` is omitted.
+    Rows that are all zero or non-finite (padding) are ignored; other rows are rescaled to sum to 1.
+    """
+    acc = {name: [0.0, 0] for name in ("first_token", "previous_token", "self", "same_token", "mean_distance",
+                                         "uniform_distance", "entropy")}
+
+    def add(name: str, values: np.ndarray) -> None:
+        acc[name][0] += float(values.sum())
+        acc[name][1] += int(values.size)
+
+    for sid in sorted(attention):
+        a = np.asarray(attention[sid], np.float64)
+        n = a.shape[0]
+        if a.ndim != 2 or a.shape[1] != n:
+            raise ValueError(f"attention for sentence {sid} must be square, got {a.shape}")
+        if n < 2:
+            continue
+        i = np.arange(n)
+        rsum = a.sum(axis=1)
+        valid = np.isfinite(a).all(axis=1) & (rsum > 0)
+        allowed = (i[None, :] <= i[:, None]) if causal else np.ones((n, n), bool)
+        n_allowed = allowed.sum(axis=1)
+        a = np.where(valid[:, None], np.nan_to_num(a) / np.where(valid, rsum, 1.0)[:, None], 0.0)  # rows sum to 1
+        r1 = valid & (i >= 1)
+        r2 = valid & (i >= 2)
+        add("first_token", a[r2, 0])
+        add("previous_token", a[i[r2], i[r2] - 1])
+        add("self", a[i[r1], i[r1]])
+        dist = np.abs(i[:, None] - i[None, :]).astype(np.float64)
+        add("mean_distance", (a * dist).sum(axis=1)[r1])
+        add("uniform_distance", ((dist * allowed).sum(axis=1) / n_allowed)[r1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+        re = valid & (n_allowed >= 2)
+        add("entropy", np.clip(-plogp.sum(axis=1)[re] / np.log(n_allowed[re]), 0.0, 1.0))
+        if vocab is not None and sid in vocab:
+            vmap = vocab[sid]
+            v = np.array([vmap.get(p, -1 - p) for p in range(n)])  # unknown positions never match
+            same = (v[:, None] == v[None, :]) & allowed & ~np.eye(n, dtype=bool)
+            rs = r1 & same.any(axis=1)
+            add("same_token", (a * same).sum(axis=1)[rs])
+
+    out = {name: s / c for name, (s, c) in acc.items() if c > 0}
+    if "mean_distance" in out and out.get("uniform_distance", 0) > 0:
+        out["locality"] = float(np.clip(1.0 - out["mean_distance"] / out["uniform_distance"], -1.0, 1.0))
+    out.pop("uniform_distance", None)
+    if vocab is None:
+        out.pop("same_token", None)
+    return {k: float(v) for k, v in out.items()}
+
+
+def concentration(x: np.ndarray, groups: np.ndarray) -> float | None:
+    """Mean cosine similarity of centred vectors within groups minus that over all pairs, in [−1, 1].
+
+    Only groups with ≥ 2 members count; None when there is no such group. O(N·d).
+    """
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=0)
+    nrm = np.linalg.norm(x, axis=1)
+    keep = nrm > 1e-12 * max(float(nrm.max(initial=0.0)), 1e-300)
+    u, g = x[keep] / nrm[keep, None], np.asarray(groups)[keep]
+    n = len(u)
+    if n < 2:
+        return None
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    if counts.max() < 2:
+        return None
+    sums = np.zeros((len(counts), u.shape[1]))
+    np.add.at(sums, inv.ravel(), u)
+    multi = counts >= 2
+    sq, cm = np.einsum("gd,gd->g", sums, sums)[multi], counts[multi]
+    within = (sq - cm).sum() / (cm * (cm - 1)).sum()  # mean cosine over ordered same-group pairs a ≠ b
+    total = u.sum(axis=0)
+    baseline = (float(np.dot(total, total)) - n) / (n * (n - 1))
+    return float(np.clip(within - baseline, -1.0, 1.0))
+
+
+def _geometry_scores(sample: HeadSample, tokens_vocab: np.ndarray | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    pos = np.asarray(sample.position)
+    for name, groups in (("position_concentration", pos),
+                         ("token_concentration", None if tokens_vocab is None else np.asarray(tokens_vocab))):
+        if groups is None:
+            continue
+        vals = [c for c in (concentration(sample.q, groups), concentration(sample.k, groups)) if c is not None]
+        if vals:
+            out[name] = float(np.mean(vals))
+    if "position_concentration" in out and "token_concentration" in out:
+        p, t = out["position_concentration"], out["token_concentration"]
+        out["positional_vs_semantic"] = float((p - t) / (abs(p) + abs(t))) if abs(p) + abs(t) > 1e-12 else 0.0
+    return out
+
+
+def _weight_corr(w_q: np.ndarray, w_k: np.ndarray) -> float:
+    a, b = np.asarray(w_q, np.float64).ravel(), np.asarray(w_k, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"W_Q and W_K must have the same shape, got {np.shape(w_q)} and {np.shape(w_k)}")
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt(np.einsum("i,i->", a, a) * np.einsum("i,i->", b, b)))
+    return float(np.clip(np.einsum("i,i->", a, b) / den, -1, 1)) if den > 0 else 0.0
+
+
+def head_scores(sample: HeadSample, attention: Mapping[int, np.ndarray], *, v_norms: np.ndarray | None = None,
+                tokens_vocab: np.ndarray | None = None, w_q: np.ndarray | None = None,
+                w_k: np.ndarray | None = None) -> dict[str, float]:
+    """All behaviour scores of one head (see the module docstring for names and ranges).
+
+    ``attention`` maps sentence id → that sentence's [n, n] probability matrix (rows = queries, index = position);
+    ``tokens_vocab`` is the [N] vocabulary id of each sample token; ``w_q``/``w_k`` the head's projection weights.
+    """
+    vocab = None if tokens_vocab is None else _vocab_by_sentence(sample, tokens_vocab)
+    out = attention_scores(attention, sample.causal, vocab)
+    out.update(_geometry_scores(sample, tokens_vocab))
+    if w_q is not None and w_k is not None:
+        out["wq_wk_correlation"] = _weight_corr(w_q, w_k)
+    if v_norms is not None and np.size(v_norms):
+        out["value_norm"] = float(np.mean(np.asarray(v_norms, np.float64)))
+    return {k: out[k] for k in SCORE_NAMES if k in out}

@@ -1,0 +1,286 @@
+"""Numerical tests of per-head scores, labels, trust measures and head similarity (atlas_build.metrics)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atlas_build.metrics import (
+    LABEL_RULES, LABELS, SCORE_NAMES, concentration, head_scores, head_similarity, label_head, similarity_matrix,
+    trust_scores,
+)
+from atlas_build.normalize import HeadSample, normalize
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reference" / "head-labels.md"
+
+
+def _sample(lengths, d=8, seed=0, causal=True, vocab_size=50):
+    rng = np.random.default_rng(seed)
+    sid = np.repeat(np.arange(len(lengths)), lengths)
+    pos = np.concatenate([np.arange(n) for n in lengths])
+    n = len(sid)
+    vocab = rng.integers(0, vocab_size, size=n)
+    return HeadSample(rng.normal(size=(n, d)), rng.normal(size=(n, d)), sid, pos, causal, d**-0.5), vocab
+
+
+def _pattern(kind: str, n: int, causal: bool, strength: float = 0.9) -> np.ndarray:
+    """Rows = queries. The target gets `strength`; the rest is spread uniformly over the other allowed keys."""
+    i = np.arange(n)
+    allowed = (i[None, :] <= i[:, None]) if causal else np.ones((n, n), bool)
+    a = allowed / allowed.sum(axis=1, keepdims=True)
+    if kind == "uniform":
+        return a
+    target = {"previous": np.maximum(i - 1, 0), "self": i, "sink": np.zeros(n, int)}[kind]
+    out = np.zeros((n, n))
+    for r in range(n):
+        others = allowed[r].copy()
+        others[target[r]] = False
+        if others.any():
+            out[r, others] = (1 - strength) / others.sum()
+            out[r, target[r]] = strength
+        else:
+            out[r, target[r]] = 1.0
+    return out
+
+
+LENGTHS = [12, 7, 20, 15, 9]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("kind,label", [("previous", "previous-token"), ("self", "self"),
+                                        ("sink", "first-token sink"), ("uniform", "broad")])
+def test_synthetic_heads_get_their_label(kind, label, causal):
+    sample, vocab = _sample(LENGTHS, causal=causal)
+    attn = {s: _pattern(kind, n, causal) for s, n in enumerate(LENGTHS)}
+    scores = head_scores(sample, attn, tokens_vocab=vocab, v_norms=np.ones(len(vocab)))
+    assert label_head(scores) == label
+    key = {"previous": "previous_token", "self": "self", "sink": "first_token"}.get(kind)
+    if key:
+        assert scores[key] == pytest.approx(0.9, abs=1e-12)
+    else:
+        assert scores["entropy"] == pytest.approx(1.0, abs=1e-12)
+        assert scores["locality"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_exact_values_for_uniform_causal_head():
+    lengths = [5, 3]
+    sample, vocab = _sample(lengths)
+    s = head_scores(sample, {k: _pattern("uniform", n, True) for k, n in enumerate(lengths)},
+                    v_norms=np.arange(8.0))
+    rows = [i for n in lengths for i in range(1, n)]            # rows ≥ 1
+    assert s["mean_distance"] == pytest.approx(np.mean([i / 2 for i in rows]))
+    assert s["self"] == pytest.approx(np.mean([1 / (i + 1) for i in rows]))
+    rows2 = [i for n in lengths for i in range(2, n)]           # rows ≥ 2
+    assert s["first_token"] == pytest.approx(np.mean([1 / (i + 1) for i in rows2]))
+    assert s["previous_token"] == pytest.approx(s["first_token"])
+    assert s["value_norm"] == pytest.approx(3.5)
+    assert "same_token" not in s and "wq_wk_correlation" not in s   # not computable without inputs
+    assert all(type(v) is float for v in s.values())
+
+
+def test_same_token_head():
+    rng = np.random.default_rng(5)
+    lengths = [30, 30, 30]
+    sample, _ = _sample(lengths)
+    vocab = rng.integers(0, 6, size=sum(lengths))              # many repeats
+    attn, start = {}, 0
+    for s, n in enumerate(lengths):
+        v = vocab[start:start + n]
+        start += n
+        i = np.arange(n)
+        same = (v[:, None] == v[None, :]) & (i[None, :] < i[:, None])
+        a = np.where(same, 1.0, 0.0)
+        a[~same.any(axis=1), :] = 0
+        a[~same.any(axis=1), i[~same.any(axis=1)]] = 1.0      # no earlier occurrence: attend to self
+        attn[s] = a / a.sum(axis=1, keepdims=True)
+    scores = head_scores(sample, attn, tokens_vocab=vocab)
+    assert scores["same_token"] == pytest.approx(1.0)
+    assert label_head(scores) == "same-token"
+
+
+def test_local_window_head_is_positional():
+    lengths = [40, 40]
+    sample, vocab = _sample(lengths)
+    attn = {}
+    for s, n in enumerate(lengths):
+        i = np.arange(n)
+        win = (i[None, :] <= i[:, None]) & (i[None, :] >= i[:, None] - 3)
+        attn[s] = win / win.sum(axis=1, keepdims=True)
+    scores = head_scores(sample, attn, tokens_vocab=vocab)
+    assert scores["locality"] > 0.8 and scores["previous_token"] < 0.5 and scores["self"] < 0.5
+    assert label_head(scores) == "positional"
+
+
+def _semantic_or_positional_sample(by: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    lengths = [25] * 12
+    sid = np.repeat(np.arange(12), 25)
+    pos = np.tile(np.arange(25), 12)
+    vocab = rng.integers(0, 10, size=len(sid))
+    d = 16
+    proto_tok, proto_pos = rng.normal(size=(10, d)), rng.normal(size=(25, d))
+    base = proto_tok[vocab] if by == "token" else proto_pos[pos]
+    q = base + 0.3 * rng.normal(size=base.shape)
+    k = base + 0.3 * rng.normal(size=base.shape)
+    return HeadSample(q, k, sid, pos, True, d**-0.5), vocab, lengths
+
+
+@pytest.mark.parametrize("by,label,sign", [("token", "semantic", -1), ("position", "positional", 1)])
+def test_geometry_decides_semantic_vs_positional(by, label, sign):
+    sample, vocab, lengths = _semantic_or_positional_sample(by)
+    rng = np.random.default_rng(1)
+    attn = {}
+    for s, n in enumerate(lengths):  # peaked but not on first/previous/self: entropy well below "broad"
+        logits = 4 * rng.normal(size=(n, n))
+        logits[np.triu_indices(n, 1)] = -np.inf
+        a = np.exp(logits - logits.max(axis=1, keepdims=True))
+        attn[s] = a / a.sum(axis=1, keepdims=True)
+    scores = head_scores(sample, attn, tokens_vocab=vocab)
+    assert sign * scores["positional_vs_semantic"] > 0.5
+    assert scores["entropy"] < 0.85 and scores["locality"] < 0.6
+    assert label_head(scores) == label
+
+
+def test_concentration_values():
+    x = np.repeat(np.eye(4), 5, axis=0)                   # 4 tight groups of 5 orthogonal directions
+    g = np.repeat(np.arange(4), 5)
+    assert concentration(x, g) > 0.9
+    assert concentration(x, np.arange(20)) is None        # no group with 2 members
+    rng = np.random.default_rng(0)
+    assert abs(concentration(rng.normal(size=(2000, 8)), rng.integers(0, 5, 2000))) < 0.02
+
+
+def test_weight_correlation_and_ranges():
+    sample, vocab = _sample(LENGTHS)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(32, 8))
+    attn = {s: _pattern("previous", n, True) for s, n in enumerate(LENGTHS)}
+    s1 = head_scores(sample, attn, tokens_vocab=vocab, w_q=w, w_k=2 * w + 1)
+    assert s1["wq_wk_correlation"] == pytest.approx(1.0)
+    s2 = head_scores(sample, attn, tokens_vocab=vocab, w_q=w, w_k=rng.normal(size=(32, 8)))
+    assert abs(s2["wq_wk_correlation"]) < 0.2
+    for name in ("first_token", "previous_token", "self", "same_token", "entropy"):
+        assert 0 <= s1[name] <= 1
+    for name in ("locality", "position_concentration", "token_concentration", "positional_vs_semantic"):
+        assert -1 <= s1[name] <= 1
+    assert list(s1) == [n for n in SCORE_NAMES if n in s1]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_scores_stable_under_sentence_reordering(causal):
+    rng = np.random.default_rng(7)
+    lengths = [9, 14, 5, 11, 20, 3]
+    sample, vocab = _sample(lengths, causal=causal, vocab_size=8)
+    attn = {}
+    for s, n in enumerate(lengths):
+        a = rng.random((n, n)) ** 4
+        if causal:
+            a = np.tril(a)
+        attn[s] = a / a.sum(axis=1, keepdims=True)
+    vn = rng.random(len(vocab))
+    ref = head_scores(sample, attn, tokens_vocab=vocab, v_norms=vn)
+    # new sentence ids, sentences and tokens in a different order
+    new_id = {s: int(v) for s, v in zip(range(len(lengths)), rng.permutation(len(lengths)) * 3 + 100)}
+    perm = rng.permutation(len(vocab))
+    s2 = HeadSample(sample.q[perm], sample.k[perm], np.array([new_id[s] for s in sample.sentence_id[perm]]),
+                    sample.position[perm], causal, sample.scaling)
+    attn2 = {new_id[s]: attn[s] for s in reversed(list(attn))}
+    got = head_scores(s2, attn2, tokens_vocab=vocab[perm], v_norms=vn[perm])
+    assert got.keys() == ref.keys()
+    for key in ref:
+        assert got[key] == pytest.approx(ref[key], abs=1e-9, rel=0), key
+
+
+def test_padding_rows_are_ignored():
+    sample, vocab = _sample([6])
+    a = _pattern("previous", 6, True)
+    padded = np.zeros((8, 8))
+    padded[:6, :6] = a
+    s_ref = head_scores(sample, {0: a})
+    s_pad = head_scores(sample, {0: padded[:6, :6]})
+    assert s_ref == s_pad
+
+
+def test_label_rules_edge_cases():
+    assert label_head({}) == "mixed"
+    assert label_head({"first_token": float("nan"), "entropy": 0.2}) == "mixed"
+    assert label_head({"first_token": 0.6, "previous_token": 0.7}) == "first-token sink"  # rule order
+    assert set(LABELS) >= {"previous-token", "first-token sink", "self", "positional", "semantic", "broad"}
+
+
+def test_doc_table_matches_label_rules():
+    text = DOC.read_text(encoding="utf-8")
+    rows = [r for r in text.splitlines() if r.startswith("| ") and re.match(r"\| \d+ \|", r)]
+    assert len(rows) == len(LABEL_RULES) + 1, "one doc row per rule plus the fallback"
+    for row, rule in zip(rows, LABEL_RULES):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"`{rule.label}`"
+        for cond in rule.any_of:
+            assert f"`{cond.score}` {cond.op.replace('>=', '≥').replace('<=', '≤')} {cond.threshold:g}" in cells[2]
+    assert "`mixed`" in rows[-1]
+
+
+def _circle_head(n_sent=20, length=15, seed=0):
+    """Unit vectors in a random 2-D plane of R^16: the plane coordinates are a perfect layout."""
+    rng = np.random.default_rng(seed)
+    n = n_sent * length
+    basis = np.linalg.qr(rng.normal(size=(16, 2)))[0].T          # [2, 16] orthonormal rows
+    ang_q, ang_k = rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2 * np.pi, n)
+    pq = np.stack([np.cos(ang_q), np.sin(ang_q)], 1)
+    pk = np.stack([np.cos(ang_k), np.sin(ang_k)], 1)
+    sample = HeadSample(pq @ basis, pk @ basis, np.repeat(np.arange(n_sent), length),
+                        np.tile(np.arange(length), n_sent), True, 0.25)
+    return sample, np.concatenate([pq, pk])
+
+
+def test_trust_perfect_layout_beats_random():
+    sample, perfect = _circle_head()
+    good = trust_scores(sample, sample.q, sample.k, perfect)
+    bad = trust_scores(sample, sample.q, sample.k, np.random.default_rng(1).normal(size=perfect.shape))
+    assert good["spearman_layout_dot"] == pytest.approx(-1.0)
+    assert abs(bad["spearman_layout_dot"]) < 0.15
+    assert good["trustworthiness"] > 0.99 and good["trustworthiness"] > bad["trustworthiness"] + 0.3
+
+
+def test_trust_pca_of_low_rank_normalized_head():
+    rng = np.random.default_rng(2)
+    n, d = 400, 32
+    z_q, z_k = rng.normal(size=(n, 3)), rng.normal(size=(n, 3)) + 0.5
+    mix = rng.normal(size=(3, d))
+    sample = HeadSample(z_q @ mix, z_k @ mix, np.repeat(np.arange(20), 20), np.tile(np.arange(20), 20), True, d**-0.5)
+    qn, kn, _ = normalize(sample, metric="euclidean")
+    x = np.concatenate([qn, kn])
+    xc = x - x.mean(0)
+    pca = xc @ np.linalg.svd(xc, full_matrices=False)[2][:3].T   # rank 3 → 3-D PCA is exact
+    good = trust_scores(sample, qn, kn, pca, metric="euclidean", sample_size=500)
+    bad = trust_scores(sample, qn, kn, rng.normal(size=pca.shape), metric="euclidean", sample_size=500)
+    assert good["trustworthiness"] == pytest.approx(1.0, abs=1e-9)
+    assert good["trustworthiness"] > bad["trustworthiness"] + 0.3
+    assert good["spearman_layout_dot"] < bad["spearman_layout_dot"] - 0.2
+
+
+def test_trust_is_seeded_and_validates_shape():
+    sample, perfect = _circle_head()
+    noisy = perfect + np.random.default_rng(3).normal(scale=0.3, size=perfect.shape)
+    a = trust_scores(sample, sample.q, sample.k, noisy, sample_size=100, seed=4)
+    assert a == trust_scores(sample, sample.q, sample.k, noisy, sample_size=100, seed=4)
+    with pytest.raises(ValueError):
+        trust_scores(sample, sample.q, sample.k, perfect[:-1])
+
+
+def test_head_similarity():
+    lengths = [10, 14, 8]
+    prev = {s: _pattern("previous", n, True) for s, n in enumerate(lengths)}
+    prev2 = {s: _pattern("previous", n, True, strength=0.7) for s, n in reversed(list(enumerate(lengths)))}
+    sink = {s: _pattern("sink", n, True) for s, n in enumerate(lengths)}
+    assert head_similarity(prev, prev) == pytest.approx(1.0)
+    assert head_similarity(prev, prev2) > 0.95
+    assert head_similarity(prev, sink) < 0.3
+    assert head_similarity(prev, {99: prev[0]}) != head_similarity(prev, {99: prev[0]})  # nothing shared → NaN
+    m = similarity_matrix([prev, prev2, sink])
+    assert m.shape == (3, 3) and np.allclose(np.diag(m), 1)
+    assert m[0, 2] == pytest.approx(head_similarity(prev, sink))
+    assert np.allclose(m, m.T)
