@@ -54,6 +54,10 @@ class DatasetSpec:
     seed: int = 0
     license: str = ""
     attribution: str = ""
+    kind: str = "text"
+    images: tuple[str, ...] = ()
+    image_size: int = 224
+    max_images: int = 64
 
 
 @dataclass(frozen=True)
@@ -223,8 +227,17 @@ def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
         "max_tokens": i(1, MAX_TOKEN_BUDGET), "max_sentences": i(1, 10_000_000),
         "min_words": i(1, 10_000), "max_words": i(1, 10_000), "seed": i(0, 2**32 - 1),
         "license": s(), "attribution": s(),
+        "kind": s(choices=("text", "images")),
+        "images": lambda k, v: _sentences(ctx, k, v),
+        "image_size": i(16, 4096), "max_images": i(1, 100_000),
     }
     d = DatasetSpec(**_fields(ctx, key, raw, spec, required=("name", "source")))
+    if d.kind == "images":
+        if d.sentences:
+            raise ctx.fail(f"{key}.sentences", "an image dataset lists no sentences")
+        return d
+    if d.images:
+        raise ctx.fail(f"{key}.images", "only an image dataset (kind = \"images\") lists images")
     if d.source == "inline" and not d.sentences:
         raise ctx.fail(f"{key}.sentences", "an inline dataset needs a non-empty list of sentences")
     if d.source != "inline" and d.sentences:
