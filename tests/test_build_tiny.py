@@ -89,3 +89,22 @@ def test_head_pages_stay_out_of_nav_and_escape_tokens(tiny_build: Path) -> None:
     assert "models/tiny-bert/L0/H1/" in locations, "head pages are searchable although not in the nav"
     for page in site.rglob("*.html"):
         assert HOSTILE not in page.read_text(), f"unescaped hostile token in {page}"
+
+
+def test_findings_page_numbers_equal_the_manifest(tiny_build: Path, data: Path) -> None:
+    from statistics import fmean
+
+    manifest = read_manifest(data / "manifest.json")
+    page = (tiny_build / "site" / "findings" / "index.html").read_text()
+    heads = manifest["heads"]
+    spearman = fmean(h["norm"]["spearman_cosine_dot"] for h in heads)
+    assert f"<td>{spearman:.3f}</td>" in page
+    for layer in (0, 1):
+        first = fmean(h["metrics"]["first_token"] for h in heads if h["layer"] == layer)
+        gap = fmean(h["norm"]["mean_q_norm"] - h["norm"]["mean_k_norm"] for h in heads if h["layer"] == layer)
+        assert f"<td>{layer}</td>\n<td>{gap:.2f}</td>\n<td>{first:.3f}</td>" in page
+    for label in {h["label"] for h in heads}:
+        count = sum(h["label"] == label for h in heads)
+        assert f"<strong>{label}</strong> ({count} heads)" in page
+    for h in heads:
+        assert f'href="../models/tiny-bert/L{h["layer"]}/H{h["head"]}/"' in page

@@ -15,6 +15,7 @@ import yaml
 from ..errors import AtlasError
 from ..fsutil import write_bytes
 from ..manifest import Manifest
+from .findings import findings_page
 from .pages import head_page, matrix_page
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
             page = head_page(m.name, m.title, m.manifest, h, prev, nxt, manifest.site.base_url)
             _write_text(docs / "models" / m.name / f"L{h['layer']}" / f"H{h['head']}.md", page)
         nav_models.append({m.title: f"models/{m.name}/index.md"})
-    return [{"Home": "index.md"}, {"Models": nav_models}, {"How to read": "about.md"}]
+    _write_text(docs / "findings.md", findings_page(ctx_models))
+    return [{"Home": "index.md"}, {"Models": nav_models}, {"Findings": "findings.md"}, {"How to read": "about.md"}]
 
 
 def mkdocs_config(manifest: Manifest, nav: list, docs: Path, site_dir: Path) -> dict:

@@ -1,0 +1,83 @@
+"""The findings page: numbers measured by this build, set beside the AttentionViz paper's."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from html import escape
+from statistics import fmean
+from typing import Mapping, Sequence
+
+# Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
+PAPER = {
+    "encoder": {"name": "BERT", "spearman": -0.938, "norm_gap": 0.41},
+    "decoder": {"name": "GPT-2", "spearman": -0.792, "norm_gap": -4.59},
+}
+LABEL_ORDER = ("previous-token", "first-token sink", "self", "same-token", "positional", "semantic", "broad",
+               "mixed")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return fmean(values) if values else float("nan")
+
+
+def model_summary(manifest: Mapping) -> dict:
+    """The per-model numbers the findings page shows, computed from an exported manifest.json."""
+    heads = manifest["heads"]
+    by_layer: dict[int, list[Mapping]] = defaultdict(list)
+    for h in heads:
+        by_layer[h["layer"]].append(h)
+    layouts = manifest["layouts"]
+    return {
+        "spearman": _mean([h["norm"]["spearman_cosine_dot"] for h in heads]),
+        "norm_gap": _mean([h["norm"]["mean_q_norm"] - h["norm"]["mean_k_norm"] for h in heads]),
+        "norm_gap_by_layer": {l: _mean([h["norm"]["mean_q_norm"] - h["norm"]["mean_k_norm"] for h in hs])
+                              for l, hs in sorted(by_layer.items())},
+        "first_token_by_layer": {l: _mean([h["metrics"].get("first_token", 0.0) for h in hs])
+                                 for l, hs in sorted(by_layer.items())},
+        "labels": {label: [(h["layer"], h["head"]) for h in heads if h["label"] == label]
+                   for label in sorted({h["label"] for h in heads})},
+        "trust": {name: {m: _mean([h["trust"][name][m] for h in heads if m in h.get("trust", {}).get(name, {})])
+                         for m in ("spearman_layout_dot", "trustworthiness")} for name in layouts},
+    }
+
+
+def _f(v: float, digits: int = 3) -> str:
+    return f"{v:.{digits}f}"
+
+
+def findings_page(models: Sequence[Mapping]) -> str:
+    """Markdown for every model: `models` are dicts with `name`, `title` and the exported manifest keys."""
+    out = ["# Findings", "",
+           "Every number on this page is measured by the build from the exported `manifest.json` files and set "
+           "beside the value the AttentionViz paper reports for the closest model family.", ""]
+    for m in models:
+        s = model_summary(m)
+        family = "decoder" if m["model"]["causal"] else "encoder"
+        ref = PAPER[family]
+        name, title = m["name"], escape(m["title"])
+        out += [f"## {title}", "",
+                "| measure | this atlas | paper |", "|---|---|---|",
+                f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | "
+                f"{_f(ref['spearman'])} ({ref['name']}) |",
+                f"| mean ‖q‖ − ‖k‖ over heads | {_f(s['norm_gap'], 2)} | {_f(ref['norm_gap'], 2)} ({ref['name']}) |",
+                ""]
+        out += ["### Query/key norm gap and attention to the first token by layer", "",
+                "| layer | mean ‖q‖ − ‖k‖ | share of attention to the first token |", "|---|---|---|"]
+        out += [f"| {l} | {_f(g, 2)} | {_f(s['first_token_by_layer'][l])} |" for l, g in s["norm_gap_by_layer"].items()]
+        out += ["", "### Trust of the layouts", "", "| layout | mean Spearman(layout distance, dot) | "
+                "mean trustworthiness@10 |", "|---|---|---|"]
+        out += [f"| {lay} | {_f(t['spearman_layout_dot'])} | {_f(t['trustworthiness'])} |"
+                for lay, t in s["trust"].items()]
+        out += ["", "### Heads by behaviour", ""]
+        thumbs = {(h["layer"], h["head"]): h["thumbs"] for h in m["heads"]}
+        layout = next((x for x in m["layouts"] if x.endswith("-2d")), None)
+        for label in sorted(s["labels"], key=lambda x: (LABEL_ORDER.index(x) if x in LABEL_ORDER else 99, x)):
+            heads = s["labels"][label]
+            links = ", ".join(f"[L{l} H{h}](models/{name}/L{l}/H{h}.md)" for l, h in heads)
+            out.append(f"**{escape(label)}** ({len(heads)} heads): {links}")
+            l0, h0 = heads[0]
+            if layout and layout in thumbs[(l0, h0)]:
+                out.append(f"\n![{escape(label)} example: layer {l0} head {h0}](data/{name}/"
+                           f"{thumbs[(l0, h0)][layout]}){{ width=\"160\" }}")
+            out.append("")
+    return "\n".join(out) + "\n"
