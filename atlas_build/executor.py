@@ -1,0 +1,180 @@
+"""One interface for per-head work: in-process, a local process pool, or a Dask distributed cluster.
+
+`make_executor(jobs=1)` runs in this process; `jobs>1` starts a spawn-context process pool whose workers pay the
+numba/import warm-up once (initializer); `scheduler="tcp://host:port"` submits to a Dask cluster. All paths yield
+results in input order, so a build's output never depends on where it ran.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "DaskExecutor", "make_executor", "default_initializer"]
+
+
+class Executor(Protocol):
+    """Maps a picklable function over items; results come back in input order."""
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
+    ) -> Iterator[R]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def default_initializer() -> None:
+    """Per-worker warm-up: one BLAS thread, projection libraries imported and numba kernels loaded."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    from atlas_build.project import warm_up
+
+    warm_up()
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar (per item, with ETA) on a terminal; plain periodic lines when stderr is not a TTY."""
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc or None,
+        unit="item",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=0.5 if tty else 30.0,
+        ascii=not tty,
+    )
+
+
+class _Context:
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+
+class LocalExecutor(_Context):
+    """Runs every item in this process, in order (jobs=1). No warm-up: work starts immediately."""
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
+    ) -> Iterator[R]:
+        items = list(items)
+        with _progress(len(items), desc, progress) as bar:
+            for item in items:
+                result = fn(item)
+                bar.update(1)
+                yield result
+
+    def close(self) -> None:
+        pass
+
+
+class PoolExecutor(_Context):
+    """A local process pool (spawn or forkserver start method) with a per-worker initializer.
+
+    Items are submitted at most `2 * jobs` ahead of the one being yielded, so memory stays bounded.
+    """
+
+    def __init__(
+        self, jobs: int, initializer: Callable[[], None] | None = default_initializer, start_method: str = "spawn"
+    ):
+        if start_method not in ("spawn", "forkserver"):
+            raise ValueError("start_method must be 'spawn' or 'forkserver' (fork is unsafe with threads)")
+        self.jobs = jobs
+        self._pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context(start_method), initializer=initializer
+        )
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
+    ) -> Iterator[R]:
+        items = list(items)
+        ahead = 2 * self.jobs
+        pending: list[Future[R]] = []
+        nxt = 0
+        with _progress(len(items), desc, progress) as bar:
+            try:
+                for i in range(len(items)):
+                    while nxt < len(items) and nxt < i + ahead:
+                        pending.append(self._pool.submit(fn, items[nxt]))
+                        nxt += 1
+                    result = pending.pop(0).result()
+                    bar.update(1)
+                    yield result
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor(_Context):
+    """Submits items to a dask.distributed cluster; the initializer runs once on every (current) worker."""
+
+    def __init__(
+        self, scheduler: str | Any, initializer: Callable[[], None] | None = default_initializer
+    ):
+        from distributed import Client
+
+        self._own = not hasattr(scheduler, "submit")
+        self.client = Client(scheduler) if self._own else scheduler
+        if initializer is not None:
+            self.client.run(initializer)
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
+    ) -> Iterator[R]:
+        items = list(items)
+        # pure=False: never deduplicate equal items; keys are unique per call.
+        futures = self.client.map(fn, items, pure=False)
+        with _progress(len(items), desc, progress) as bar:
+            try:
+                for fut in futures:
+                    result = fut.result()
+                    fut.release()
+                    bar.update(1)
+                    yield result
+            finally:
+                for fut in futures:
+                    fut.release()
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+def make_executor(
+    jobs: int = 1,
+    scheduler: str | None = None,
+    *,
+    initializer: Callable[[], None] | None = default_initializer,
+) -> Executor:
+    """jobs==1: in-process; jobs>1: spawn process pool of `jobs` workers; scheduler='tcp://…': Dask cluster.
+
+    `initializer` runs once in each pool or Dask worker (default: BLAS to one thread + projection warm-up).
+    """
+    if scheduler:
+        return DaskExecutor(scheduler, initializer)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1:
+        return LocalExecutor()
+    return PoolExecutor(jobs, initializer)

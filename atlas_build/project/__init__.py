@@ -1,0 +1,118 @@
+"""Layouts of one head's joint query-key set: PCA, t-SNE and UMAP in 2D and 3D.
+
+One exact kNN graph (blocked BLAS, cosine by default) is built per head and shared by t-SNE (openTSNE affinities,
+FFT gradients in 2D) and UMAP (fuzzy simplicial set from the same graph); both start from the PCA layout.
+Every layout is seeded and deterministic: the same input gives byte-identical output in any process and with any
+thread count. With `reference` (the adjacent head's layouts), each layout is Procrustes-aligned to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import methods
+from .align import align
+from .knn import KnnGraph, exact_knn, prepare
+
+__all__ = ["LAYOUTS", "ProjectionParams", "align", "parse_layout", "project", "warm_up", "KnnGraph"]
+
+LAYOUTS: tuple[str, ...] = ("pca-2d", "pca-3d", "tsne-2d", "tsne-3d", "umap-2d", "umap-3d")
+_MIN_POINTS = 8  # below this t-SNE/UMAP are meaningless: they fall back to PCA coordinates
+
+
+@dataclass(frozen=True)
+class ProjectionParams:
+    """Parameters of every layout; part of the cache key (they change the coordinates).
+
+    `tsne_early_iter`/`tsne_iter`: early-exaggeration and main iterations (PCA init lets us use half of openTSNE's
+    250/500 defaults at equal trustworthiness). `umap_n_epochs`: None = umap-learn's default (500 up to 10k points,
+    200 above). `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA.
+    """
+
+    metric: str = "cosine"
+    tsne_perplexity: float = 30.0
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    seed: int = 0
+    tsne_early_iter: int = 125
+    tsne_iter: int = 250
+    umap_n_epochs: int | None = 200
+    warm_start: bool = False
+
+
+def parse_layout(layout: str) -> tuple[str, int]:
+    """'tsne-2d' -> ('tsne', 2); raises ValueError for an unknown id."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    method, dims = layout.split("-")
+    return method, int(dims[0])
+
+
+def project(
+    x: np.ndarray,
+    layouts: Sequence[str],
+    params: ProjectionParams = ProjectionParams(),
+    *,
+    reference: Mapping[str, np.ndarray] | None = None,
+    threads: int = 1,
+) -> dict[str, np.ndarray]:
+    """Project the joint set `x` [2N, d] into each of `layouts`; returns layout id -> float32 [2N, dims].
+
+    `reference` maps layout ids to the adjacent head's coordinates (same rows); matching layouts are aligned to it
+    by orthogonal Procrustes (and used as initialisation if `params.warm_start`). `threads` sets openTSNE's thread
+    count; it does not change the output.
+    """
+    parsed = {lay: parse_layout(lay) for lay in dict.fromkeys(layouts)}
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty [n, d] array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    n = x.shape[0]
+    reference = dict(reference or {})
+    for lay, ref in reference.items():
+        if lay in parsed and np.shape(ref) != (n, parsed[lay][1]):
+            raise ValueError(f"reference[{lay!r}] has shape {np.shape(ref)}, expected {(n, parsed[lay][1])}")
+    with threadpool_limits(limits=1, user_api="blas"):
+        xp = prepare(x, params.metric)
+        base = methods.pca_basis(xp, 3)
+        need_graph = n >= _MIN_POINTS and any(m != "pca" for m, _ in parsed.values())
+        graph = p = fuzzy = None
+        if need_graph:
+            k = max(int(3 * params.tsne_perplexity), params.umap_n_neighbors)
+            graph = exact_knn(xp, k, params.metric)
+        out: dict[str, np.ndarray] = {}
+        for lay, (method, dims) in parsed.items():
+            init = base[:, :dims]
+            ref = reference.get(lay)
+            if params.warm_start and ref is not None:
+                init = np.asarray(ref, dtype=np.float64)
+            if method == "pca" or graph is None:
+                emb = base[:, :dims]
+            elif method == "tsne":
+                if p is None:
+                    p = methods.tsne_affinities(graph, params.tsne_perplexity)
+                emb = methods.tsne_layout(
+                    p, init, seed=params.seed, early_iter=params.tsne_early_iter, n_iter=params.tsne_iter,
+                    threads=threads,
+                )
+            else:
+                if fuzzy is None:
+                    fuzzy = methods.umap_graph(graph, params.umap_n_neighbors)
+                emb = methods.umap_layout(
+                    fuzzy, init, seed=params.seed, min_dist=params.umap_min_dist, n_epochs=params.umap_n_epochs
+                )
+            out[lay] = align(emb, ref) if ref is not None else np.ascontiguousarray(emb, dtype=np.float32)
+    return out
+
+
+def warm_up() -> None:
+    """Import the projection libraries and load umap-learn's compiled numba kernels (once per worker process)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    project(x, ("tsne-2d", "umap-2d"), ProjectionParams(tsne_perplexity=5.0, tsne_early_iter=5, tsne_iter=5,
+                                                        umap_n_epochs=5))

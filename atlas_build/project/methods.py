@@ -1,0 +1,166 @@
+"""The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (umap-learn).
+
+Everything here is deterministic for a given input: no randomness except seeded generators, BLAS kept to one
+thread by the caller, t-SNE affinities copied per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .knn import KnnGraph
+
+_SMOOTH_K_TOLERANCE = 1e-5
+_MIN_K_DIST_SCALE = 1e-3
+
+
+def pca_basis(xp: np.ndarray, dims: int = 3) -> np.ndarray:
+    """Top-`dims` PCA coordinates of `xp` [n, d] as float64 [n, dims], sign-fixed (largest loading positive)."""
+    x64 = xp.astype(np.float64)
+    xc = x64 - x64.mean(axis=0)
+    cov = xc.T @ xc
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1][:dims]
+    vecs = vecs[:, order]
+    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
+    vecs = vecs * np.where(signs == 0, 1.0, signs)
+    out = xc @ vecs
+    if out.shape[1] < dims:  # fewer features than dims: pad with zeros
+        out = np.hstack([out, np.zeros((out.shape[0], dims - out.shape[1]))])
+    return out
+
+
+# ----------------------------------------------------------------------------- t-SNE
+
+
+def tsne_affinities(graph: KnnGraph, perplexity: float) -> sp.csr_matrix:
+    """Symmetric, normalised t-SNE affinities P from the kNN graph (openTSNE's perplexity calibration)."""
+    from openTSNE.affinity import joint_probabilities_nn
+
+    k = min(graph.k, int(3 * perplexity))
+    perp = min(float(perplexity), max(1.0, (graph.k - 1) / 3.0))
+    idx = np.ascontiguousarray(graph.indices[:, 1 : k + 1])
+    dist = np.ascontiguousarray(graph.distances[:, 1 : k + 1], dtype=np.float64)
+    return joint_probabilities_nn(idx, dist, [perp], symmetrize=True, n_jobs=1)
+
+
+def tsne_layout(
+    p: sp.csr_matrix,
+    init: np.ndarray,
+    *,
+    seed: int,
+    early_iter: int,
+    n_iter: int,
+    threads: int = 1,
+) -> np.ndarray:
+    """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D."""
+    from openTSNE import TSNE
+    from openTSNE.affinity import PrecomputedAffinities
+    from openTSNE.initialization import rescale
+
+    dims = init.shape[1]
+    init = rescale(np.array(init, dtype=np.float64, order="C"), target_std=1e-4)
+    tsne = TSNE(
+        n_components=dims,
+        early_exaggeration_iter=early_iter,
+        n_iter=n_iter,
+        negative_gradient_method="fft" if dims <= 2 else "bh",
+        # Coarser interpolation grid: far fewer FFT boxes once clusters spread out, same trustworthiness.
+        ints_in_interval=3,
+        min_num_intervals=30,
+        random_state=seed,
+        n_jobs=threads,
+        verbose=False,
+    )
+    emb = tsne.fit(affinities=PrecomputedAffinities(p.copy(), normalize=False), initialization=init)
+    return np.asarray(emb, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- UMAP
+
+
+def _smooth_knn_dist(dist: np.ndarray, k: int, n_iter: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised umap `smooth_knn_dist` (local_connectivity=1, bandwidth=1): per-row sigma and rho.
+
+    Same semantics as umap-learn's numba kernel, without its ~12 s per-process JIT compile.
+    """
+    n = dist.shape[0]
+    target = np.log2(k)
+    masked = np.where(dist > 0.0, dist, np.inf)
+    rho = masked.min(axis=1)
+    rho[~np.isfinite(rho)] = 0.0
+    rest = dist[:, 1:] - rho[:, None]
+    lo = np.zeros(n)
+    hi = np.full(n, np.inf)
+    mid = np.ones(n)
+    active = np.ones(n, dtype=bool)
+    for _ in range(n_iter):
+        if not active.any():
+            break
+        psum = np.where(rest > 0, np.exp(-np.maximum(rest, 0.0) / mid[:, None]), 1.0).sum(axis=1)
+        done = np.abs(psum - target) < _SMOOTH_K_TOLERANCE
+        active &= ~done
+        up = active & (psum > target)
+        down = active & ~(psum > target)
+        hi = np.where(up, mid, hi)
+        lo = np.where(down, mid, lo)
+        mid = np.where(up, (lo + hi) / 2.0, mid)
+        mid = np.where(down, np.where(np.isinf(hi), mid * 2.0, (lo + hi) / 2.0), mid)
+    floor = np.where(rho > 0.0, dist.mean(axis=1), dist.mean()) * _MIN_K_DIST_SCALE
+    return np.maximum(mid, floor), rho
+
+
+def umap_graph(graph: KnnGraph, n_neighbors: int) -> sp.coo_matrix:
+    """UMAP's fuzzy simplicial set (fuzzy union) from the first `n_neighbors` columns of the kNN graph."""
+    k = int(min(n_neighbors, graph.indices.shape[1]))
+    idx = graph.indices[:, :k]
+    dist = graph.distances[:, :k].astype(np.float64)
+    sigma, rho = _smooth_knn_dist(dist, k)
+    n = idx.shape[0]
+    rows = np.repeat(np.arange(n), k)
+    d = dist - rho[:, None]
+    vals = np.where(d <= 0.0, 1.0, np.exp(-np.maximum(d, 0.0) / sigma[:, None]))
+    vals[idx == np.arange(n)[:, None]] = 0.0
+    g = sp.coo_matrix((vals.ravel().astype(np.float32), (rows, idx.ravel())), shape=(n, n)).tocsr()
+    g.eliminate_zeros()
+    gt = g.T.tocsr()
+    out = (g + gt - g.multiply(gt)).tocoo()
+    out.eliminate_zeros()
+    return out
+
+
+def umap_layout(
+    g: sp.coo_matrix,
+    init: np.ndarray,
+    *,
+    seed: int,
+    min_dist: float,
+    n_epochs: int | None,
+) -> np.ndarray:
+    """UMAP SGD (umap-learn's cached numba kernel, sequential so it is deterministic) from an initial layout."""
+    from umap.umap_ import find_ab_params, simplicial_set_embedding
+
+    a, b = find_ab_params(1.0, min_dist)
+    dims = init.shape[1]
+    emb, _ = simplicial_set_embedding(
+        None,
+        g.copy(),
+        dims,
+        1.0,
+        a,
+        b,
+        1.0,
+        5,
+        n_epochs if n_epochs is not None else (500 if g.shape[0] <= 10000 else 200),
+        np.array(init, dtype=np.float32, order="C"),
+        np.random.RandomState(seed),
+        "euclidean",
+        {},
+        False,
+        {},
+        False,
+        parallel=False,
+        verbose=False,
+    )
+    return np.asarray(emb, dtype=np.float64)

@@ -1,0 +1,175 @@
+"""Default-library projections vs atlas_build.project on one synthetic attention head (not a test).
+
+Data: a seeded head-like joint set of N queries + N keys (d=64): tokens from a Zipf vocabulary in sentences, vectors
+= type embedding + smooth position embedding through separate W_Q, W_K, plus noise; keys translated so the means
+coincide (as normalize does).
+Default pipeline: sklearn TSNE(metric="cosine"), umap.UMAP(metric="cosine") (numba warm-up timed separately),
+sklearn PCA. Ours: project() with one process, and a 2-worker pool over several heads (throughput).
+Quality: trustworthiness@10 (cosine) on a seeded 2k sample; Spearman of 2D q-k distance vs high-dim q.k over random
+same-sentence pairs (j <= i; more negative = distance is a better proxy for attention).
+
+    python benchmarks/bench_projections.py [--n 5000] [--repeats 1] [--heads 4] [--with-3d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def head_like(n: int = 5000, d: int = 64, seed: int = 0, sent_len: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """[2n, d] float32 joint set [Q; K] and each token's sentence id [n]."""
+    rng = np.random.default_rng(seed)
+    vocab = 400
+    freq = 1.0 / np.arange(1, vocab + 1) ** 1.1
+    tok = rng.choice(vocab, size=n, p=freq / freq.sum())
+    pos = np.arange(n) % sent_len
+    sent = np.arange(n) // sent_len
+    emb = rng.normal(size=(vocab, d))
+    t = pos[:, None] / sent_len * np.pi * np.arange(1, 5)[None, :]
+    pos_emb = np.hstack([np.sin(t), np.cos(t)]) @ rng.normal(size=(8, d)) * 1.5
+    topic = rng.normal(size=(sent.max() + 1, d)) * 0.5
+    h = emb[tok] + pos_emb + topic[sent] + rng.normal(size=(n, d)) * 0.6
+    wq = np.eye(d) + rng.normal(size=(d, d)) * 0.25
+    wk = np.eye(d) + rng.normal(size=(d, d)) * 0.25
+    q = h @ wq + rng.normal(size=(n, d)) * 0.3
+    k = h @ wk + rng.normal(size=(n, d)) * 0.3 + 3.0
+    k += q.mean(0) - k.mean(0)
+    return np.vstack([q, k]).astype(np.float32), sent
+
+
+def quality(x: np.ndarray, sent: np.ndarray, emb: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(trustworthiness@10 on a 2k sample, Spearman(2D q-k distance, q.k) over same-sentence pairs)."""
+    from scipy.stats import spearmanr
+    from sklearn.manifold import trustworthiness
+
+    rng = np.random.default_rng(seed)
+    n = len(sent)
+    s = rng.choice(2 * n, size=min(2000, 2 * n), replace=False)
+    tw = trustworthiness(x[s], emb[s], n_neighbors=10, metric="cosine")
+    i = rng.integers(0, n, size=20000)
+    starts = np.searchsorted(sent, sent[i])
+    j = starts + (rng.random(20000) * (i - starts + 1)).astype(int)  # same sentence, j <= i
+    dot = np.einsum("ij,ij->i", x[i].astype(np.float64), x[n + j].astype(np.float64))
+    dist = np.linalg.norm(emb[i].astype(np.float64) - emb[n + j], axis=1)
+    return float(tw), float(spearmanr(dist, dot).statistic)
+
+
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), np.asarray(out)
+
+
+def default_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray]]:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    res: dict[str, tuple[float, np.ndarray]] = {}
+    t0 = time.perf_counter()
+    import umap
+
+    umap.UMAP(metric="cosine").fit_transform(np.random.default_rng(1).normal(size=(300, 16)))
+    print(f"  default umap import + numba warm-up: {time.perf_counter() - t0:.1f} s (once per process)", flush=True)
+    for lay in layouts:
+        method, dims = lay.split("-")
+        k = int(dims[0])
+        fn: Callable[[], np.ndarray] = {
+            "pca": lambda: PCA(k).fit_transform(x),
+            "tsne": lambda: TSNE(k, metric="cosine", random_state=0).fit_transform(x),
+            "umap": lambda: umap.UMAP(n_components=k, metric="cosine").fit_transform(x),
+        }[method]
+        res[lay] = timed(fn, repeats)
+        print(f"  default {lay}: {res[lay][0]:.2f} s", flush=True)
+    return res
+
+
+def ours_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray]]:
+    from atlas_build.project import ProjectionParams, project, warm_up
+
+    t0 = time.perf_counter()
+    warm_up()
+    print(f"  ours import + warm-up: {time.perf_counter() - t0:.1f} s (once per worker)", flush=True)
+    params = ProjectionParams()
+    res: dict[str, tuple[float, np.ndarray]] = {}
+    for lay in layouts:  # per layout (each includes its own kNN graph: the shared graph is counted in every row)
+        res[lay] = timed(lambda: project(x, [lay], params)[lay], repeats)
+        print(f"  ours {lay}: {res[lay][0]:.2f} s", flush=True)
+    t_all, _ = timed(lambda: np.zeros(0) if project(x, layouts, params) else None, repeats)
+    res["all"] = (t_all, np.zeros(0))
+    print(f"  ours all layouts in one call (shared kNN): {t_all:.2f} s", flush=True)
+    return res
+
+
+def throughput(n: int, layouts: list[str], heads: int, jobs: int) -> float:
+    """Wall seconds per head for `heads` heads through make_executor(jobs), pool start-up included."""
+    from atlas_build.executor import make_executor
+    from atlas_build.project import ProjectionParams, project
+
+    work = functools.partial(_one_head, n=n, layouts=tuple(layouts), params=ProjectionParams(), fn=project)
+    t0 = time.perf_counter()
+    with make_executor(jobs) as ex:
+        for _ in ex.map(work, list(range(heads)), desc="heads", progress=True):
+            pass
+    return (time.perf_counter() - t0) / heads
+
+
+def _one_head(seed: int, *, n: int, layouts: tuple[str, ...], params: object, fn: Callable) -> int:
+    x, _ = head_like(n, seed=seed)
+    return len(fn(x, layouts, params))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000, help="queries per head (keys as many)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--heads", type=int, default=4, help="heads for the 2-worker throughput run (0 = skip)")
+    ap.add_argument("--with-3d", action="store_true", help="also the 3D layouts (sklearn 3D t-SNE takes minutes)")
+    ap.add_argument("--skip-default", action="store_true")
+    args = ap.parse_args()
+    layouts = ["pca-2d", "tsne-2d", "umap-2d"] + (["pca-3d", "tsne-3d", "umap-3d"] if args.with_3d else [])
+    x, sent = head_like(args.n)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+          f"{x.shape[0]} points d={x.shape[1]}, layouts {layouts}", flush=True)
+    print("ours:", flush=True)
+    ours = ours_pipeline(x, layouts, args.repeats)
+    per_head_jobs2 = None
+    if args.heads:
+        per_head_jobs2 = throughput(args.n, ["pca-2d", "tsne-2d", "umap-2d"], args.heads, 2)
+        print(f"  ours 2-worker pool, 2D layouts: {per_head_jobs2:.2f} s per head (wall, {args.heads} heads)")
+    default = None if args.skip_default else (print("default:", flush=True), default_pipeline(x, layouts, args.repeats))[1]
+
+    print(f"\n{'layout':8} {'default s':>10} {'ours s':>8} {'ratio':>6} {'trust@10 def/ours':>18} "
+          f"{'spearman def/ours':>18}")
+    for lay in layouts:
+        t_o, e_o = ours[lay]
+        tw_o, sp_o = quality(x, sent, e_o)
+        if default:
+            t_d, e_d = default[lay]
+            tw_d, sp_d = quality(x, sent, e_d)
+            print(f"{lay:8} {t_d:10.2f} {t_o:8.2f} {t_d / t_o:6.1f} {tw_d:8.4f} / {tw_o:.4f} {sp_d:8.3f} / {sp_o:.3f}")
+        else:
+            print(f"{lay:8} {'-':>10} {t_o:8.2f} {'-':>6} {'-':>8} / {tw_o:.4f} {'-':>8} / {sp_o:.3f}")
+    two_d = ["pca-2d", "tsne-2d", "umap-2d"]
+    if default:
+        t_def = sum(default[lay][0] for lay in two_d)
+        t_our = ours["all"][0] if len(layouts) == 3 else sum(ours[lay][0] for lay in two_d)
+        print(f"\n2D pipeline per head: default {t_def:.1f} s, ours {t_our:.1f} s in one process "
+              f"(ratio {t_def / t_our:.1f}x)")
+        if per_head_jobs2:
+            print(f"ours with 2 workers: {per_head_jobs2:.1f} s per head (ratio {t_def / per_head_jobs2:.1f}x); "
+                  f"144 heads: default {144 * t_def / 60:.0f} min, ours {144 * per_head_jobs2 / 60:.0f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Layouts: shapes, byte-identical determinism (in-process, across processes, any thread count), Procrustes
+alignment, quality on clustered data, and the shared kNN graph / UMAP graph against their references."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.manifold import trustworthiness
+
+from atlas_build.project import LAYOUTS, ProjectionParams, align, parse_layout, project
+from atlas_build.project.knn import exact_knn, prepare
+
+FAST = ProjectionParams(tsne_early_iter=60, tsne_iter=120, umap_n_epochs=100)
+
+
+def clustered(n: int = 600, d: int = 32, k: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Joint [queries; keys] set with cluster structure, like one attention head (n rows in total)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 4.0
+    lab = rng.integers(0, k, size=n // 2)
+    q = centers[lab] + rng.normal(size=(n // 2, d))
+    kk = centers[lab] * 0.9 + rng.normal(size=(n // 2, d)) * 1.1
+    return np.vstack([q, kk]).astype(np.float32), np.concatenate([lab, lab])
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return clustered()[0]
+
+
+@pytest.fixture(scope="module")
+def layouts(data: np.ndarray) -> dict[str, np.ndarray]:
+    return project(data, LAYOUTS, FAST)
+
+
+def test_shapes_and_dtype(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    assert list(layouts) == list(LAYOUTS)
+    for lay, emb in layouts.items():
+        _, dims = parse_layout(lay)
+        assert emb.shape == (data.shape[0], dims)
+        assert emb.dtype == np.float32 and emb.flags.c_contiguous
+        assert np.isfinite(emb).all()
+        assert np.ptp(emb, axis=0).min() > 0
+
+
+def test_deterministic_in_process(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    again = project(data.copy(), LAYOUTS, FAST, threads=2)  # thread count must not matter either
+    for lay in LAYOUTS:
+        assert np.array_equal(layouts[lay], again[lay]), lay
+
+
+def test_deterministic_across_processes(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_project import clustered, FAST
+        from atlas_build.project import project
+        out = project(clustered(300)[0], ("tsne-2d", "umap-2d", "pca-3d"), FAST)
+        np.savez(sys.argv[1], **out)
+        """
+    )
+    path = tmp_path / "out.npz"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120)
+    other = np.load(path)
+    here = project(clustered(300)[0], ("tsne-2d", "umap-2d", "pca-3d"), FAST)
+    for lay, emb in here.items():
+        assert np.array_equal(emb, other[lay]), lay
+
+
+def test_seed_changes_stochastic_layouts(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    other = project(data, ("umap-2d", "pca-2d"), ProjectionParams(**{**FAST.__dict__, "seed": 1}))
+    assert not np.array_equal(other["umap-2d"], layouts["umap-2d"])
+    assert np.array_equal(other["pca-2d"], layouts["pca-2d"])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("reflect", [False, True])
+def test_align_recovers_rotation_and_reflection(dims: int, reflect: bool) -> None:
+    rng = np.random.default_rng(dims)
+    ref = rng.normal(size=(200, dims))
+    q, _ = np.linalg.qr(rng.normal(size=(dims, dims)))
+    if (np.linalg.det(q) < 0) != reflect:
+        q[:, 0] *= -1
+    moved = ref @ q + rng.normal(size=dims) * 5.0
+    out = align(moved, ref)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    # Scale is kept: a shrunken copy stays shrunken (only rotated/translated).
+    small = align(0.5 * moved, ref)
+    np.testing.assert_allclose(small - small.mean(0), 0.5 * (ref - ref.mean(0)), atol=1e-5)
+
+
+def test_project_aligns_to_reference(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    rot = np.array([[0.0, -1.0], [-1.0, 0.0]])  # a reflection
+    ref = {"umap-2d": layouts["umap-2d"] @ rot, "pca-2d": layouts["pca-2d"] @ rot}
+    out = project(data, ("umap-2d", "pca-2d"), FAST, reference=ref)
+    for lay, emb in out.items():
+        np.testing.assert_allclose(emb, ref[lay], atol=1e-3)
+        # distances within the layout are unchanged by alignment
+        d0 = np.linalg.norm(layouts[lay][:50, None] - layouts[lay][None, :50], axis=-1)
+        d1 = np.linalg.norm(emb[:50, None] - emb[None, :50], axis=-1)
+        np.testing.assert_allclose(d0, d1, rtol=1e-4, atol=1e-4)
+
+
+def test_warm_start_is_deterministic(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    params = ProjectionParams(**{**FAST.__dict__, "warm_start": True})
+    ref = {"tsne-2d": layouts["tsne-2d"], "umap-2d": layouts["umap-2d"]}
+    a = project(data, ("tsne-2d", "umap-2d"), params, reference=ref)
+    b = project(data, ("tsne-2d", "umap-2d"), params, reference=ref)
+    for lay in a:
+        assert np.array_equal(a[lay], b[lay])
+
+
+def test_quality_trustworthiness() -> None:
+    x, _ = clustered(1200, d=48, k=12, seed=3)
+    out = project(x, ("tsne-2d", "umap-2d"), ProjectionParams())
+    xp = prepare(x, "cosine")
+    for lay, emb in out.items():
+        tw = trustworthiness(xp, emb, n_neighbors=10)
+        assert tw > 0.9, (lay, tw)
+
+
+def test_exact_knn_matches_brute_force() -> None:
+    from sklearn.neighbors import NearestNeighbors
+
+    x, _ = clustered(400)
+    for metric in ("cosine", "euclidean"):
+        g = exact_knn(prepare(x, metric), 20, metric)
+        assert (g.indices[:, 0] == np.arange(len(x))).all() and (g.distances[:, 0] == 0).all()
+        d, i = NearestNeighbors(n_neighbors=21, metric=metric, algorithm="brute").fit(x).kneighbors(x)
+        np.testing.assert_allclose(g.distances[:, 1:], d[:, 1:], atol=1e-4)
+        assert (np.sort(g.indices[:, 1:], 1) == np.sort(i[:, 1:], 1)).mean() > 0.99
+
+
+def test_duplicates_and_tiny_inputs() -> None:
+    x = np.repeat(np.random.default_rng(0).normal(size=(20, 8)), 10, axis=0).astype(np.float32)
+    out = project(x, ("tsne-2d", "umap-2d"), FAST)
+    assert all(np.isfinite(v).all() for v in out.values())
+    tiny = project(np.eye(4, dtype=np.float32), LAYOUTS, FAST)
+    assert tiny["tsne-3d"].shape == (4, 3)
+    one = project(np.ones((1, 8), dtype=np.float32), ("pca-2d", "umap-2d"), FAST)
+    assert one["umap-2d"].shape == (1, 2)
+
+
+def test_bad_input() -> None:
+    x = np.ones((10, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="unknown layout"):
+        project(x, ("mds-2d",), FAST)
+    with pytest.raises(ValueError, match="reference"):
+        project(x, ("pca-2d",), FAST, reference={"pca-2d": np.zeros((9, 2))})
+    with pytest.raises(ValueError, match="NaN"):
+        project(np.full((10, 4), np.nan), ("pca-2d",), FAST)
+    with pytest.raises(ValueError, match="metric"):
+        project(x, ("pca-2d",), ProjectionParams(metric="manhattan"))
