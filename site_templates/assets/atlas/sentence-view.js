@@ -1,0 +1,158 @@
+// BertViz-style sentence view: queries on the left, keys on the right, one line per pair with opacity = weight.
+// Hiding tokens (special, first, or clicked ones) re-normalizes every row over the keys that stay.
+
+import { Disposer, el, svg } from "./dom.js";
+
+const ROW = 20;
+const LEFT = 170;
+const RIGHT = 330;
+const WIDTH = 500;
+const MIN_WEIGHT = 0.005;
+
+export class SentenceView {
+  constructor(container) {
+    this.disposer = new Disposer();
+    this.hideSpecial = false;
+    this.hideFirst = false;
+    this.hidden = new Set();
+    this.root = el("section", { class: "atlas-sentence", hidden: true, "aria-label": "sentence view" });
+    this.title = el("h3", { class: "atlas-sentence-title" });
+    const special = el("input", { type: "checkbox", class: "atlas-hide-special" });
+    const first = el("input", { type: "checkbox", class: "atlas-hide-first" });
+    this.disposer.on(special, "change", () => ((this.hideSpecial = special.checked), this.render()));
+    this.disposer.on(first, "change", () => ((this.hideFirst = first.checked), this.render()));
+    const close = el("button", { type: "button", class: "atlas-sentence-close", text: "close" });
+    this.disposer.on(close, "click", () => this.onClose && this.onClose());
+    this.controls = el("div", { class: "atlas-sentence-controls" }, [
+      el("label", {}, [special, " hide special tokens"]),
+      el("label", {}, [first, " hide first token"]),
+      el("span", { class: "atlas-hint", text: "click a token to hide it, hover to focus its lines" }),
+      close,
+    ]);
+    this.figure = el("div", { class: "atlas-sentence-figure" });
+    this.aggregate = el("div", { class: "atlas-aggregate" });
+    this.root.append(this.title, this.controls, this.figure, this.aggregate);
+    container.append(this.root);
+  }
+
+  // tokens: [{text, special, position}] in position order; matrix: {n, w} row-major; focus: {position, isKey}.
+  show({ sentenceId, tokens, matrix, focus }) {
+    if (this.sentenceId !== sentenceId) this.hidden = new Set();
+    Object.assign(this, { sentenceId, tokens, matrix, focus });
+    this.root.hidden = false;
+    this.title.textContent = `Sentence ${sentenceId} · ${tokens.length} tokens`;
+    this.render();
+  }
+
+  hide() {
+    this.root.hidden = true;
+    this.sentenceId = undefined;
+  }
+
+  isHidden(p) {
+    return this.hidden.has(p) || (this.hideFirst && p === 0) || (this.hideSpecial && this.tokens[p].special);
+  }
+
+  render() {
+    const { tokens, matrix } = this;
+    if (!tokens) return;
+    const n = tokens.length;
+    const height = n * ROW + 10;
+    const figure = svg("svg", { viewBox: `0 0 ${WIDTH} ${height}`, width: "100%", class: "atlas-bipartite" });
+    figure.style.maxWidth = `${WIDTH}px`;
+    const lines = svg("g", { class: "atlas-lines" });
+    figure.append(lines);
+    const y = (p) => 5 + p * ROW + ROW / 2;
+    const visible = tokens.map((_, p) => !this.isHidden(p));
+    for (let i = 0; i < n && matrix && i < matrix.n; i++) {
+      if (!visible[i]) continue;
+      let total = 0;
+      for (let j = 0; j < n; j++) if (visible[j]) total += matrix.w[i * matrix.n + j];
+      for (let j = 0; j < n && total > 0; j++) {
+        const w = visible[j] ? matrix.w[i * matrix.n + j] / total : 0;
+        if (w < MIN_WEIGHT) continue;
+        const line = svg("line", { x1: LEFT + 6, y1: y(i), x2: RIGHT - 6, y2: y(j), "stroke-opacity": w.toFixed(3) });
+        line.dataset.q = i;
+        line.dataset.k = j;
+        line.dataset.weight = w.toFixed(4);
+        lines.append(line);
+      }
+    }
+    for (const [side, x, anchor] of [["q", LEFT, "end"], ["k", RIGHT, "start"]]) {
+      tokens.forEach((tok, p) => {
+        const cls = ["atlas-token", `atlas-token-${side}`];
+        if (!visible[p]) cls.push("is-hidden");
+        if (this.focus && this.focus.position === p && (this.focus.isKey ? "k" : "q") === side) cls.push("is-focus");
+        const text = svg("text", { x, y: y(p) + 4, "text-anchor": anchor, class: cls.join(" ") });
+        text.textContent = tok.text;
+        text.dataset.position = p;
+        text.dataset.side = side;
+        figure.append(text);
+      });
+    }
+    for (const [label, x] of [["queries", LEFT], ["keys", RIGHT]]) {
+      const head = svg("text", { x, y: 0, "text-anchor": x === LEFT ? "end" : "start", class: "atlas-col-label" });
+      head.textContent = label;
+      figure.prepend(head);
+    }
+    figure.setAttribute("viewBox", `0 -14 ${WIDTH} ${height + 14}`);
+    this.bindFigure(figure, lines);
+    this.figure.replaceChildren(figure);
+  }
+
+  bindFigure(figure, lines) {
+    const focus = (side, p) => {
+      figure.classList.toggle("is-focusing", p !== null);
+      for (const line of lines.children) line.classList.toggle("is-focused", p !== null && line.dataset[side] === String(p));
+    };
+    figure.addEventListener("mouseover", (e) => {
+      const t = e.target.closest("text.atlas-token");
+      focus(t ? t.dataset.side : "q", t ? t.dataset.position : null);
+    });
+    figure.addEventListener("mouseleave", () => focus("q", null));
+    figure.addEventListener("click", (e) => {
+      const t = e.target.closest("text.atlas-token");
+      if (!t) return;
+      const p = Number(t.dataset.position);
+      if (this.hidden.has(p)) this.hidden.delete(p);
+      else this.hidden.add(p);
+      this.render();
+    });
+  }
+
+  // Mean attention by relative offset (key position − query position) over every sentence of the head.
+  showAggregate(attn) {
+    const span = 8;
+    const sums = new Float64Array(2 * span + 1);
+    const counts = new Float64Array(2 * span + 1);
+    for (const sid of attn.blocks.keys()) {
+      const { n, w } = attn.matrix(sid);
+      for (let i = 0; i < n; i++) {
+        for (let j = Math.max(0, i - span); j <= Math.min(n - 1, i + span); j++) {
+          sums[j - i + span] += w[i * n + j];
+          counts[j - i + span] += 1;
+        }
+      }
+    }
+    const means = Array.from(sums, (s, k) => (counts[k] ? s / counts[k] : 0));
+    const peak = Math.max(...means, 1e-9);
+    const chart = svg("svg", { viewBox: `0 0 ${(2 * span + 1) * 18} 70`, class: "atlas-aggregate-chart", width: "100%" });
+    chart.style.maxWidth = `${(2 * span + 1) * 18}px`;
+    means.forEach((m, k) => {
+      const h = (m / peak) * 50;
+      const bar = svg("rect", { x: k * 18 + 2, y: 52 - h, width: 14, height: h, class: "atlas-bar" });
+      const tip = svg("title");
+      tip.textContent = `offset ${k - span}: mean weight ${m.toFixed(3)}`;
+      bar.append(tip);
+      const label = svg("text", { x: k * 18 + 9, y: 66, "text-anchor": "middle", class: "atlas-bar-label" });
+      label.textContent = String(k - span);
+      chart.append(bar, label);
+    });
+    this.aggregate.replaceChildren(el("h4", { text: "Head pattern: mean attention by relative position (key − query)" }), chart);
+  }
+
+  destroy() {
+    this.disposer.dispose();
+    this.root.remove();
+  }
+}

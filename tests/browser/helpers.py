@@ -1,0 +1,38 @@
+"""Shared steps of the browser tests: open a view and wait for it, read canvas pixels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+QUERY_RGB = (0x1B, 0x9E, 0x77)
+KEY_RGB = (0xE7, 0x29, 0x8A)
+VIEW = ".atlas-view"
+
+
+def open_head(page, url: str) -> None:
+    page.goto(url)
+    wait_head(page)
+
+
+def wait_head(page, layer: int | None = None, head: int | None = None) -> None:
+    cond = "v && v.dataset.state === 'ready'"
+    if layer is not None:
+        cond += f" && v.dataset.layer === '{layer}' && v.dataset.head === '{head}'"
+    page.wait_for_function(f"(() => {{ const v = document.querySelector('{VIEW}'); return {cond}; }})()")
+
+
+def pixels(locator) -> np.ndarray:
+    """RGB array of an element as rendered (a real screenshot, not the canvas's own buffer)."""
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"))
+
+
+def count_rgb(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int(np.all(img == np.array(rgb, np.uint8), axis=-1).sum())
+
+
+def client_position(page, point_id: int) -> tuple[float, float]:
+    pos = page.evaluate(f"document.querySelector('{VIEW}').atlasView.clientPosition({point_id})")
+    return pos["x"], pos["y"]
