@@ -79,7 +79,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         return load_capture(unit)
     log(f"[{spec.name}] capture: loading {spec.source}")
     sentences = load_sentences(data, manifest.base_dir)
-    loaded = load_model(spec, manifest.base_dir, device or manifest.build.device)
+    loaded = load_model(spec, manifest.base_dir, device or manifest.build.device, cache_dir=cache.root / "_models")
     cache.fresh(unit)
     result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
                      batch_size=manifest.build.batch_size, dtype=manifest.build.capture_dtype, progress=progress)
