@@ -45,7 +45,8 @@ def matrix_page(name: str, title: str, manifest: Mapping) -> str:
     body = (f"# {escape(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
             f'<div class="atlas-view" data-view="matrix" data-data="../../data/{name}/">\n'
             f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
-    return _front_matter({"title": title, "description": f"Every attention head of {title}"}) + body
+    meta = {"title": title, "description": f"Every attention head of {title}", "hide": ["navigation", "toc"]}
+    return _front_matter(meta) + body
 
 
 def _fmt(v: object) -> str:
@@ -67,7 +68,7 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb
     meta = {"title": f"{title} · layer {layer} · head {head}",
             "description": f"{title} layer {layer} head {head}: {h['label']} head",
-            "og_image": og}
+            "og_image": og, "hide": ["toc"]}
     nav = []
     if prev:
         nav.append(f'<a class="atlas-prev" rel="prev" href="../../L{prev["layer"]}/H{prev["head"]}/">'
