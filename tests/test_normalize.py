@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from atlas_build.normalize import (
-    C_MAX, C_MIN, HeadSample, Normalization, apply_normalization, normalize, same_sentence_pairs, weighted_corr,
+    C_MAX,
+    C_MIN,
+    HeadSample,
+    Normalization,
+    apply_normalization,
+    normalize,
+    same_sentence_pairs,
+    weighted_corr,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,14 +84,10 @@ def test_centroids_coincide_and_c_in_range(hp):
         assert np.isfinite(v) and -1 - 1e-12 <= v <= 1 + 1e-12
 
 
-def _brute_objective(q, k, qi, kj, metric, dot):
-    """The objective from explicit vectors: weighted corr(−dist, dot), w = exp(−dist/median dist)."""
-    a, b = q[qi], k[kj]
-    if metric == "cosine":
-        dist = 1 - (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    else:
-        dist = np.linalg.norm(a - b, axis=1)
-    if np.ptp(dist) <= 1e-9 * (1.0 if metric == "cosine" else max(dist.max(), 1e-12)):
+def _brute_objective(q, k, qi, kj, dot):
+    """The objective from explicit vectors: weighted corr(−‖q'−k'‖, dot), w = exp(−dist/median dist)."""
+    dist = np.linalg.norm(q[qi] - k[kj], axis=1)
+    if np.ptp(dist) <= 1e-9 * max(dist.max(), 1e-12):
         return 0.0  # same convention as the library: all-equal distances have no correlation
     med = np.median(dist)
     w = np.exp(-dist / med) if med > 1e-12 else np.ones_like(dist)
@@ -95,7 +98,8 @@ def _brute_objective(q, k, qi, kj, metric, dot):
 @given(heads(), st.sampled_from(["cosine", "euclidean"]))
 def test_chosen_c_never_lowers_the_correlation(hp, metric):
     """Definition tested: corr_after (chosen c, with translation) ≥ the objective at c = 1 with translation
-    (`corr_c1`) and ≥ the objective at every grid value of c; all three numbers equal brute-force recomputations."""
+    (`corr_c1`) and ≥ the objective at every grid value of c; all three numbers equal brute-force recomputations.
+    The objective (Euclidean distance about the common centroid) and c do not depend on the layout metric."""
     sample, _ = hp
     q, k = sample.q, sample.k
     qi, kj = same_sentence_pairs(sample.sentence_id, sample.position, sample.causal)
@@ -105,7 +109,10 @@ def test_chosen_c_never_lowers_the_correlation(hp, metric):
     dot = (q[qi] * k[kj]).sum(1)
 
     def brute(qq, kk):
-        return _brute_objective(qq, kk, qi, kj, metric, dot)
+        return _brute_objective(qq, kk, qi, kj, dot)
+
+    other = normalize(sample, metric="euclidean" if metric == "cosine" else "cosine")[2]
+    assert other.scale_c == info.scale_c and other.corr_after == info.corr_after
 
     assert info.corr_after >= info.corr_c1 - 1e-9
     q1, k1, _ = apply_normalization(q, k, 1.0)
@@ -195,3 +202,70 @@ def test_degenerate_inputs_give_finite_numbers():
     with pytest.raises(ValueError):
         normalize(HeadSample(z, z, np.zeros(3, int), np.arange(3), True, 0.5), metric="manhattan")
     assert isinstance(info, Normalization)
+
+
+def _grid_step_inside(c: float) -> bool:
+    """c is at least one grid step (2^¼) away from both bounds."""
+    return C_MIN * 2 ** 0.25 < c < C_MAX / 2 ** 0.25
+
+
+def test_equal_spread_gets_an_interior_c_near_one():
+    """Queries and keys drawn alike (equal spread, same centroid offset): nothing to rebalance, c ≈ 1."""
+    rng = np.random.default_rng(5)
+    n, d = 600, 16
+    sid, pos = np.repeat(np.arange(30), 20), np.tile(np.arange(20), 30)
+    for causal in (False, True):
+        shift = rng.normal(size=d)
+        q = rng.normal(size=(n, d)) + shift
+        k = rng.normal(size=(n, d)) - shift
+        _, _, info = normalize(HeadSample(q, k, sid, pos, causal, d**-0.5))
+        assert _grid_step_inside(info.scale_c)
+        assert 0.7 < info.scale_c < 1.4
+
+
+def _key_norm_artefact_head(seed: int = 6) -> HeadSample:
+    """The shape of most real heads (MiniLM): queries share a large mean direction with a small spread, keys are
+    spread widely with varying norms. The old objective (cosine distance, and the pooled correlation generally) was
+    maximal at the lower bound c = 1/16 here, where the key offsets (k − mean k)/c dominate every distance and the
+    queries collapse onto one point of the picture."""
+    rng = np.random.default_rng(seed)
+    n, d = 800, 16
+    sid, pos = np.repeat(np.arange(40), 20), np.tile(np.arange(20), 40)
+    w = rng.normal(size=(d, d)) / np.sqrt(d)
+    x = rng.normal(size=(n, d))
+    q = 0.5 * x @ w + 6.0 * rng.normal(size=d)
+    k = 3.0 * (x @ w.T + 0.5 * rng.normal(size=(n, d))) * rng.lognormal(0, 0.4, size=(n, 1)) + rng.normal(size=d)
+    return HeadSample(q, k, sid, pos, False, d**-0.5)
+
+
+def test_key_norm_artefact_head_gets_an_interior_c():
+    s = _key_norm_artefact_head()
+    qn, kn, info = normalize(s)
+    assert _grid_step_inside(info.scale_c)
+    assert info.corr_after >= info.corr_c1
+    # neither side collapses: mean centred norms of q' and k' within a factor 4 of each other
+    spread_q = np.linalg.norm(qn - qn.mean(0), axis=1).mean()
+    spread_k = np.linalg.norm(kn - kn.mean(0), axis=1).mean()
+    assert 0.25 < spread_q / spread_k < 4
+    # the old artefact: the cosine-distance correlation keeps rising towards the lower bound on this head
+    qi, kj = same_sentence_pairs(s.sentence_id, s.position, s.causal)
+    dot = (s.q[qi] * s.k[kj]).sum(1)
+
+    def cos_corr(c):
+        a, b, _ = apply_normalization(s.q, s.k, c)
+        a, b = a[qi], b[kj]
+        return np.corrcoef(-(1 - (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))), dot)[0, 1]
+
+    assert cos_corr(C_MIN) > cos_corr(1.0)
+
+
+def test_scale_is_symmetric_under_swapping_queries_and_keys():
+    """Swapping the roles of q and k (the dot products are symmetric for a non-causal head) inverts c."""
+    rng = np.random.default_rng(7)
+    n, d = 400, 8
+    sid, pos = np.repeat(np.arange(20), 20), np.tile(np.arange(20), 20)
+    q, k = rng.normal(size=(n, d)) * 3 + 1, rng.normal(size=(n, d)) * 0.5 - 2
+    _, _, a = normalize(HeadSample(q, k, sid, pos, False, d**-0.5))
+    _, _, b = normalize(HeadSample(k, q, sid, pos, False, d**-0.5))
+    assert _grid_step_inside(a.scale_c)
+    assert a.scale_c * b.scale_c == pytest.approx(1.0, rel=1e-2)

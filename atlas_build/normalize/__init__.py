@@ -6,15 +6,28 @@ Two transformations leave every attention row softmax(q·kᵀ·scaling + mask) u
 * translation k → k + v               (each row's scores shift by the constant q_i·v; softmax is shift-invariant),
   with v chosen so that mean(K') = mean(Q').
 
-So ``q' = c·q`` and ``k' = k/c + t`` with ``t = c·mean(q) − mean(k)/c``. The scale c is chosen per head to maximise
-the weighted Pearson correlation between −distance(q'_i, k'_j) and the dot product q_i·k_j over same-sentence query–key
-pairs (causal models: key position ≤ query position), with weights ``w = exp(−dist / median(dist))`` favouring near
-pairs. The search is a log₂ grid over [1/16, 16] (step 2^¼, so c = 1 is a grid point) followed by a bounded
-refinement around the best grid point; a refined value is kept only if it beats the grid. Hence, on the (seeded) pair
-sample used, ``corr_after ≥ corr_c1`` exactly, where ``corr_c1`` is the objective at c = 1 *with* translation.
-``corr_before`` is the same correlation for the raw vectors (c = 1, no translation); it is reported, not optimised.
+So ``q' = c·q`` and ``k' = k/c + t`` with ``t = c·mean(q) − mean(k)/c``. Writing q̃ = q − mean(q), k̃ = k − mean(k),
+the query–key distance about the common centroid is
 
-All per-pair distances are evaluated in closed form from a few precomputed inner products, so each candidate c costs
+    ‖q'_i − k'_j‖² = c²‖q̃_i‖² + ‖k̃_j‖²/c² − 2 q̃_i·k̃_j .
+
+**Objective.** c is chosen per head to maximise the weighted Pearson correlation between −‖q'_i − k'_j‖ (Euclidean,
+in the space where scaling and translation are defined) and the dot product q_i·k_j over same-sentence query–key
+pairs (causal models: key position ≤ query position), weights ``w = exp(−dist / median(dist))`` favouring near pairs.
+The two norm terms are noise for the proxy and move in opposite directions with c (queries' spread ∝ c, keys'
+∝ 1/c), so the optimum trades them off: as c → 0 the key term dominates, as c → ∞ the query term does, and the
+objective falls at both ends. The objective is the same whatever ``metric`` the layouts use: with the cosine
+distance about the origin, c only moves the *keys'* directions (q' = c·q keeps every query direction), the correlation
+then rises monotonically as c → 0 on most real heads (keys become centred directions) while queries and keys separate
+into two regions of the picture — a boundary optimum, not a faithful picture (see docs/reference/head-labels.md).
+
+The search is a log₂ grid over [1/16, 16] (step 2^¼, so c = 1 is a grid point; ties go to the grid point nearest
+c = 1) followed by a bounded refinement around the best grid point; a refined value is kept only if it beats the
+grid. Hence, on the (seeded) pair sample used, ``corr_after ≥ corr_c1`` exactly, where ``corr_c1`` is the objective at
+c = 1 *with* translation. ``corr_before`` is the same correlation for the raw vectors (c = 1, no translation); it is
+reported, not optimised. ``spearman_cosine_dot`` (the paper's measure) uses the cosine distance of q', k'.
+
+All per-pair distances are evaluated in closed form from a few precomputed per-pair scalars, so each candidate c costs
 O(pairs) and a head of 5 000 tokens takes a few tens of milliseconds.
 """
 
@@ -25,15 +38,25 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["HeadSample", "Normalization", "normalize", "apply_normalization", "same_sentence_pairs", "weighted_corr",
-           "MAX_PAIRS", "PAIR_SEED", "C_MIN", "C_MAX"]
+__all__ = [
+    "C_MAX",
+    "C_MIN",
+    "MAX_PAIRS",
+    "PAIR_SEED",
+    "HeadSample",
+    "Normalization",
+    "apply_normalization",
+    "normalize",
+    "same_sentence_pairs",
+    "weighted_corr",
+]
 
 MAX_PAIRS = 20_000   #: pairs used for the c search and the Spearman correlation (seeded subsample beyond this)
 PAIR_SEED = 0        #: seed of that subsample
 C_MIN, C_MAX = 1.0 / 16.0, 16.0
 _GRID_LOG2 = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # includes 0 → c = 1
 _EPS = 1e-12
-METRICS = ("cosine", "euclidean")
+METRICS = ("cosine", "euclidean")  #: layout metrics accepted (recorded; the c objective does not depend on it)
 
 
 @dataclass(frozen=True)
@@ -56,11 +79,11 @@ class Normalization:
     translation: np.ndarray  #: [d] vector added to the scaled keys
     mean_q_norm: float       #: mean ‖q‖ before normalization
     mean_k_norm: float       #: mean ‖k‖ before normalization
-    corr_before: float       #: weighted corr(−distance, dot), raw vectors (c = 1, no translation)
-    corr_after: float        #: same, at the chosen c with translation
+    corr_before: float       #: weighted corr(−Euclidean distance, dot), raw vectors (c = 1, no translation)
+    corr_after: float        #: same, at the chosen c with translation (the maximised objective)
     spearman_cosine_dot: float  #: Spearman(cosine distance of q'/k', dot) over same-sentence pairs
     corr_c1: float = float("nan")  #: objective at c = 1 with translation (corr_after ≥ corr_c1 by construction)
-    metric: str = "cosine"
+    metric: str = "cosine"   #: layout metric the vectors are meant for (does not change c)
     n_pairs: int = 0         #: pairs actually used (after subsampling)
 
     def to_json(self) -> dict:
@@ -153,8 +176,15 @@ class _PairGeometry:
         self.qk = np.einsum("pd,pd->p", q[qi], k[kj])
         self.qq = np.einsum("nd,nd->n", q, q)[qi]
         self.q_mq, self.q_mk = np.dot(q, self.mq)[qi], np.dot(q, self.mk)[qi]
+        # centred terms for ‖q'−k'‖² = c²‖q̃‖² + ‖k̃‖²/c² − 2 q̃·k̃ (translated case; no cancellation)
+        qc, kc = q - self.mq, k - self.mk
+        self.qcqc = np.einsum("nd,nd->n", qc, qc)[qi]
+        self.kckc = np.einsum("nd,nd->n", kc, kc)[kj]
+        self.qckc = np.einsum("pd,pd->p", qc[qi], kc[kj])
 
     def distance(self, c: float, metric: str, translate: bool = True) -> np.ndarray:
+        if translate and metric == "euclidean":
+            return np.sqrt(np.maximum(c * c * self.qcqc + self.kckc / (c * c) - 2.0 * self.qckc, 0.0))
         if translate:
             qk = self.qk + c * c * self.q_mq - self.q_mk
             kp = self.k / c + (c * self.mq - self.mk / c)
@@ -168,8 +198,11 @@ class _PairGeometry:
         return np.sqrt(np.maximum(qq + kk - 2 * qk, 0.0))
 
 
-def _objective(dist: np.ndarray, dot: np.ndarray, metric: str) -> float:
-    """Weighted corr(−dist, dot) with w = exp(−dist / median dist); 0.0 when the distances are all equal."""
+def _objective(dist: np.ndarray, dot: np.ndarray, metric: str = "euclidean") -> float:
+    """Weighted corr(−dist, dot) with w = exp(−dist / median dist); 0.0 when the distances are all equal.
+
+    `normalize` always passes Euclidean distances; `metric` only sets the all-equal tolerance.
+    """
     if dist.size < 3:
         return 0.0
     spread = float(np.ptp(dist))
@@ -198,7 +231,8 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
               max_pairs: int = MAX_PAIRS) -> tuple[np.ndarray, np.ndarray, Normalization]:
     """Scale and translate one head's queries and keys; return ``(q', k', Normalization)``.
 
-    ``q' = c·q`` and ``k' = k/c + t`` with ``mean(k') = mean(q')``; see the module docstring for how c is chosen.
+    ``q' = c·q`` and ``k' = k/c + t`` with ``mean(k') = mean(q')``; see the module docstring for how c is chosen
+    (Euclidean objective whatever ``metric``, the layout metric, which is validated and recorded).
     Outputs keep the input float precision (at least float32).
     """
     if metric not in METRICS:
@@ -215,12 +249,13 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
     dot = geo.qk
 
     def f(log2c: float) -> float:
-        return _objective(geo.distance(2.0 ** log2c, metric), dot, metric)
+        return _objective(geo.distance(2.0 ** log2c, "euclidean"), dot)
 
-    corr_before = _objective(geo.distance(1.0, metric, translate=False), dot, metric)
+    corr_before = _objective(geo.distance(1.0, "euclidean", translate=False), dot)
     if qi.size >= 3:
         grid = np.array([f(x) for x in _GRID_LOG2])
-        best = int(np.argmax(grid))  # first maximum: ties resolve to the smallest c
+        # ties (flat objective, e.g. constant vectors) resolve to the grid point nearest c = 1, never to a bound
+        best = int(np.flatnonzero(grid >= grid.max())[np.argmin(np.abs(_GRID_LOG2[grid >= grid.max()]))])
         x_best, f_best = float(_GRID_LOG2[best]), float(grid[best])
         step = float(_GRID_LOG2[1] - _GRID_LOG2[0])
         lo, hi = max(x_best - step, _GRID_LOG2[0]), min(x_best + step, _GRID_LOG2[-1])
