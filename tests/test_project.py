@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
-from atlas_build.project import LAYOUTS, ProjectionParams, align, parse_layout, project
+from atlas_build.project import LAYOUTS, ProjectionParams, align, align_sequence, parse_layout, project
 from atlas_build.project.knn import exact_knn, prepare
 
 FAST = ProjectionParams(tsne_early_iter=60, tsne_iter=120, umap_n_epochs=100)
@@ -30,7 +30,7 @@ def clustered(n: int = 600, d: int = 32, k: int = 8, seed: int = 0) -> tuple[np.
 
 @pytest.fixture(scope="module")
 def data() -> np.ndarray:
-    return clustered()[0]
+    return clustered(400)[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +49,18 @@ def test_shapes_and_dtype(data: np.ndarray, layouts: dict[str, np.ndarray]) -> N
 
 
 def test_deterministic_in_process(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
-    again = project(data.copy(), LAYOUTS, FAST, threads=2)  # thread count must not matter either
+    again = project(data.copy(), LAYOUTS, FAST)
     for lay in LAYOUTS:
         assert np.array_equal(layouts[lay], again[lay]), lay
+
+
+def test_thread_count_does_not_change_tsne() -> None:
+    x = clustered(200)[0]
+    params = ProjectionParams(tsne_early_iter=30, tsne_iter=60)
+    one = project(x, ("tsne-2d", "tsne-3d"), params, threads=1)
+    two = project(x, ("tsne-2d", "tsne-3d"), params, threads=2)
+    for lay in one:
+        assert np.array_equal(one[lay], two[lay]), lay
 
 
 def test_deterministic_across_processes(tmp_path: Path) -> None:
@@ -106,6 +115,16 @@ def test_project_aligns_to_reference(data: np.ndarray, layouts: dict[str, np.nda
         d0 = np.linalg.norm(layouts[lay][:50, None] - layouts[lay][None, :50], axis=-1)
         d1 = np.linalg.norm(emb[:50, None] - emb[None, :50], axis=-1)
         np.testing.assert_allclose(d0, d1, rtol=1e-4, atol=1e-4)
+
+
+def test_align_sequence_chains_heads(layouts: dict[str, np.ndarray]) -> None:
+    flip = np.array([[-1.0, 0.0], [0.0, 1.0]])
+    base = layouts["umap-2d"]
+    heads = [{"umap-2d": base}, {"umap-2d": base @ flip + 3.0}, {"umap-2d": base @ flip @ flip.T @ flip}]
+    out = align_sequence(heads)
+    assert np.array_equal(out[0]["umap-2d"], base)
+    for head in out[1:]:
+        np.testing.assert_allclose(head["umap-2d"], base, atol=1e-3)
 
 
 def test_warm_start_is_deterministic(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
