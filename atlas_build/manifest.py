@@ -259,10 +259,7 @@ def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
         "config": lambda k, v: _config(ctx, k, v),
         "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
     }
-    m = ModelSpec(**_fields(ctx, key, raw, spec, required=("name", "source", "dataset")))
-    if m.source.startswith("random:") and not m.tokenizer:
-        raise ctx.fail(f"{key}.tokenizer", "a random: model needs a tokenizer source (e.g. package:NAME)")
-    return m
+    return ModelSpec(**_fields(ctx, key, raw, spec, required=("name", "source", "dataset")))
 
 
 def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
@@ -299,11 +296,15 @@ def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
     projections = _parse_projections(ctx, data.get("projections", {}))
     datasets = _parse_list(ctx, data, "datasets", _parse_dataset)
     models = _parse_list(ctx, data, "models", _parse_model)
-    names = {d.name for d in datasets}
+    names = {d.name: d for d in datasets}
     for i, m in enumerate(models):
         if m.dataset not in names:
             raise ctx.fail(f"models[{i}].dataset", f"expected one of the datasets ({', '.join(sorted(names))}), "
                                                    f"got {_describe(m.dataset)}")
+        # A random text model borrows a tokenizer; an image model reads pixels (no tokenizer).
+        if m.source.startswith("random:") and not m.tokenizer and names[m.dataset].kind != "images":
+            raise ctx.fail(f"models[{i}].tokenizer", "a random: model over a text dataset needs a tokenizer source "
+                                                     "(e.g. package:NAME)")
     return Manifest(Path(path), site, build, datasets, models, projections, export)
 
 

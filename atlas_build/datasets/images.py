@@ -16,6 +16,7 @@ Sources (``spec.source``)
       match a file's relative path or its stem. Licence/attribution come from the manifest.
     * ``skimage``: photos from `skimage.data` with the per-image licence stated in each loader's docstring.
     * ``sklearn``: ``china.jpg`` and ``flower.jpg`` from `sklearn.datasets.load_sample_images` (CC BY 2.0).
+    * built-in sources joined with ``+`` (``skimage+probes``): one catalogue, the parts in the order given.
     * ``probes``: the AttentionViz probes, generated in code at ``image_size`` (no resampling) from the seed:
       ``hue-a<deg>`` / ``brightness-a<deg>`` gradients in 8 orientations, ``grating-f<cycles>-a<deg>`` sinusoidal
       gratings over 5 frequencies x 4 angles, ``circles-f<cycles>`` concentric rings. The seed sets grating and
@@ -278,15 +279,24 @@ def load_images(spec: DatasetSpec, base_dir: Path) -> list[ImageItem]:
     """The dataset's images, selected and ordered as described in the module docstring."""
     base_dir = Path(base_dir)
     folder: Path | None = None
-    if spec.source == "skimage":
-        chosen = _select(spec, _skimage_entries(), aliases=SKIMAGE_ALIASES)
-    elif spec.source == "sklearn":
-        chosen = _select(spec, _sklearn_entries())
-    elif spec.source == "probes":
+    parts = spec.source.split("+")
+    if all(p in IMAGE_SOURCES for p in parts):
+        if len(set(parts)) != len(parts):
+            raise InputError(f"dataset {spec.name!r}: source {spec.source!r} names a source twice")
+        entries: list[_Entry] = []
         families: dict[str, list[str]] = {}
-        for p in probe_catalogue():
-            families.setdefault(p.family, []).append(p.name)
-        chosen = _select(spec, _probe_entries(spec), families=families)
+        aliases: dict[str, str] = {}
+        for part in parts:  # built-in catalogues joined with '+', in the order given (names are distinct)
+            if part == "skimage":
+                entries += _skimage_entries()
+                aliases.update(SKIMAGE_ALIASES)
+            elif part == "sklearn":
+                entries += _sklearn_entries()
+            else:
+                entries += _probe_entries(spec)
+                for p in probe_catalogue():
+                    families.setdefault(p.family, []).append(p.name)
+        chosen = _select(spec, entries, families=families, aliases=aliases)
     else:
         folder, entries = _folder_entries(spec, base_dir)
         if not entries:

@@ -31,8 +31,11 @@ def write_table(path: Path, table: pa.Table) -> None:
 
 
 def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray,
-                 sentence_length: np.ndarray, text: Sequence[str], special: np.ndarray) -> pa.Table:
-    """One row per token; the text column is dictionary-encoded (values in first-seen order: deterministic)."""
+                 sentence_length: np.ndarray, text: Sequence[str], special: np.ndarray,
+                 patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None) -> pa.Table:
+    """One row per token; the text column is dictionary-encoded (values in first-seen order: deterministic).
+
+    Image models add ``patch_row``/``patch_col`` (int16; -1 for CLS/register tokens)."""
     texts = pa.array(list(text), pa.string()).dictionary_encode()
     cols = {
         "token_id": pa.array(token_id, pa.uint32()),
@@ -42,6 +45,11 @@ def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.nda
         "text": texts,
         "special": pa.array(np.asarray(special, bool), pa.bool_()),
     }
+    if (patch_row is None) != (patch_col is None):
+        raise ValueError("patch_row and patch_col go together")
+    if patch_row is not None and patch_col is not None:
+        cols["patch_row"] = pa.array(np.asarray(patch_row, np.int16), pa.int16())
+        cols["patch_col"] = pa.array(np.asarray(patch_col, np.int16), pa.int16())
     table = pa.table(cols)
     return table.replace_schema_metadata(_schema_meta())
 

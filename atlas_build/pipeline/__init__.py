@@ -12,8 +12,9 @@ from typing import Callable
 import numpy as np
 
 from ..cache import StageCache, stage_key
-from ..capture import CaptureResult, capture, load_capture, load_model, read_layer
+from ..capture import CaptureResult, capture, capture_images, load_capture, load_model, read_layer
 from ..datasets import dataset_info, load_sentences
+from ..datasets.images import load_images
 from ..executor import make_executor
 from ..manifest import Manifest, ModelSpec, load_manifest
 from ..normalize import HeadSample
@@ -78,16 +79,26 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         report.reused.append(name)
         return load_capture(unit)
     log(f"[{spec.name}] capture: loading {spec.source}")
-    sentences = load_sentences(data, manifest.base_dir)
-    loaded = load_model(spec, manifest.base_dir, device or manifest.build.device, cache_dir=cache.root / "_models")
-    cache.fresh(unit)
-    result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
-                     batch_size=manifest.build.batch_size, dtype=manifest.build.capture_dtype, progress=progress)
+    build = manifest.build
+    if data.kind == "images":
+        items = load_images(data, manifest.base_dir)
+        loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        cache.fresh(unit)
+        result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
+                                dtype=build.capture_dtype, progress=progress)
+        unit_name = "images"
+    else:
+        sentences = load_sentences(data, manifest.base_dir)
+        loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        cache.fresh(unit)
+        result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
+                         batch_size=build.batch_size, dtype=build.capture_dtype, progress=progress)
+        unit_name = "sentences"
     cache.mark_done(unit)
     cache.prune(spec.name, "capture", key)
     report.rebuilt.append(name)
     log(f"[{spec.name}] capture: {len(result.tokens.token_id)} tokens from "
-        f"{len(np.unique(result.tokens.sentence_id))} sentences")
+        f"{len(np.unique(result.tokens.sentence_id))} {unit_name}")
     return result
 
 
@@ -116,9 +127,12 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
         log(f"[{spec.name}] heads: {n_reused} reused")
         report.reused.extend(f"{spec.name}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
     tok = cap.tokens
+    # Image tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
+    vocab = None if tok.is_image else tok.vocab_id
     for layer in todo_layers:
         lc = read_layer(cap.directory, layer)
         attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
+        weights = cap.qk_weights(layer)
         tasks = []
         for head in range(facts.num_heads):
             if (layer, head) in results:
@@ -127,7 +141,9 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
             sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
                                 position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
             tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
-                                  tok.vocab_id, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params))
+                                  vocab, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params,
+                                  w_q=None if weights is None else weights[0][head],
+                                  w_k=None if weights is None else weights[1][kv]))
         for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)

@@ -21,10 +21,12 @@ class HeadTask:
     kv_head: int
     sample: HeadSample
     attention: dict[int, np.ndarray]
-    vocab_id: np.ndarray
+    vocab_id: np.ndarray | None  # None: tokens have no vocabulary (image patches)
     v_norms: np.ndarray
     layouts: tuple[str, ...]
     params: ProjectionParams
+    w_q: np.ndarray | None = None  # [d, D] the head's query projection rows, when the model exposes them
+    w_k: np.ndarray | None = None  # [d, D] its key head's key projection rows
 
 
 @dataclass
@@ -68,7 +70,8 @@ def run_head(task: HeadTask) -> HeadResult:
     joint = np.concatenate([qn, kn]).astype(np.float32)
     layouts = project(joint, task.layouts, task.params)
     norms = np.concatenate([np.linalg.norm(s.q, axis=1), np.linalg.norm(s.k, axis=1)]).astype(np.float32)
-    metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id)
+    metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
+                          w_k=task.w_k)
     trust = {name: _round(trust_scores(s, qn, kn, coords)) for name, coords in layouts.items()}
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), _round(metrics),
                       label_head(metrics), trust)

