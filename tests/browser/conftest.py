@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +17,10 @@ import pytest
 
 import synthetic_site
 
+REPO = Path(__file__).resolve().parents[2]
+VISION_MANIFEST = REPO / "data_manifests" / "vision-tiny.toml"
+VISION_BUILD = ("import sys\nfrom atlas_build.pipeline import build\n"
+                "build(sys.argv[1], sys.argv[2], jobs=1, log=lambda msg: None)")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -72,6 +80,47 @@ def tiny_site(tiny_build: Path) -> Iterator[tuple[str, Path]]:
     server = StaticServer(tiny_build / "site")
     try:
         yield server.url, tiny_build / "site"
+    finally:
+        server.close()
+
+
+_vision: dict[str, object] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Start the vision-tiny build in a subprocess as soon as a selected test needs it, so it overlaps the others."""
+    if _vision or not any("vision_site" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    out = Path(tempfile.mkdtemp(prefix="atlas-vision-tiny-"))
+    log = open(out / "build.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", VISION_BUILD, str(VISION_MANIFEST), str(out / "build")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    _vision.update(out=out, proc=proc, log=log)
+
+
+def pytest_unconfigure(config) -> None:
+    proc = _vision.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if _vision:
+        _vision["log"].close()
+        shutil.rmtree(_vision["out"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vision_site() -> Iterator[tuple[str, Path]]:
+    """The real pipeline's site for data_manifests/vision-tiny.toml (built by atlas_build.pipeline.build)."""
+    if "proc" not in _vision:
+        pytest.skip("the vision build was not started")
+    proc, out = _vision["proc"], _vision["out"]
+    if proc.wait(timeout=900) != 0:
+        tail = (out / "build.log").read_text("utf-8", "replace")[-3000:]
+        pytest.fail(f"building {VISION_MANIFEST.name} failed:\n{tail}")
+    server = StaticServer(out / "build" / "site")
+    try:
+        yield server.url, out / "build" / "site"
     finally:
         server.close()
 

@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+import synthetic_images
+
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "site_templates" / "assets"
 MODEL = "synth"
@@ -52,6 +54,7 @@ class Synth:
     """What the tests need to know about the data they are looking at."""
 
     points: list[Point] = field(default_factory=list)
+    vit: list = field(default_factory=list)
 
     def point(self, sentence: int, position: int, is_key: int) -> Point:
         return next(p for p in self.points
@@ -195,14 +198,17 @@ def _head_md(model: str, layer: int, head: int) -> str:
     nav += '<a class="atlas-up" href="../../">all heads</a>'
     if nxt[0] < LAYERS:
         nav += f' <a class="atlas-next" rel="next" href="../../L{nxt[0]}/H{nxt[1]}/">next</a>'
-    return (f"# Layer {layer} · Head {head}\n\n<nav class=\"atlas-headnav\">{nav}</nav>\n\n"
-            f'<div class="atlas-view" data-view="head" data-data="../../../../data/{model}/" '
+    return f"# Layer {layer} · Head {head}\n\n<nav class=\"atlas-headnav\">{nav}</nav>\n\n" + _view_md(model, layer, head)
+
+
+def _view_md(model: str, layer: int, head: int) -> str:
+    return (f'<div class="atlas-view" data-view="head" data-data="../../../../data/{model}/" '
             f'data-layer="{layer}" data-head="{head}"></div>\n')
 
 
 def _matrix_md(model: str) -> str:
     thumbs = "".join(f'<a class="atlas-thumb" href="L{l}/H{h}/"><img src="../../data/{model}/thumbs/L{l}H{h}_pca-2d.png"'
-                     f' alt="L{l} H{h}"></a>' for l in range(LAYERS) for h in range(HEADS))
+                     f' alt="L{l} H{h}" loading="lazy"></a>' for l in range(LAYERS) for h in range(HEADS))
     return (f"# {model}\n\n<div class=\"atlas-view\" data-view=\"matrix\" data-data=\"../../data/{model}/\">"
             f"<div class=\"atlas-matrix-static\">{thumbs}</div></div>\n")
 
@@ -222,6 +228,7 @@ extra_javascript:
     type: module
 not_in_nav: |
   /models/*/L*/*.md
+  /models/synth-*/index.md
 nav:
   - Home: index.md
   - Synth: models/synth/index.md
@@ -240,6 +247,13 @@ def build_site(work: Path, site_url: str) -> Synth:
             page = docs / "models" / MODEL / f"L{layer}" / f"H{head}.md"
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(_head_md(MODEL, layer, head), "utf-8")
+    for model, heads in synthetic_images.pages().items():
+        (docs / "models" / model).mkdir(parents=True, exist_ok=True)
+        (docs / "models" / model / "index.md").write_text(_matrix_md(model), "utf-8")
+        for layer, head in heads:
+            page = docs / "models" / model / f"L{layer}" / f"H{head}.md"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(f"# {model} L{layer} H{head}\n\n" + _view_md(model, layer, head), "utf-8")
     bad = docs / "models" / BAD_MODEL / "L0" / "H0.md"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text(_head_md(BAD_MODEL, 0, 0), "utf-8")
@@ -253,6 +267,8 @@ def build_site(work: Path, site_url: str) -> Synth:
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q", "-f", str(work / "mkdocs.yml"), "-d", str(site)],
                    check=True, cwd=work, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     synth = write_data(site / "data" / MODEL)
+    synth.vit = synthetic_images.write_vit(site / "data" / synthetic_images.VIT)
+    synthetic_images.write_big(site / "data" / synthetic_images.BIG)
     write_data(site / "data" / BAD_MODEL, version=2)
     shutil.copytree(ASSETS, site / "assets", dirs_exist_ok=True)
     return synth

@@ -13,10 +13,31 @@ export const ENCODINGS = [
   { id: "punct", label: "punctuation" },
 ];
 
+export const IMAGE_ENCODINGS = [
+  { id: "qk", label: "query / key" },
+  { id: "patch-row", label: "patch row" },
+  { id: "patch-col", label: "patch column" },
+  { id: "hue", label: "mean hue" },
+  { id: "brightness", label: "mean brightness" },
+  { id: "pixels", label: "patch pixels" },
+  { id: "position", label: "position (normalized)" },
+  { id: "norm", label: "norm" },
+];
+
+// Encodings that need the images' pixels (loaded on demand).
+export const PIXEL_ENCODINGS = new Set(["hue", "brightness", "pixels"]);
+
+export function encodingsFor(isImage) {
+  return isImage ? IMAGE_ENCODINGS : ENCODINGS;
+}
+
 const QUERY_RAMP = [[0xc7, 0xe9, 0xc0], [0x41, 0xab, 0x5d], [0x00, 0x44, 0x1b]];
 const KEY_RAMP = [[0xfc, 0xc5, 0xe0], [0xdd, 0x34, 0x97], [0x49, 0x00, 0x6a]];
 const VIRIDIS = [[0x44, 0x01, 0x54], [0x3b, 0x52, 0x8b], [0x21, 0x91, 0x8c], [0x5e, 0xc9, 0x62], [0xfd, 0xe7, 0x25]];
 const MOD5 = [[0x1b, 0x9e, 0x77], [0xd9, 0x5f, 0x02], [0x75, 0x70, 0xb3], [0xe7, 0x29, 0x8a], [0x66, 0xa6, 0x1e]];
+const PLASMA = [[0x0d, 0x08, 0x87], [0x7e, 0x03, 0xa8], [0xcc, 0x47, 0x78], [0xf8, 0x95, 0x40], [0xf0, 0xf9, 0x21]];
+const GREYS = [[0x18, 0x18, 0x18], [0xe8, 0xe8, 0xe8]];
+const HUES = [0, 1, 2, 3, 4, 5, 6].map((k) => hueColour(k / 6));
 const PUNCT = [0xe6, 0xab, 0x02];
 const OTHER = [0x9e, 0x9e, 0x9e];
 const PUNCT_RE = /^[\p{P}\p{S}]+$/u;
@@ -56,13 +77,57 @@ function extent(values) {
   return hi > lo ? [lo, hi] : [lo, lo + 1];
 }
 
-// attrs: { n, isKey, position, length, norm, text, frequency } — per point, in drawing order.
-export function colourPoints(encoding, attrs) {
+// HSV(h, 0.75, 0.9) for a hue in [0, 1).
+export function hueColour(h) {
+  const [s, v] = [0.75, 0.9];
+  const f = (k) => {
+    const x = (k + h * 6) % 6;
+    return Math.round(255 * (v - v * s * Math.max(0, Math.min(x, 4 - x, 1))));
+  };
+  return [f(5), f(3), f(1)];
+}
+
+// Patch encodings; features (from images.js) is needed for hue, brightness and pixels.
+function colourPatches(encoding, attrs, features, put) {
+  const { n, isKey, patchRow, patchCol, tokenRow } = attrs;
+  const none = [["[CLS] / register tokens", OTHER]];
+  if (encoding === "patch-row" || encoding === "patch-col") {
+    const values = encoding === "patch-row" ? patchRow : patchCol;
+    let max = 1;
+    for (let i = 0; i < n; i++) max = Math.max(max, values[i]);
+    const stops = encoding === "patch-row" ? PLASMA : VIRIDIS;
+    for (let i = 0; i < n; i++) put(i, values[i] < 0 ? OTHER : ramp(stops, values[i] / max));
+    const [from, to] = encoding === "patch-row" ? ["top row", "bottom row"] : ["left column", "right column"];
+    return { gradients: [["", stops]], from, to, swatches: none };
+  }
+  if (!features) {
+    for (let i = 0; i < n; i++) put(i, OTHER);
+    return { note: "loading the images…" };
+  }
+  for (let i = 0; i < n; i++) {
+    const t = tokenRow[i];
+    if (encoding === "pixels") {
+      put(i, patchRow[i] < 0 ? (isKey[i] ? KEY : QUERY) : features.meanRgb.subarray(3 * t, 3 * t + 3));
+    } else {
+      const v = encoding === "hue" ? features.hue[t] : features.brightness[t];
+      put(i, Number.isNaN(v) ? OTHER : encoding === "hue" ? hueColour(v) : ramp(GREYS, v));
+    }
+  }
+  if (encoding === "pixels") return { swatches: [["query frame", QUERY], ["key frame", KEY]], note: "each patch drawn with its own pixels" };
+  if (encoding === "hue") return { gradients: [["", HUES]], from: "0°", to: "360°", swatches: [["grey / not a patch", OTHER]] };
+  return { gradients: [["", GREYS]], from: "dark", to: "bright", swatches: none };
+}
+
+// attrs: { n, isKey, position, length, norm, text, frequency, patchRow, patchCol, tokenRow } — per point, in
+// drawing order; features: per-token patch features of image models (or null).
+export function colourPoints(encoding, attrs, features = null) {
   const { n, isKey } = attrs;
   const out = new Uint8Array(n * 3);
   const put = (i, rgb) => out.set(rgb, i * 3);
   let legend;
-  if (encoding === "position") {
+  if (encoding.startsWith("patch-") || PIXEL_ENCODINGS.has(encoding)) {
+    legend = colourPatches(encoding, attrs, features, put);
+  } else if (encoding === "position") {
     for (let i = 0; i < n; i++) {
       const t = attrs.length[i] > 1 ? attrs.position[i] / (attrs.length[i] - 1) : 0;
       put(i, ramp(isKey[i] ? KEY_RAMP : QUERY_RAMP, t));

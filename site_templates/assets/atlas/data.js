@@ -52,8 +52,25 @@ async function fetchOk(url) {
   return response;
 }
 
+const prefetched = new Map();
+
+// Starts fetching a file the page will read soon (e.g. a head file while the token tables load).
+export function prefetch(url) {
+  if (!prefetched.has(url)) {
+    const promise = fetchOk(url).then((r) => r.arrayBuffer());
+    promise.catch(() => prefetched.delete(url));
+    prefetched.set(url, promise);
+  }
+}
+
+function fetchBuffer(url) {
+  const early = prefetched.get(url);
+  prefetched.delete(url);
+  return early || fetchOk(url).then((r) => r.arrayBuffer());
+}
+
 async function loadTable(url) {
-  const [Arrow, buffer] = await Promise.all([loadArrow(), fetchOk(url).then((r) => r.arrayBuffer())]);
+  const [Arrow, buffer] = await Promise.all([loadArrow(), fetchBuffer(url)]);
   let table;
   try {
     table = Arrow.tableFromIPC(new Uint8Array(buffer));
@@ -82,6 +99,12 @@ function values(table, name, url) {
   return out;
 }
 
+// Image models' patch_row / patch_col (−1 for CLS/register tokens); all −1 for text models.
+function optionalInt16(table, name) {
+  const vector = table.getChild(name);
+  return vector ? Int16Array.from(vector.toArray()) : new Int16Array(table.numRows).fill(-1);
+}
+
 // id → row lookup; dense Int32Array when the ids allow it, a Map otherwise.
 function indexOf(ids) {
   let max = 0;
@@ -97,17 +120,28 @@ function indexOf(ids) {
 }
 
 const models = new Map();
+const manifests = new Map();
 
-export function loadModel(base) {
-  if (!models.has(base)) {
-    const promise = readModel(base);
-    models.set(base, promise);
-    promise.catch(() => models.delete(base));
+function cached(cache, base, read) {
+  if (!cache.has(base)) {
+    const promise = read(base);
+    cache.set(base, promise);
+    promise.catch(() => cache.delete(base));
   }
-  return models.get(base);
+  return cache.get(base);
 }
 
-async function readModel(base) {
+// The manifest alone (what a view needs before any point): {base, manifest, layouts2d, headInfo}.
+export function loadManifest(base) {
+  return cached(manifests, base, readManifest);
+}
+
+// The manifest plus the token and point tables.
+export function loadModel(base) {
+  return cached(models, base, readModel);
+}
+
+async function readManifest(base) {
   const manifestUrl = new URL("manifest.json", base).href;
   const manifest = await fetchOk(manifestUrl).then((r) =>
     r.json().catch(() => {
@@ -115,6 +149,18 @@ async function readModel(base) {
     }),
   );
   if (manifest.schema_version !== SCHEMA_VERSION) throw versionError(manifestUrl, manifest.schema_version);
+  return {
+    base,
+    manifest,
+    layouts2d: manifest.layouts.filter((l) => l.endsWith("-2d")),
+    headInfo(layer, head) {
+      return manifest.heads.find((h) => h.layer === layer && h.head === head) || null;
+    },
+  };
+}
+
+async function readModel(base) {
+  const { manifest, ...meta } = await loadManifest(base);
   const tokensUrl = new URL(manifest.tokens.file, base).href;
   const pointsUrl = new URL(manifest.points.file, base).href;
   const [tt, pt] = await Promise.all([loadTable(tokensUrl), loadTable(pointsUrl)]);
@@ -126,6 +172,8 @@ async function readModel(base) {
     length: numbers(tt, "sentence_length", tokensUrl),
     text: values(tt, "text", tokensUrl).map((t) => (t === null ? "" : String(t))),
     special: Uint8Array.from(values(tt, "special", tokensUrl), (v) => (v ? 1 : 0)),
+    patchRow: optionalInt16(tt, "patch_row"),
+    patchCol: optionalInt16(tt, "patch_col"),
   };
   const points = {
     count: pt.numRows,
@@ -147,17 +195,13 @@ async function readModel(base) {
   for (const rows of sentences.values()) rows.sort((a, b) => tokens.position[a] - tokens.position[b]);
   let frequency = null;
   return {
-    base,
+    ...meta,
     manifest,
     tokens,
     points,
     sentences,
     pointRowOf: indexOf(points.id),
     tokenRowOf,
-    layouts2d: manifest.layouts.filter((l) => l.endsWith("-2d")),
-    headInfo(layer, head) {
-      return manifest.heads.find((h) => h.layer === layer && h.head === head) || null;
-    },
     frequency() {
       if (!frequency) {
         const counts = new Map();
@@ -224,6 +268,7 @@ export function headAttributes(model, head) {
   const a = {
     n, norm: head.norm, text: new Array(n), isKey: new Uint8Array(n), position: new Uint16Array(n),
     length: new Uint16Array(n), sentence: new Uint32Array(n), pointId: new Uint32Array(n), frequency: new Float32Array(n),
+    tokenRow: new Int32Array(n), patchRow: new Int16Array(n), patchCol: new Int16Array(n),
   };
   for (let r = 0; r < n; r++) {
     const p = head.pointRow[r];
@@ -235,6 +280,9 @@ export function headAttributes(model, head) {
     a.sentence[r] = tokens.sentence[t];
     a.text[r] = tokens.text[t];
     a.frequency[r] = freq[t];
+    a.tokenRow[r] = t;
+    a.patchRow[r] = tokens.patchRow[t];
+    a.patchCol[r] = tokens.patchCol[t];
   }
   return a;
 }

@@ -1,13 +1,19 @@
 // Single-head view: scatter of the head's queries and keys, tooltip, search, selection with attention lines,
-// sentence view, colour encodings, adjacent-head navigation and state in the URL hash.
+// sentence view (text models) or image view (image models), colour encodings, tiles for large heads,
+// adjacent-head navigation and state in the URL hash.
 
-import { AtlasDataError, headAttributes, loadAttention, loadHead, loadModel } from "./data.js";
-import { ENCODINGS, colourPoints, normalizeToken } from "./colours.js";
+import { AtlasDataError, headAttributes, loadAttention, loadHead, loadManifest, loadModel, prefetch } from "./data.js";
+import { colourPoints, encodingsFor, normalizeToken } from "./colours.js";
 import { Disposer, download, el, hashIsState, isTyping, readHash, select, showError, writeHash } from "./dom.js";
+import { HeadImages } from "./head-images.js";
+import { HeadNav } from "./head-nav.js";
+import { ImageView } from "./image-view.js";
+import { imageInfo, isImageModel } from "./images.js";
 import { drawLines, drawRings, placeLabels, viewToSvg } from "./overlay.js";
 import { Scatter } from "./scatter.js";
 import { SentenceView } from "./sentence-view.js";
 import { legendElement, sidePanel } from "./panels.js";
+import { TileLayer } from "./tiles.js";
 
 const DIM = 0.15;
 const LINE_COLOUR = "#3b4a6b";
@@ -33,9 +39,11 @@ class HeadView {
 
   async start() {
     try {
-      const model = await loadModel(this.base);
-      const info = model.headInfo(this.layer, this.head);
+      const meta = await loadManifest(this.base);
+      const info = meta.headInfo(this.layer, this.head);
       if (!info) throw new AtlasDataError(`manifest.json lists no head at layer ${this.layer}, head ${this.head}`);
+      prefetch(new URL(info.file, this.base).href);
+      const model = await loadModel(this.base);
       const head = await loadHead(model, info);
       if (!this.destroyed) this.build(model, info, head);
     } catch (err) {
@@ -53,6 +61,10 @@ class HeadView {
     for (let r = 0; r < a.n; r++) this.rowOf.set(`${a.sentence[r]}:${a.position[r]}:${a.isKey[r]}`, r);
     this.normalized = a.text.map(normalizeToken);
     this.attrs = a;
+    this.isImage = isImageModel(model);
+    this.images = this.isImage ? new HeadImages(this) : null;
+    this.encodings = encodingsFor(this.isImage);
+    this.tileLayers = new Map();
     const layouts = Object.keys(head.layouts).sort((x, y) => model.manifest.layouts.indexOf(x) - model.manifest.layouts.indexOf(y));
     if (!layouts.length) throw new AtlasDataError(`${info.file} has no layout columns`);
     this.layouts = layouts;
@@ -71,7 +83,7 @@ class HeadView {
     const h = readHash();
     const s = this.state;
     if (this.layouts.includes(h.get("layout"))) s.layout = h.get("layout");
-    if (ENCODINGS.some((e) => e.id === h.get("colour"))) s.colour = h.get("colour");
+    if (this.encodings.some((e) => e.id === h.get("colour"))) s.colour = h.get("colour");
     s.search = h.get("search") || "";
     const pid = h.has("point") ? Number(h.get("point")) : NaN;
     s.point = Number.isInteger(pid) && this.rowOfPoint(pid) >= 0 ? pid : null;
@@ -99,7 +111,7 @@ class HeadView {
     const fallback = this.root.querySelector(".atlas-fallback");
     if (fallback) fallback.hidden = true;
     this.layoutSelect = select(this.layouts.map((id) => ({ id, label: id })), s.layout, "layout");
-    this.colourSelect = select(ENCODINGS, s.colour, "colour");
+    this.colourSelect = select(this.encodings, s.colour, "colour");
     this.search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens", "aria-label": "search tokens" });
     this.search.value = s.search;
     this.count = el("span", { class: "atlas-search-count", "aria-live": "polite" });
@@ -113,7 +125,9 @@ class HeadView {
     d.on(this.sizeBox, "change", () => ((s.size = this.sizeBox.checked), this.apply()));
     d.on(png, "click", () => this.scatter.toBlob().then((b) => download(`${this.fileStem()}.png`, b)));
     d.on(svgButton, "click", () => download(`${this.fileStem()}.svg`, new Blob([this.svgText()], { type: "image/svg+xml" })));
+    this.imageSelect = this.images ? this.images.chooser(d) : null;
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
+      this.imageSelect ? el("label", {}, ["image ", this.imageSelect]) : null,
       el("label", {}, ["layout ", this.layoutSelect]),
       el("label", {}, ["colour ", this.colourSelect]),
       el("span", { class: "atlas-search-box" }, [this.search, this.count]),
@@ -128,15 +142,21 @@ class HeadView {
     const main = el("div", { class: "atlas-main" }, [el("div", { class: "atlas-plot-column" }, [this.plot, this.legend]),
       sidePanel(this.model, this.info)]);
     this.root.append(this.toolbar, main);
-    this.sentenceView = new SentenceView(this.root);
-    this.sentenceView.onClose = () => this.select(null);
+    if (this.isImage) {
+      this.detail = new ImageView(this.root, { onSelect: (p) => this.selectPosition(p), onClose: () => this.select(null) });
+    } else {
+      this.detail = new SentenceView(this.root);
+      this.detail.onClose = () => this.select(null);
+    }
     this.scatter = new Scatter(this.plot, {
       onHover: (i) => this.hover(i),
       onClick: (i) => this.select(i >= 0 ? this.attrs.pointId[i] : null),
+      onDraw: (mode) => this.drawn(mode),
     });
     this.disposer.add(() => this.scatter.destroy());
-    this.disposer.add(() => this.sentenceView.destroy());
-    this.nav = this.buildNav();
+    this.disposer.add(() => this.detail.destroy());
+    this.nav = new HeadNav({ manifest: this.model.manifest, layer: this.layer, head: this.head, toolbar: this.toolbar,
+      root: this.root, hash: () => this.hashParams().toString() });
     d.on(document, "keydown", (e) => this.key(e));
     d.on(window, "hashchange", () => {
       if (!hashIsState()) return;
@@ -156,59 +176,46 @@ class HeadView {
     return `${this.model.manifest.model.name}_L${this.layer}H${this.head}_${this.state.layout}`;
   }
 
-  // Neighbours in manifest order (prev/next) and in the same head column (up/down).
-  buildNav() {
-    const heads = this.model.manifest.heads;
-    const at = heads.findIndex((h) => h.layer === this.layer && h.head === this.head);
-    const find = (layer, head) => heads.find((h) => h.layer === layer && h.head === head);
-    const targets = { prev: heads[at - 1], next: heads[at + 1], up: find(this.layer - 1, this.head), down: find(this.layer + 1, this.head) };
-    const page = document.querySelector(".atlas-headnav");
-    const links = {};
-    const own = el("nav", { class: "atlas-headnav-own" });
-    for (const [dir, target] of Object.entries(targets)) {
-      if (!target) continue;
-      links[dir] = (page && page.querySelector(`a.atlas-${dir}`)) || null;
-      if (!links[dir] && (dir === "prev" || dir === "next" || !page)) {
-        const arrows = { prev: "←", next: "→", up: "↑", down: "↓" };
-        links[dir] = el("a", { class: `atlas-${dir}`, href: "#", text: `${arrows[dir]} L${target.layer} H${target.head}` });
-        own.append(links[dir], " ");
-      }
-      if (links[dir]) links[dir].dataset.target = `../../L${target.layer}/H${target.head}/`;
-    }
-    if (own.childNodes.length) this.toolbar.prepend(own);
-    return { targets, links };
+  // Selects the point at a position of an image (default: the current one), keeping query/key unless told.
+  selectPosition(position, sid = null, isKey = null) {
+    const s = this.state;
+    const row = s.point !== null ? this.rowOfPoint(s.point) : -1;
+    const image = sid ?? (row >= 0 ? this.attrs.sentence[row] : null);
+    if (image === null) return;
+    const kind = isKey ?? (row >= 0 ? !!this.attrs.isKey[row] : false);
+    const target = this.rowOf.get(`${image}:${position}:${kind ? 1 : 0}`) ?? this.rowOf.get(`${image}:${position}:0`);
+    if (target !== undefined) this.select(this.attrs.pointId[target]);
   }
 
-  updateNav() {
-    const hash = this.hashParams().toString();
-    for (const link of Object.values(this.nav.links)) {
-      if (link) link.setAttribute("href", link.dataset.target + (hash ? `#${hash}` : ""));
-    }
-  }
-
-  go(dir) {
-    const target = this.nav.targets[dir];
-    if (!target) return;
-    let link = this.nav.links[dir];
-    const temporary = !link;
-    if (temporary) {
-      const hash = this.hashParams().toString();
-      link = el("a", { href: `../../L${target.layer}/H${target.head}/` + (hash ? `#${hash}` : ""), hidden: true });
-      this.root.append(link);
-    }
-    link.click();
-    if (temporary) link.remove();
+  drawn(mode) {
+    this.root.dataset.drawMode = mode;
+    if (this.firstDraw) return;
+    this.firstDraw = true;
+    performance.mark("atlas:first-draw", { detail: { view: "head", layer: this.layer, head: this.head } });
   }
 
   key(e) {
     if (isTyping(e) || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
-    const dir = { ArrowLeft: "prev", ArrowRight: "next", ArrowUp: "up", ArrowDown: "down" }[e.key];
-    if (dir && this.nav.targets[dir]) {
+    const dir = this.nav.direction(e.key);
+    if (dir) {
       e.preventDefault();
-      this.go(dir);
+      this.nav.go(dir);
     } else if (e.key === "Escape" && this.state.point !== null) {
       this.select(null);
     }
+  }
+
+  tileLayer(layout) {
+    const spec = (this.info.tiles || {})[layout];
+    if (!spec || this.data.layouts[layout].dims !== 2) return null;
+    if (!this.tileLayers.has(layout)) this.tileLayers.set(layout, new TileLayer(spec, this.model.base, () => this.scatter.schedule()));
+    return this.tileLayers.get(layout);
+  }
+
+  groupName(sid) {
+    if (!this.isImage) return `sentence ${sid}`;
+    const info = imageInfo(this.model, sid);
+    return `image ${info ? info.name : sid}`;
   }
 
   hover(i) {
@@ -223,7 +230,8 @@ class HeadView {
       el("div", { class: "atlas-tip-token", text: a.text[i] }),
       el("div", { class: "atlas-tip-kind", text: a.isKey[i] ? "key" : "query" }),
       el("div", { class: "atlas-tip-pos", text: `position ${a.position[i] + 1} of ${a.length[i]}` }),
-      el("div", { class: "atlas-tip-sentence", text: `sentence ${a.sentence[i]}` }),
+      el("div", { class: "atlas-tip-sentence", text: this.groupName(a.sentence[i]) }),
+      this.images ? this.images.preview(i) : "",
     );
     this.tooltip.classList.toggle("is-key", !!a.isKey[i]);
     this.tooltip.hidden = false;
@@ -253,7 +261,11 @@ class HeadView {
     const a = this.attrs;
     const n = a.n;
     if (relayout) this.scatter.setPoints(this.data.layouts[s.layout].axes);
-    const { rgb, legend } = colourPoints(s.colour, a);
+    this.scatter.setTiles(s.colour === "qk" ? this.tileLayer(s.layout) : null);
+    const features = this.images ? this.images.featuresFor(s.colour) : null;
+    const { legend, ...coloured } = colourPoints(s.colour, a, features);
+    const sprite = s.colour === "pixels" && features ? this.images.sprite(features) : null;
+    const rgb = sprite ? colourPoints("qk", a).rgb : coloured.rgb;
     const hits = this.hits();
     const selRow = s.point !== null ? this.rowOfPoint(s.point) : -1;
     const selSentence = selRow >= 0 ? a.sentence[selRow] : -1;
@@ -274,7 +286,7 @@ class HeadView {
       for (const v of a.norm) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
       radius = Float32Array.from(a.norm, (v) => 1.5 + 4.5 * ((v - lo) / (hi - lo || 1)));
     }
-    this.scatter.setStyle({ rgb, alpha, radius, order, rank });
+    this.scatter.setStyle({ rgb, alpha, radius, order, rank, sprite, highlight: !!hits || selRow >= 0 });
     this.count.textContent = hits ? `${hitCount} point${hitCount === 1 ? "" : "s"}` : "";
     this.count.dataset.count = hits ? String(hitCount) : "";
     this.legend.replaceChildren(legendElement(legend));
@@ -282,9 +294,11 @@ class HeadView {
     this.scatter.setOverlay((ctx, project) => this.drawOverlay(ctx, project));
     this.root.dataset.selectedSentence = selRow >= 0 ? String(selSentence) : "";
     writeHash(this.hashParams());
-    this.updateNav();
-    if (selRow >= 0) this.openSentence(selRow);
-    else this.sentenceView.hide();
+    this.nav.update();
+    if (this.imageSelect) this.imageSelect.value = selRow >= 0 ? String(selSentence) : "";
+    if (selRow < 0) this.detail.hide();
+    else if (this.images) this.images.open(selRow);
+    else this.openSentence(selRow);
   }
 
   async openSentence(row) {
@@ -297,13 +311,13 @@ class HeadView {
     try {
       attn = await loadAttention(this.model, this.info);
     } catch (err) {
-      showError(this.sentenceView.root, err.message);
+      showError(this.detail.root, err.message);
     }
     if (this.destroyed || this.state.point !== a.pointId[row]) return;
     const matrix = attn ? attn.matrix(sid) : null;
-    this.sentenceView.show({ sentenceId: sid, tokens, matrix, focus: { position: a.position[row], isKey: !!a.isKey[row] } });
+    this.detail.show({ sentenceId: sid, tokens, matrix, focus: { position: a.position[row], isKey: !!a.isKey[row] } });
     if (attn && !this.aggregateShown) {
-      this.sentenceView.showAggregate(attn);
+      this.detail.showAggregate(attn);
       this.aggregateShown = true;
     }
     this.overlay.lines = matrix ? this.topLines(sid, matrix) : [];
@@ -338,7 +352,8 @@ class HeadView {
     }
     if (selRow >= 0) {
       drawRings(ctx, project, [selRow], 8, "#000", 2.5);
-      for (let i = 0; i < a.n; i++) if (a.sentence[i] === selSentence && !a.isKey[i]) labels.push({ row: i, text: a.text[i] });
+      if (this.isImage) labels.unshift({ row: selRow, text: a.text[selRow] });
+      else for (let i = 0; i < a.n; i++) if (a.sentence[i] === selSentence && !a.isKey[i]) labels.push({ row: i, text: a.text[i] });
     }
     this.labels = placeLabels(ctx, project, labels, [this.scatter.w, this.scatter.h]);
   }

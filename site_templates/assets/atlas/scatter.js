@@ -1,102 +1,23 @@
 // A Canvas2D point renderer: points are stamped into an ImageData (exact colours, no WebGL context to run out of),
-// overlays (lines, rings, labels) are drawn with the 2D context on top. 2D pan/zoom and 3D orbit.
+// overlays (lines, rings, labels) are drawn with the 2D context on top. 2D pan/zoom and 3D orbit. A head with a
+// tile pyramid is drawn from its tiles while zoomed out and many points are in view.
 
 import { Disposer } from "./dom.js";
+import { parseColour, rasterize } from "./raster.js";
 
 const PAD = 16;
-
-function discOffsets(radius) {
-  const r = Math.max(0.5, radius);
-  const R = Math.ceil(r);
-  const out = [];
-  for (let dy = -R; dy <= R; dy++) for (let dx = -R; dx <= R; dx++) if (dx * dx + dy * dy <= r * r + 0.25) out.push(dx, dy);
-  return Int32Array.from(out);
-}
-
-const discs = new Map();
-
-function disc(radius) {
-  const key = Math.round(radius * 4) / 4;
-  if (!discs.has(key)) discs.set(key, discOffsets(key));
-  return discs.get(key);
-}
-
-// Stamps discs of points into an ImageData: sx/sy in CSS pixels, order = rows to draw (last on top),
-// rgb packed per row, alpha per row (null = opaque; ≤ 0 = skipped), radius a number or per row, in CSS pixels.
-export function rasterize(image, bg, points, dpr) {
-  const W = image.width;
-  const H = image.height;
-  const px = new Uint32Array(image.data.buffer);
-  px.fill((255 << 24) | (bg[2] << 16) | (bg[1] << 8) | bg[0]);
-  if (!points) return;
-  const { sx, sy, order, rgb, alpha, radius } = points;
-  const fixed = typeof radius === "number" ? disc(radius * dpr) : null;
-  for (const i of order) {
-    const a = alpha ? alpha[i] : 1;
-    if (a <= 0) continue;
-    const offs = fixed || disc(radius[i] * dpr);
-    const cx = Math.round(sx[i] * dpr);
-    const cy = Math.round(sy[i] * dpr);
-    const [r, g, b] = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
-    const packed = (255 << 24) | (b << 16) | (g << 8) | r;
-    for (let o = 0; o < offs.length; o += 2) {
-      const x = cx + offs[o];
-      const y = cy + offs[o + 1];
-      if (x < 0 || y < 0 || x >= W || y >= H) continue;
-      const at = y * W + x;
-      if (a >= 1) {
-        px[at] = packed;
-      } else {
-        const d = px[at];
-        const mix = (c, s) => Math.round(c * a + s * (1 - a));
-        px[at] = (255 << 24) | (mix(b, (d >> 16) & 255) << 16) | (mix(g, (d >> 8) & 255) << 8) | mix(r, d & 255);
-      }
-    }
-  }
-}
-
-export function parseColour(css) {
-  const m = /rgba?\(\s*(\d+)[ ,]+(\d+)[ ,]+(\d+)(?:[ ,/]+([\d.]+))?/.exec(css || "");
-  if (!m || (m[4] !== undefined && Number(m[4]) === 0)) return [255, 255, 255];
-  return [Number(m[1]), Number(m[2]), Number(m[3])];
-}
-
-// Fit-to-box projection without interaction (matrix cells): 2D as is, 3D seen from a fixed angle.
-export function fitProject(axes, w, h, pad = 4, yaw = 0.6, pitch = 0.35) {
-  const n = axes[0].length;
-  const sx = new Float32Array(n);
-  const sy = new Float32Array(n);
-  const [cy, sy0, cp, sp] = [Math.cos(yaw), Math.sin(yaw), Math.cos(pitch), Math.sin(pitch)];
-  const flat = axes.length < 3 ? null : new Float32Array(2 * n);
-  if (flat) {
-    for (let i = 0; i < n; i++) {
-      const [x, y, z] = [axes[0][i], axes[1][i], axes[2][i]];
-      flat[i] = cy * x + sy0 * z;
-      flat[n + i] = cp * y - sp * (-sy0 * x + cy * z);
-    }
-  }
-  const X = flat ? flat.subarray(0, n) : axes[0];
-  const Y = flat ? flat.subarray(n) : axes[1];
-  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-  for (let i = 0; i < n; i++) {
-    [x0, x1, y0, y1] = [Math.min(x0, X[i]), Math.max(x1, X[i]), Math.min(y0, Y[i]), Math.max(y1, Y[i])];
-  }
-  const k = Math.min((w - 2 * pad) / Math.max(x1 - x0, 1e-9), (h - 2 * pad) / Math.max(y1 - y0, 1e-9));
-  for (let i = 0; i < n; i++) {
-    sx[i] = w / 2 + (X[i] - (x0 + x1) / 2) * k;
-    sy[i] = h / 2 - (Y[i] - (y0 + y1) / 2) * k;
-  }
-  return { sx, sy };
-}
+const TILE_MIN_POINTS = 2000;
 
 export class Scatter {
-  constructor(container, { onHover = () => {}, onClick = () => {}, onView = () => {} } = {}) {
+  constructor(container, { onHover = () => {}, onClick = () => {}, onView = () => {}, onDraw = () => {} } = {}) {
     this.container = container;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "atlas-canvas";
     container.append(this.canvas);
     this.ctx = this.canvas.getContext("2d");
-    this.handlers = { onHover, onClick, onView };
+    this.handlers = { onHover, onClick, onView, onDraw };
+    this.tiles = null;
+    this.mode = "points";
     this.n = 0;
     this.style = { rgb: new Uint8Array(0), alpha: null, radius: 3, order: null };
     this.overlay = null;
@@ -208,20 +129,63 @@ export class Scatter {
     return Int32Array.from(order).sort((a, b) => (rank ? rank[a] - rank[b] : 0) || this.depth[a] - this.depth[b]);
   }
 
+  // tiles: a TileLayer for the current layout, or null to always draw points.
+  setTiles(tiles) {
+    this.tiles = tiles;
+    this.schedule();
+  }
+
+  // The tile level to draw now, or -1 for points: 2D only, zoomed out enough, and many points in view.
+  tileLevel() {
+    if (!this.tiles || this.is3d || !this.n) return -1;
+    const z = this.tiles.level(this.k * this.dpr);
+    if (z < 0) return -1;
+    let inView = 0;
+    for (let i = 0; i < this.n && inView < TILE_MIN_POINTS; i++) {
+      if (this.sx[i] >= 0 && this.sy[i] >= 0 && this.sx[i] <= this.w && this.sy[i] <= this.h) inView++;
+    }
+    return inView >= TILE_MIN_POINTS ? z : -1;
+  }
+
+  view() {
+    return {
+      w: this.w, h: this.h, dpr: this.dpr, k: this.k, ox: this.w / 2 + this.pan[0], oy: this.h / 2 + this.pan[1],
+      mid: this.centre.map(([lo, hi]) => (lo + hi) / 2),
+    };
+  }
+
   draw() {
     if (!this.canvas.width) return;
     const { ctx, dpr } = this;
     this.bg = parseColour(getComputedStyle(this.container).backgroundColor);
-    const image = ctx.createImageData(this.canvas.width, this.canvas.height);
     if (this.coords && this.n) this.projectAll();
-    rasterize(image, this.bg, this.n ? { ...this.style, sx: this.sx, sy: this.sy, order: this.drawOrder() } : null, dpr);
-    ctx.putImageData(image, 0, 0);
+    const z = this.tileLevel();
+    this.mode = z >= 0 ? "tiles" : "points";
+    if (z >= 0) {
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.fillStyle = `rgb(${this.bg.join(",")})`;
+      ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+      const highlight = !!this.style.highlight;
+      this.tiles.draw(ctx, this.view(), z, highlight ? 0.3 : 1);
+      if (highlight) {
+        const image = ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
+        const alpha = this.style.alpha;
+        const order = this.drawOrder().filter((i) => !alpha || alpha[i] >= 1);
+        rasterize(image, null, { ...this.style, sx: this.sx, sy: this.sy, order }, dpr);
+        ctx.putImageData(image, 0, 0);
+      }
+    } else {
+      const image = ctx.createImageData(this.canvas.width, this.canvas.height);
+      rasterize(image, this.bg, this.n ? { ...this.style, sx: this.sx, sy: this.sy, order: this.drawOrder() } : null, dpr);
+      ctx.putImageData(image, 0, 0);
+    }
     if (this.overlay && this.coords) {
       ctx.save();
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       this.overlay(ctx, (i) => [this.sx[i], this.sy[i]]);
       ctx.restore();
     }
+    if (this.coords) this.handlers.onDraw(this.mode);
   }
 
   // Screen position (CSS pixels, relative to the canvas) of point i as last drawn.
