@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.metadata
-import importlib.util
 import os
 import shutil
 import warnings
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..errors import SourceError
 from ..manifest import ModelSpec, is_path_like
+from ..packages import package_dir
 from . import hook, onnx_import
 from .facts import ModelFacts, probe_facts
 
@@ -60,13 +60,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def _package_root(source: str) -> tuple[Path, str]:
     name = source[len("package:"):]
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceError(source, f"Python package {name!r} is not installed")
-    root = Path(next(iter(spec.submodule_search_locations)))
+    root = package_dir(name, source)
     try:
         top = name.split(".")[0]
         dists = importlib.metadata.packages_distributions().get(top, [])

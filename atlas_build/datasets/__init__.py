@@ -7,7 +7,6 @@ budget is reached, so the order *is* the seeded sample.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import random
@@ -18,6 +17,7 @@ from typing import Iterable, Iterator
 
 from ..errors import InputError, SourceError
 from ..manifest import DatasetSpec
+from ..packages import package_dir
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -48,13 +48,7 @@ def resolve_path(source: str, base_dir: Path) -> Path:
     """`package:PKG/rel/path` → a file inside an installed package (found without importing it); else a path."""
     if source.startswith("package:"):
         pkg, _, rel = source[len("package:"):].partition("/")
-        try:
-            spec = importlib.util.find_spec(pkg)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
-            raise SourceError(source, f"Python package {pkg!r} is not installed")
-        root = Path(next(iter(spec.submodule_search_locations)))
+        root = package_dir(pkg, source)
         path = (root / rel).resolve()
         if root.resolve() not in path.parents:
             raise SourceError(source, "path escapes the package directory")
