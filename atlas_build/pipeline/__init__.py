@@ -80,6 +80,10 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         return load_capture(unit)
     log(f"[{spec.name}] capture: loading {spec.source}")
     build = manifest.build
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if data.kind == "images":
         items = load_images(data, manifest.base_dir)
         loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
