@@ -26,6 +26,22 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def code_hash(*paths: str) -> str:
+    """Hash of the source files under the given package-relative paths (files or folders), so editing a stage's
+    code invalidates its cached units even when the version number did not change."""
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        target = PACKAGE_DIR / rel
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for f in files:
+            digest.update(str(f.relative_to(PACKAGE_DIR)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def stage_key(stage: str, *parts: Any) -> str:
     """A short hex key; identical inputs (and code version) give identical keys."""
     payload = dumps_json({"stage": stage, "version": __version__, "schema": SCHEMA_VERSION, "parts": _plain(parts)})

@@ -95,3 +95,17 @@ def test_interrupt_is_reported_with_exit_code_130(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
+
+
+def test_stage_keys_follow_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atlas_build import cache
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(cache, "PACKAGE_DIR", tmp_path)
+    before = cache.code_hash("stage")
+    assert cache.stage_key("s", {"a": 1}, before) == cache.stage_key("s", {"a": 1}, cache.code_hash("stage"))
+    (tmp_path / "stage" / "a.py").write_text("x = 2\n")
+    after = cache.code_hash("stage")
+    assert after != before
+    assert cache.stage_key("s", {"a": 1}, before) != cache.stage_key("s", {"a": 1}, after)

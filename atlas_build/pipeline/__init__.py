@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cache import StageCache, stage_key
+from ..cache import StageCache, code_hash, stage_key
 from ..capture import CaptureResult, capture, capture_images, load_capture, load_model, read_layer
 from ..datasets import dataset_info, load_sentences
 from ..datasets.images import load_images
@@ -71,7 +71,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
 def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, report: BuildReport, force: bool,
                    progress: bool, device: str | None, log: Log) -> CaptureResult:
     data = manifest.dataset(spec.dataset)
-    key = stage_key("capture", spec, data, manifest.build.batch_size, manifest.build.capture_dtype)
+    key = stage_key("capture", spec, data, manifest.build.batch_size, manifest.build.capture_dtype,
+                    code_hash("capture", "datasets"))
     unit = cache.unit_dir(spec.name, "capture", key)
     name = f"{spec.name}/capture"
     if cache.is_done(unit) and not force:
@@ -113,7 +114,8 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
                               umap_n_neighbors=p.umap_n_neighbors, umap_min_dist=p.umap_min_dist,
                               seed=manifest.build.seed)
     cap_key = cap.directory.name.split("-", 1)[1]
-    key = stage_key("heads", cap_key, p, manifest.build.seed)
+    key = stage_key("heads", cap_key, p, manifest.build.seed,
+                    code_hash("normalize", "project", "metrics", "pipeline/heads.py"))
     unit = cache.unit_dir(spec.name, "heads", key)
     unit.mkdir(parents=True, exist_ok=True)
     facts = cap.facts
