@@ -18,7 +18,7 @@ from ..datasets.images import load_images
 from ..executor import make_executor
 from ..manifest import Manifest, ModelSpec, load_manifest
 from ..normalize import HeadSample
-from ..project import ProjectionParams, align
+from ..project import ProjectionParams, align_sequence
 from ..site import build_site
 from .export_model import export_model
 from .heads import HeadResult, HeadTask, run_head
@@ -164,9 +164,8 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
 
 def _align_sequence(results: list[HeadResult]) -> list[HeadResult]:
     """Rotate/reflect each head's layouts onto the previous head's (Procrustes) so stepping heads does not flip."""
-    for prev, cur in zip(results, results[1:]):
-        for name, coords in cur.layouts.items():
-            cur.layouts[name] = align(coords, prev.layouts[name]).astype(np.float32)
+    for res, layouts in zip(results, align_sequence([r.layouts for r in results])):
+        res.layouts = {name: coords.astype(np.float32) for name, coords in layouts.items()}
     return results
 
 
