@@ -51,6 +51,7 @@ class DatasetSpec:
     max_sentences: int = 100_000
     min_words: int = 1
     max_words: int = 64
+    max_token_repeats: int = 0  # 0: every token gets query/key points; N: only the first N occurrences of a token do
     seed: int = 0
     license: str = ""
     attribution: str = ""
@@ -226,7 +227,7 @@ def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
         "sentences": lambda k, v: _sentences(ctx, k, v),
         "max_tokens": i(1, MAX_TOKEN_BUDGET), "max_sentences": i(1, 10_000_000),
         "min_words": i(1, 10_000), "max_words": i(1, 10_000), "seed": i(0, 2**32 - 1),
-        "license": s(), "attribution": s(),
+        "max_token_repeats": i(0, MAX_TOKEN_BUDGET), "license": s(), "attribution": s(),
         "kind": s(choices=("text", "images")),
         "images": lambda k, v: _sentences(ctx, k, v),
         "image_size": i(16, 4096), "max_images": i(1, 100_000),
@@ -235,6 +236,8 @@ def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
     if d.kind == "images":
         if d.sentences:
             raise ctx.fail(f"{key}.sentences", "an image dataset lists no sentences")
+        if d.max_token_repeats:
+            raise ctx.fail(f"{key}.max_token_repeats", "applies to text datasets only (image patches have no vocabulary)")
         return d
     if d.images:
         raise ctx.fail(f"{key}.images", "only an image dataset (kind = \"images\") lists images")

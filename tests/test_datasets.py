@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atlas_build.datasets import load_sentences, resolve_path, split_sentences
+from atlas_build.datasets.repeats import repeat_cap_mask, repeat_stats
 from atlas_build.errors import InputError, SourceError
 from atlas_build.manifest import DatasetSpec
 
@@ -106,3 +110,24 @@ def test_offline_wikipedia_summaries() -> None:
     assert len(got) > 20_000
     assert all(5 <= len(s.text.split()) <= 30 for s in got[:1000])
     assert got[:3] == load_sentences(d, Path("."))[:3]
+
+
+@given(st.lists(st.integers(0, 6), max_size=60), st.integers(0, 5))
+def test_repeat_cap_keeps_the_first_occurrences(ids: list[int], cap: int) -> None:
+    vocab = np.array(ids, dtype=np.int64)
+    mask = repeat_cap_mask(vocab, cap)
+    seen: dict[int, int] = {}
+    for v, kept in zip(ids, mask):
+        seen[v] = seen.get(v, 0) + 1
+        assert kept == (cap == 0 or seen[v] <= cap)
+
+
+def test_repeat_cap_on_zipfian_sample() -> None:
+    rng = np.random.default_rng(0)
+    vocab = rng.zipf(1.5, size=5000) % 1000
+    mask = repeat_cap_mask(vocab, 20)
+    kept_counts = np.bincount(vocab[mask], minlength=1000)
+    all_counts = np.bincount(vocab, minlength=1000)
+    assert kept_counts.max() == 20
+    assert np.array_equal(kept_counts, np.minimum(all_counts, 20))
+    assert repeat_stats(vocab, mask)["tokens_with_points"] == int(np.minimum(all_counts, 20).sum())

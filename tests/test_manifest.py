@@ -88,6 +88,8 @@ def test_good_manifest_parses_into_typed_specs() -> None:
     ("datasets.0.format", "xml", "datasets[0].format", "expected one of auto, text"),
     ("datasets.0.source", None, "datasets[0].source", "expected 'inline'"),
     ("datasets.0.typo", 1, "datasets[0].typo", "unknown key"),
+    ("datasets.0.max_token_repeats", -3, "datasets[0].max_token_repeats", "from 0 to"),
+    ("datasets.0.max_token_repeats", 2.5, "datasets[0].max_token_repeats", "expected an integer"),
     ("site.title", 5, "site.title", "expected a string"),
     ("site.color", "x", "site.color", "unknown key"),
     ("site", "title", "site", "expected a table"),
@@ -108,6 +110,14 @@ def test_bad_manifest_names_file_key_and_expectation(path: str, value: object, k
     msg = str(info.value)
     assert msg.startswith(f"data_manifests/x.toml: {key}: "), msg
     assert expect in msg, msg
+
+
+def test_token_repeat_cap_is_for_text_datasets_only() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["datasets"] = [{"name": "d", "kind": "images", "source": "probes", "max_token_repeats": 5}]
+    with pytest.raises(ManifestError, match=r"datasets\[0\]\.max_token_repeats: applies to text datasets only"):
+        parse_manifest(doc, "x.toml")
+    assert parse_manifest(_with("datasets.0.max_token_repeats", 7), "x.toml").datasets[0].max_token_repeats == 7
 
 
 def test_duplicate_model_names_rejected() -> None:
