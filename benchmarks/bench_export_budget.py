@@ -1,4 +1,5 @@
-"""Size budgets of a built site (issue 6): per model, per head page, largest file, total; raw and gzip-compressed.
+"""Size budgets of a built site (issues 6 and 7): per model, per head page, largest file, total; raw, gzip-compressed
+and as GitHub Pages serves it (html/js/css/json compressed; .arrow, .bin and .png as they are).
 
 Usage: python benchmarks/bench_export_budget.py [SITE_DIR]   (default build/demo/site)
 Budgets (10k points per head, 144 heads): <= 100 MB per model, <= 300 KB of data to open one head page,
@@ -14,10 +15,40 @@ import sys
 from pathlib import Path
 
 MB, KB = 2**20, 2**10
+COMPRESSED = (".html", ".js", ".css", ".json", ".xml", ".svg", ".txt")
+SAMPLE_HEADS = 12
 
 
 def gz(path: Path) -> int:
-    return len(gzip.compress(path.read_bytes(), 6))
+    return len(gzip.compress(path.read_bytes(), 6, mtime=0))
+
+
+def served(path: Path) -> int:
+    return gz(path) if path.suffix in COMPRESSED else path.stat().st_size
+
+
+def head_file(data: Path, manifest: dict, kind: str, h: dict, layout: str = "") -> Path:
+    return data / manifest["files"][kind].format(layer=h["layer"], head=h["head"], layout=layout)
+
+
+def page_files(data: Path, manifest: dict, h: dict) -> list[Path]:
+    """What opening a head page fetches: manifest, the head's own file, the tokens, its default layout and the
+    thumbnail shown until the view is drawn."""
+    layout = next((name for name in manifest["layouts"] if name.endswith("-2d")), manifest["layouts"][0])
+    files = [data / "manifest.json", head_file(data, manifest, "head", h), data / manifest["tokens"]["file"],
+             head_file(data, manifest, "coords", h, layout)]
+    thumb = head_file(data, manifest, "thumb", h, layout)
+    return files + ([thumb] if thumb.is_file() else [])
+
+
+def by_kind(data: Path, manifest: dict) -> dict[str, int]:
+    """Bytes per kind of per-head file over the whole model (coords, norms, topk, attn, thumbs, …)."""
+    out: dict[str, int] = {}
+    for path in data.rglob("*"):
+        if path.is_file():
+            kind = path.relative_to(data).parts[0] if len(path.relative_to(data).parts) > 1 else path.name
+            out[kind] = out.get(kind, 0) + path.stat().st_size
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def main(site: Path) -> None:
@@ -32,18 +63,21 @@ def main(site: Path) -> None:
         size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
         heads, points = len(m["heads"]), m["points"]["count"]
         scaled = size / heads / max(points, 1) * 144 * 10_000
-        page_files = [manifest_path, data / m["points"]["file"], data / m["tokens"]["file"]]
-        raw, packed = [], []
-        for h in m["heads"]:
-            files_h = page_files + [data / h["file"]]
-            raw.append(sum(p.stat().st_size for p in files_h))
-            packed.append(sum(gz(p) for p in files_h))
-            if len(raw) >= 12:
-                break
+        raw, packed, sent = [], [], []
+        for h in m["heads"][:SAMPLE_HEADS]:
+            opened = page_files(data, m, h)
+            raw.append(sum(p.stat().st_size for p in opened))
+            packed.append(sum(gz(p) for p in opened))
+            sent.append(sum(served(p) for p in opened))
         print(f"  {m['model']['name']}: {heads} heads x {points} points, {size / MB:.1f} MB "
               f"(scaled to 144 heads x 10k points: {scaled / MB:.1f} MB, budget 100 MB)")
         print(f"    data to open a head page: median {statistics.median(raw) / KB:.0f} KB raw, "
-              f"{statistics.median(packed) / KB:.0f} KB gzip (budget 300 KB)")
+              f"{statistics.median(packed) / KB:.0f} KB gzip, {statistics.median(sent) / KB:.0f} KB served "
+              f"(budget 300 KB); scaled to 10k points: {statistics.median(raw) / KB * 10_000 / max(points, 1):.0f} KB raw")
+        h = m["heads"][0]
+        for p in page_files(data, m, h):
+            print(f"      {str(p.relative_to(data)):34s} {p.stat().st_size / KB:7.1f} KB raw {served(p) / KB:7.1f} KB served")
+        print("    bytes by kind: " + ", ".join(f"{k} {v / MB:.1f} MB" for k, v in list(by_kind(data, m).items())[:8]))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Serves the site directory on 127.0.0.1 (plain static files, no compression), the
 given) opens a head page and the model's matrix page `--runs` times, each in a fresh browser context, and
 reports medians:
 
-* bytes fetched, split into data (`data/…`), JS+CSS and other (HTML, fonts, images of the theme), each also as
-  its gzip-equivalent size (what a server compressing its responses, like GitHub Pages, would send);
+* bytes fetched, split into data (`data/…`), JS+CSS and other (HTML, fonts, images of the theme), each raw, as
+  its gzip-equivalent size, and as GitHub Pages serves it ("served": html/js/css/json/xml/svg/txt gzip-compressed,
+  Arrow, binary and PNG files as they are);
 * DOMContentLoaded of the page, for reference (the theme's own cost);
 * head page: time to first draw (the `atlas:first-draw` performance mark the head view sets when its canvas
   first shows the points, in ms from navigation start);
@@ -34,6 +35,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 KINDS = ("data", "js+css", "other")
+UNITS = ("raw", "gzip", "served")
+#: What GitHub Pages compresses (by content type); everything else (.arrow, .bin, .png) goes out as it is.
+COMPRESSED = (".html", ".js", ".mjs", ".css", ".json", ".xml", ".svg", ".txt")
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -58,9 +62,11 @@ def kind_of(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def sizes(file: Path) -> tuple[int, int]:
+def sizes(file: Path) -> tuple[int, int, int]:
+    """(raw, gzip, served) bytes of a file."""
     raw = file.read_bytes()
-    return len(raw), len(gzip.compress(raw, 6, mtime=0))
+    packed = len(gzip.compress(raw, 6, mtime=0))
+    return len(raw), packed, packed if file.suffix in COMPRESSED else len(raw)
 
 
 def local_file(root: Path, url: str) -> Path | None:
@@ -83,16 +89,15 @@ def measure(browser, root: Path, url: str, ready: str, marks: list[str]) -> dict
                           "{ startTime: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd } : "
                           "performance.getEntriesByName(n)[0]; return e ? e.startTime : null; })", marks)
     page.wait_for_timeout(300)
-    out = {f"{k} {unit}": 0 for k in KINDS for unit in ("raw", "gzip")}
+    out = {f"{k} {unit}": 0 for k in KINDS for unit in UNITS}
     out["requests"] = 0
     for u in fetched:
         file = local_file(root, u)
         if file is None:
             continue
-        raw, gz = sizes(file)
         kind = kind_of(urlsplit(u).path)
-        out[f"{kind} raw"] += raw
-        out[f"{kind} gzip"] += gz
+        for unit, n in zip(UNITS, sizes(file)):
+            out[f"{kind} {unit}"] += n
         out["requests"] += 1
     out.update({m: t for m, t in zip(marks, times)})
     context.close()
@@ -105,11 +110,12 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def report(title: str, med: dict, marks: list[str]) -> None:
-    total_raw = sum(med[f"{k} raw"] for k in KINDS)
-    total_gz = sum(med[f"{k} gzip"] for k in KINDS)
-    print(f"  {title}: {med['requests']:.0f} requests, {total_raw / 1024:.0f} KB ({total_gz / 1024:.0f} KB gzip)")
+    total = {unit: sum(med[f"{k} {unit}"] for k in KINDS) / 1024 for unit in UNITS}
+    print(f"  {title}: {med['requests']:.0f} requests, {total['raw']:.0f} KB ({total['gzip']:.0f} KB gzip, "
+          f"{total['served']:.0f} KB as GitHub Pages serves it)")
     for k in KINDS:
-        print(f"    {k:7s} {med[f'{k} raw'] / 1024:8.1f} KB   gzip {med[f'{k} gzip'] / 1024:8.1f} KB")
+        print(f"    {k:7s} {med[f'{k} raw'] / 1024:8.1f} KB   gzip {med[f'{k} gzip'] / 1024:8.1f} KB   "
+              f"served {med[f'{k} served'] / 1024:8.1f} KB")
     for m in marks:
         value = "not reached" if med[m] is None else f"{med[m]:.0f} ms"
         print(f"    {m:19s} {value}")

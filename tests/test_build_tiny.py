@@ -10,7 +10,8 @@ import pytest
 
 from atlas_build import SCHEMA_VERSION
 from atlas_build.errors import SchemaVersionError
-from atlas_build.export import read_attention, read_head, read_manifest, read_table
+from atlas_build.export import (head_path, read_attention, read_head, read_head_detail, read_manifest, read_points,
+                                read_table)
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -27,11 +28,15 @@ def test_site_has_expected_pages_and_files(tiny_build: Path, data: Path) -> None
     assert (model["num_layers"], model["num_heads"], model["head_dim"]) == (2, 4, 8)
     assert len(manifest["heads"]) == 8
     for h in manifest["heads"]:
-        stem = f"L{h['layer']}H{h['head']}"
-        assert (data / f"{stem}.arrow").is_file() and (data / "attn" / f"{stem}.bin").is_file()
-        assert sorted(h["thumbs"]) == ["pca-2d", "tsne-2d"]
-        assert all((data / t).is_file() and (data / t).read_bytes()[:4] == b"\x89PNG" for t in h["thumbs"].values())
-        assert (site / "models" / "tiny-bert" / f"L{h['layer']}" / f"H{h['head']}" / "index.html").is_file()
+        layer, head = h["layer"], h["head"]
+        for kind in ("head", "norms", "topk", "attn", "aggregate"):
+            assert (data / head_path(kind, layer, head)).is_file(), kind
+        for layout in ("pca-2d", "tsne-2d"):
+            assert (data / head_path("coords", layer, head, layout)).is_file()
+            thumb = data / head_path("thumb", layer, head, layout)
+            assert thumb.read_bytes()[:4] == b"\x89PNG"
+        assert manifest["thumbnails"]["layouts"] == ["pca-2d", "tsne-2d"]
+        assert (site / "models" / "tiny-bert" / f"L{layer}" / f"H{head}" / "index.html").is_file()
     assert (site / "index.html").is_file() and (site / "models" / "tiny-bert" / "index.html").is_file()
     assert not list(tiny_build.glob("site.*")) and not (tiny_build / ".staging").exists()
 
@@ -39,32 +44,32 @@ def test_site_has_expected_pages_and_files(tiny_build: Path, data: Path) -> None
 def test_tokens_points_and_coordinates_join_by_explicit_ids(data: Path) -> None:
     manifest = read_manifest(data / "manifest.json")
     tokens = read_table(data / "tokens.arrow")
-    points = read_table(data / "points.arrow")
     n = tokens.num_rows
-    assert manifest["tokens"]["count"] == n and manifest["points"]["count"] == 2 * n == points.num_rows
+    assert manifest["tokens"]["count"] == n and manifest["points"]["count"] == 2 * n
     text = tokens.column("text").to_pylist()
     assert text[0] == "[CLS]" and tokens.column("special").to_pylist()[0] is True
     assert {"<", ">", "alert", "="} <= set(text), "markup in the data is tokenised and stored verbatim"
     tok_id = tokens.column("token_id").to_numpy()
     assert np.array_equal(np.sort(tok_id), np.arange(n))
-    is_key = points.column("is_key").to_numpy()
-    assert is_key.sum() == n
-    assert np.array_equal(np.sort(points.column("token_id").to_numpy()[is_key == 0]), np.sort(tok_id))
-    head = read_head(data / "L0H0.arrow")
-    assert np.array_equal(np.sort(head.point_id), np.arange(2 * n))
-    ranges = manifest["heads"][0]["ranges"]
+    points = read_points(data, manifest)
+    assert np.array_equal(points.point_id, np.arange(2 * n)) and points.is_key.sum() == n
+    assert np.array_equal(np.sort(points.token_id[points.is_key == 0]), np.sort(tok_id))
+    head = read_head(data, 0, 0, manifest)
+    assert np.array_equal(head.point_id, points.point_id) and head.norm.shape == (2 * n,)
     for layout, coords in head.layouts.items():
         assert coords.shape == (2 * n, 2)
-        for dim, (lo, hi) in enumerate(ranges[layout]):
+        coords_file = read_table(data / head_path("coords", 0, 0, layout))
+        ranges = json.loads(coords_file.schema.metadata[b"atlas.range"])
+        for dim, (lo, hi) in enumerate(ranges):
             assert coords[:, dim].min() == pytest.approx(lo) and coords[:, dim].max() == pytest.approx(hi)
 
 
 def test_attention_rows_are_probabilities_per_sentence(data: Path) -> None:
     tokens = read_table(data / "tokens.arrow")
-    lengths = {}
-    for sid, ln in zip(tokens.column("sentence_id").to_pylist(), tokens.column("sentence_length").to_pylist()):
-        lengths[sid] = ln
-    blocks = read_attention(data / "attn" / "L1H2.bin")
+    lengths: dict[int, int] = {}
+    for sid in tokens.column("sentence_id").to_pylist():
+        lengths[sid] = lengths.get(sid, 0) + 1
+    blocks = read_attention(data / head_path("attn", 1, 2))
     assert set(blocks) == set(lengths)
     for sid, (first, w) in blocks.items():
         assert w.shape == (lengths[sid], lengths[sid])
@@ -76,7 +81,7 @@ def test_schema_version_mismatch_is_refused(data: Path, tmp_path: Path) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION
     doc["schema_version"] = SCHEMA_VERSION + 1
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(SchemaVersionError, match="schema version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
         read_manifest(tmp_path / "manifest.json")
 
 
@@ -96,7 +101,7 @@ def test_findings_page_numbers_equal_the_manifest(tiny_build: Path, data: Path) 
 
     manifest = read_manifest(data / "manifest.json")
     page = (tiny_build / "site" / "findings" / "index.html").read_text()
-    heads = manifest["heads"]
+    heads = [read_head_detail(data, h["layer"], h["head"], manifest) for h in manifest["heads"]]
     spearman = fmean(h["norm"]["spearman_cosine_dot"] for h in heads)
     assert f"<td>{spearman:.3f}</td>" in page
     for layer in (0, 1):

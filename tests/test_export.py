@@ -1,16 +1,30 @@
-"""Export format round trips: quantization, attention blobs, thumbnails and tile pyramids."""
+"""Export format round trips (schema version 2): tokens with explicit point ids, per-layout coordinates, norms,
+attention blobs, top-k targets, aggregate patterns, the manifest split, thumbnails and tile pyramids; and the
+payload budget of one head page at demo scale."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
-from atlas_build.export import (KEY_COLOUR, QUERY_COLOUR, attention_blob, head_table, quantize, read_attention,
-                                read_head, thumbnail_png, write_attention, write_table)
+from atlas_build import SCHEMA_VERSION
+from atlas_build.errors import SchemaVersionError
+from atlas_build.export import (KEY_COLOUR, QUERY_COLOUR, SentenceAttention, attention_blob, coords_table, head_path,
+                                norms_table, patch_aggregate, point_ids, quantize, read_attention, read_coords,
+                                read_head, read_head_detail, read_manifest, read_norms, read_points, read_table,
+                                read_topk, relative_aggregate, thumbnail_png, tokens_table, topk_table,
+                                write_attention, write_manifest, write_table)
 from atlas_build.export.tiles import write_tiles, zoom_levels
+
+KB = 1024
+PAGE_BUDGET = 300 * KB
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -25,20 +39,105 @@ def test_quantization_error_is_within_half_a_step() -> None:
     assert np.max(np.abs(back - v)) <= (hi - lo) / 65535 / 2 + 1e-12
     const, rng = quantize(np.full(4, 2.5))
     assert rng == [2.5, 3.5] and not const.any()
+    small, _ = quantize(v, 255)
+    assert small.dtype == np.uint8 and small.max() == 255
 
 
-def test_head_file_round_trip(tmp_path: Path) -> None:
+def _tokens(n_sentences: int, length: int, has_point: np.ndarray) -> pa.Table:
+    n = n_sentences * length
+    ids = np.arange(n)
+    q, k = point_ids(has_point)
+    return tokens_table(ids + 7, ids // length, ids % length, [f"w{i % 300}" for i in ids], ids % length == 0, q, k)
+
+
+def test_tokens_carry_explicit_point_ids_in_the_narrowest_types(tmp_path: Path) -> None:
+    has_point = np.arange(40) % 3 != 1  # a subset of tokens has points (max_token_repeats)
+    table = _tokens(4, 10, has_point)
+    assert [table.schema.field(c).type for c in ("token_id", "sentence_id", "position")] == [pa.uint8()] * 3
+    assert table.schema.field("text").type == pa.dictionary(pa.int8(), pa.string())
+    q = table.column("query_point").to_pylist()
+    k = table.column("key_point").to_pylist()
+    m = int(has_point.sum())
+    assert [i for i, v in enumerate(q) if v is None] == list(np.flatnonzero(~has_point))
+    assert sorted(v for v in q if v is not None) == list(range(m)) and sorted(v for v in k if v is not None) == list(
+        range(m, 2 * m))
+    write_table(tmp_path / "tokens.arrow", table)
+    points = read_points(tmp_path, {"tokens": {"file": "tokens.arrow"}})
+    assert np.array_equal(points.point_id, np.arange(2 * m))
+    assert np.array_equal(points.is_key, np.repeat([0, 1], m))
+    assert np.array_equal(points.token_id[:m], np.flatnonzero(has_point) + 7)
+    big = _tokens(300, 300, np.ones(90_000, bool))
+    assert big.schema.field("token_id").type == pa.uint32() and big.schema.field("key_point").type == pa.uint32()
+    assert big.schema.field("text").type == pa.dictionary(pa.int16(), pa.string())
+    image = tokens_table([0, 1], [0, 0], [0, 1], ["[CLS]", "patch r0 c0"], [True, False], [0, 1], [2, 3],
+                         patch_row=[-1, 0], patch_col=[-1, 300])
+    assert image.schema.field("patch_row").type == pa.int8() and image.schema.field("patch_col").type == pa.int16()
+    assert image.column("patch_col").to_pylist() == [-1, 300]
+    with pytest.raises(ValueError, match="both a query and a key"):
+        tokens_table([0], [0], [0], ["a"], [False], [0], [-1])
+
+
+def test_coords_and_norms_round_trip_with_their_ranges(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    layouts = {"pca-2d": rng.normal(size=(100, 2)), "umap-3d": rng.normal(size=(100, 3))}
-    pid = rng.permutation(100).astype(np.uint32)
-    table, ranges = head_table(pid, layouts, rng.random(100))
-    write_table(tmp_path / "h.arrow", table)
-    back = read_head(tmp_path / "h.arrow")
-    assert np.array_equal(back.point_id, pid)
-    assert set(back.layouts) == {"pca-2d", "umap-3d"} and back.layouts["umap-3d"].shape == (100, 3)
-    for name, coords in layouts.items():
-        step = np.array([(hi - lo) / 65535 for lo, hi in ranges[name]])
-        assert np.all(np.abs(back.layouts[name] - coords) <= step / 2 + 1e-9)
+    xyz = rng.normal(size=(100, 3)) * [1, 10, 100]
+    write_table(tmp_path / "c.arrow", coords_table(xyz, 3, 5, "umap-3d"))
+    back = read_coords(tmp_path / "c.arrow")
+    step = np.ptp(xyz, axis=0) / 65535
+    assert back.shape == (100, 3) and np.all(np.abs(back - xyz) <= step / 2 + 1e-9)
+    meta = read_table(tmp_path / "c.arrow").schema.metadata
+    assert (meta[b"atlas.layer"], meta[b"atlas.head"], meta[b"atlas.layout"]) == (b"3", b"5", b"umap-3d")
+    norms = rng.uniform(2, 9, 100)
+    write_table(tmp_path / "n.arrow", norms_table(norms, 3, 5))
+    assert read_table(tmp_path / "n.arrow").schema.field("norm").type == pa.uint8()
+    assert np.max(np.abs(read_norms(tmp_path / "n.arrow") - norms)) <= np.ptp(norms) / 255 / 2 + 1e-9
+
+
+def _write_model(data_dir: Path, n_tokens: int, n_heads: int, layouts: dict[str, int], length: int = 25) -> dict:
+    """A model directory as the exporter writes it: tokens, manifest, and every file of head L0H0."""
+    rng = np.random.default_rng(5)
+    write_table(data_dir / "tokens.arrow", _tokens(n_tokens // length, length, np.ones(n_tokens, bool)))
+    points = 2 * n_tokens
+    coords = {name: rng.normal(size=(points, dims)) for name, dims in layouts.items()}
+    for name, xyz in coords.items():
+        write_table(data_dir / head_path("coords", 0, 0, name), coords_table(xyz, 0, 0, name))
+    write_table(data_dir / head_path("norms", 0, 0), norms_table(rng.uniform(1, 5, points), 0, 0))
+    metrics = {f"score_{i}": float(rng.normal()) for i in range(12)}
+    heads = [{"layer": h // 9, "head": h % 9, "kv_head": h % 3, "label": "positional", "metrics": metrics,
+              "norm": {"scale_c": 1.25, "mean_q_norm": 3.0}, "trust": {"pca-2d": {"trustworthiness": 0.9}},
+              "related": [{"layer": 0, "head": 1, "similarity": 0.5}], "tiles": {},
+              "thumbs": {"pca-2d": head_path("thumb", h // 9, h % 9, "pca-2d")}} for h in range(n_heads)]
+    doc = {"model": {"name": "m", "num_layers": n_heads // 9, "num_heads": 9}, "layouts": list(layouts),
+           "tokens": {"file": "tokens.arrow", "count": n_tokens}, "points": {"count": points}, "heads": heads}
+    return {"written": write_manifest(data_dir, doc), "coords": coords, "heads": heads}
+
+
+def test_manifest_split_and_head_round_trip(tmp_path: Path) -> None:
+    model = _write_model(tmp_path, 250, 18, {"pca-2d": 2, "pca-3d": 3})
+    manifest = read_manifest(tmp_path / "manifest.json")
+    assert manifest == json.loads(json.dumps(model["written"])) and manifest["schema_version"] == SCHEMA_VERSION
+    summary = manifest["heads"][4]
+    assert set(summary) == {"layer", "head", "kv_head", "label", "metrics"}
+    full = model["heads"][4]["metrics"]["score_0"]
+    assert summary["metrics"]["score_0"] == float(f"{full:.4g}") and (summary["layer"], summary["head"]) == (0, 4)
+    assert manifest["files"]["coords"] == "coords/L{layer}H{head}_{layout}.arrow"
+    detail = read_head_detail(tmp_path, 0, 4, manifest)
+    assert detail["metrics"]["score_0"] == full and detail["related"] == [{"layer": 0, "head": 1, "similarity": 0.5}]
+    assert "thumbs" not in detail and detail["schema_version"] == SCHEMA_VERSION
+    head = read_head(tmp_path, 0, 0, manifest)
+    assert np.array_equal(head.point_id, np.arange(500)) and head.norm.shape == (500,)
+    for name, xyz in model["coords"].items():
+        assert np.max(np.abs(head.layouts[name] - xyz)) <= np.ptp(xyz, axis=0).max() / 65535
+    (tmp_path / "heads" / "L0H4.json").write_text(json.dumps({**detail, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        read_head_detail(tmp_path, 0, 4, manifest)
+
+
+def test_outputs_are_byte_identical(tmp_path: Path) -> None:
+    _write_model(tmp_path / "a", 125, 9, {"pca-2d": 2})
+    _write_model(tmp_path / "b", 125, 9, {"pca-2d": 2})
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 1 + 1 + 1 + 9 + 1  # tokens, coords, norms, 9 head files, manifest
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
 def test_attention_blob_round_trip(tmp_path: Path) -> None:
@@ -49,15 +148,77 @@ def test_attention_blob_round_trip(tmp_path: Path) -> None:
         w = rng.random((n, n))
         blocks.append((sid, first, w / w.sum(1, keepdims=True)))
         first += n
-    write_attention(tmp_path / "a.bin", blocks)
-    back = read_attention(tmp_path / "a.bin")
+    write_attention(tmp_path / "a.bin.gz", blocks)
+    back = read_attention(tmp_path / "a.bin.gz")
     assert list(back) == [7, 2, 9]
     for sid, f, w in blocks:
         assert back[sid][0] == f
         assert np.max(np.abs(back[sid][1] - w)) <= 0.5 / 255 + 1e-7
-    assert attention_blob(blocks) == (tmp_path / "a.bin").read_bytes()
+    stored = (tmp_path / "a.bin.gz").read_bytes()
+    assert stored[:2] == b"\x1f\x8b" and gzip.decompress(stored) == attention_blob(blocks)
+    write_attention(tmp_path / "b.bin.gz", blocks)
+    assert (tmp_path / "b.bin.gz").read_bytes() == stored, "no timestamp in the gzip header"
+    (tmp_path / "plain.bin").write_bytes(attention_blob(blocks))
+    assert read_attention(tmp_path / "plain.bin").keys() == back.keys()
+    assert int.from_bytes(attention_blob(blocks)[4:8], "little") == SCHEMA_VERSION
     with pytest.raises(ValueError, match="not square"):
         attention_blob([(0, 0, np.zeros((2, 3)))])
+
+
+def test_topk_targets_are_the_strongest_keys(tmp_path: Path) -> None:
+    w = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.4, 0.2, 0.4]])
+    sentences = [SentenceAttention(3, np.array([10, 11, 12]), w), SentenceAttention(4, np.array([13]), np.ones((1, 1)))]
+    write_table(tmp_path / "t.arrow", topk_table(sentences, 2, 1, 2))
+    tokens, targets, weights = read_topk(tmp_path / "t.arrow")
+    assert tokens.tolist() == [10, 11, 12, 13]
+    assert targets.tolist() == [[0, 1], [2, 0], [0, 2], [0, 0]]  # ties keep the lower position first
+    assert np.allclose(weights, [[0.5, 0.3], [0.8, 0.1], [0.4, 0.4], [1.0, 0.0]], atol=0.5 / 255)
+    assert read_table(tmp_path / "t.arrow").schema.metadata[b"atlas.top_k"] == b"2"
+
+
+def test_relative_aggregate_means_per_offset() -> None:
+    w = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    agg = relative_aggregate([SentenceAttention(0, np.arange(3), w)], causal=True, layer=1, head=2)
+    assert (agg["offsets"], agg["count"], agg["kind"]) == ([-2, 0], [1, 2, 3], "relative-position")
+    assert agg["mean"] == pytest.approx([0.2, (0.5 + 0.3) / 2, (1.0 + 0.5 + 0.5) / 3], rel=1e-4)
+    both = relative_aggregate([SentenceAttention(0, np.arange(3), w), SentenceAttention(1, np.arange(2), np.eye(2))],
+                              causal=False, layer=1, head=2)
+    assert both["offsets"] == [-2, 2] and both["count"] == [1, 3, 5, 3, 1]
+    assert both["mean"][2] == pytest.approx((2.0 + 2.0) / 5, rel=1e-4) and both["mean"][4] == 0.0
+
+
+def test_patch_aggregate_by_2d_offset() -> None:
+    grid, prefix = (2, 2), 1
+    n = prefix + 4
+    w = np.zeros((n, n))
+    for q in range(4):  # every patch attends 0.6 to the patch to its right (wrapping) and 0.4 to CLS
+        r, c = divmod(q, 2)
+        w[prefix + q, prefix + r * 2 + (c + 1) % 2] = 0.6
+        w[prefix + q, 0] = 0.4
+    agg = patch_aggregate([SentenceAttention(0, np.arange(n), w)], grid, prefix, 0, 0)
+    assert agg["rows"] == [-1, 1] and agg["cols"] == [-1, 1] and agg["prefix_mean"] == pytest.approx(0.4)
+    mean = np.array(agg["mean"])
+    assert mean[1, 2] == pytest.approx(0.6) and mean[1, 0] == pytest.approx(0.6)  # Δcol = +1 and −1 (wrapped)
+    assert np.array(agg["count"])[1, 1] == 4 and mean[1, 1] == 0.0
+
+
+def _served(path: Path) -> int:
+    """Bytes GitHub Pages sends: JSON gzip-compressed, Arrow as is."""
+    data = path.read_bytes()
+    return len(gzip.compress(data, 6, mtime=0)) if path.suffix == ".json" else len(data)
+
+
+def test_head_page_payload_fits_the_budget_at_demo_scale(tmp_path: Path) -> None:
+    """~5k tokens (10k points), 270 heads: what a head page fetches stays ≤ 300 KB raw."""
+    model = _write_model(tmp_path, 5000, 270, {"pca-2d": 2, "tsne-2d": 2, "umap-2d": 2})
+    manifest = model["written"]
+    opened = [tmp_path / "manifest.json", tmp_path / head_path("head", 3, 4), tmp_path / "tokens.arrow",
+              tmp_path / head_path("coords", 0, 0, "pca-2d")]
+    raw = sum(p.stat().st_size for p in opened)
+    assert manifest["points"]["count"] == 10_000
+    assert raw <= PAGE_BUDGET, {p.name: p.stat().st_size for p in opened}
+    assert sum(_served(p) for p in opened) <= 0.6 * PAGE_BUDGET
+    assert (tmp_path / head_path("coords", 0, 0, "pca-2d")).stat().st_size <= 4 * 10_000 + 2 * KB
 
 
 def test_thumbnail_has_query_and_key_colours() -> None:
@@ -65,13 +226,14 @@ def test_thumbnail_has_query_and_key_colours() -> None:
     coords = np.concatenate([rng.normal(-3, 0.5, (300, 2)), rng.normal(3, 0.5, (300, 2))])
     is_key = np.repeat([False, True], 300)
     png = thumbnail_png(coords, is_key, 96)
-    img = np.asarray(Image.open(__import__("io").BytesIO(png)).convert("RGB")).astype(int)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     assert img.shape == (96, 96, 3)
     near = lambda c: (np.abs(img - _rgb(c)).sum(-1) < 60).sum()  # noqa: E731
     assert near(QUERY_COLOUR) > 20 and near(KEY_COLOUR) > 20
     left, right = img[:, :48], img[:, 48:]
     assert (np.abs(left - _rgb(QUERY_COLOUR)).sum(-1) < 60).sum() > (np.abs(right - _rgb(QUERY_COLOUR)).sum(-1) < 60).sum()
     assert thumbnail_png(coords, is_key, 96) == png
+    assert Image.open(io.BytesIO(png)).mode == "P", "a 256-colour palette PNG"
 
 
 def test_tile_pyramid_levels_and_coverage(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 from dataclasses import dataclass
@@ -12,7 +13,10 @@ import pyarrow as pa
 
 from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
-from .writer import ATTN_MAGIC, QMAX
+from .paths import head_path
+from .writer import ATTN_MAGIC, NORM_QMAX, QMAX
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _check(version: object, path: Path) -> None:
@@ -21,18 +25,71 @@ def _check(version: object, path: Path) -> None:
                                  "rebuild the atlas with this version of attention-atlas")
 
 
-def read_manifest(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     data = json.loads(Path(path).read_text("utf-8"))
     _check(data.get("schema_version"), path)
     return data
 
 
+def read_manifest(path: Path) -> dict:
+    return read_json(path)
+
+
 def read_table(path: Path) -> pa.Table:
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
-    meta = table.schema.metadata or {}
-    _check(meta.get(b"atlas.schema_version", b"?").decode(), path)
+    _check(table_meta(table).get("atlas.schema_version", "?"), path)
     return table
+
+
+def table_meta(table: pa.Table) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+
+
+def _path(data_dir: Path, manifest: dict, kind: str, layer: int, head: int, layout: str | None = None) -> Path:
+    return Path(data_dir) / head_path(kind, layer, head, layout, manifest["files"])
+
+
+@dataclass
+class Points:
+    """Every point of the model in ascending point id order (the row order of every per-head file)."""
+
+    point_id: np.ndarray
+    token_id: np.ndarray
+    is_key: np.ndarray
+
+
+def read_points(data_dir: Path, manifest: dict) -> Points:
+    """The points named by tokens.arrow's explicit `query_point` / `key_point` ids."""
+    tokens = read_table(Path(data_dir) / manifest["tokens"]["file"])
+    tid = tokens.column("token_id").to_numpy()
+    ids, owners, kinds = [], [], []
+    for kind, name in enumerate(("query_point", "key_point")):
+        col = tokens.column(name)
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        ids.append(col.fill_null(0).to_numpy()[valid].astype(np.int64))
+        owners.append(tid[valid])
+        kinds.append(np.full(int(valid.sum()), kind, np.uint8))
+    pid, tok, key = np.concatenate(ids), np.concatenate(owners), np.concatenate(kinds)
+    order = np.argsort(pid, kind="stable")
+    if len(np.unique(pid)) != len(pid):
+        raise SchemaVersionError(f"{data_dir}: tokens.arrow repeats a point id")
+    return Points(pid[order], tok[order], key[order])
+
+
+def read_coords(path: Path) -> np.ndarray:
+    """Dequantized [points, dims] coordinates of one head and layout (range from the file's metadata)."""
+    table = read_table(path)
+    ranges = json.loads(table_meta(table)["atlas.range"])
+    cols = [lo + table.column(axis).to_numpy().astype(np.float64) / QMAX * (hi - lo)
+            for (lo, hi), axis in zip(ranges, "xyz")]
+    return np.stack(cols, axis=1)
+
+
+def read_norms(path: Path) -> np.ndarray:
+    table = read_table(path)
+    lo, hi = json.loads(table_meta(table)["atlas.range"])
+    return lo + table.column("norm").to_numpy().astype(np.float64) / NORM_QMAX * (hi - lo)
 
 
 @dataclass
@@ -42,23 +99,38 @@ class HeadCoords:
     norm: np.ndarray
 
 
-def read_head(path: Path) -> HeadCoords:
-    """Dequantized coordinates per layout, using the ranges stored in the file's metadata."""
+def read_head(data_dir: Path, layer: int, head: int, manifest: dict | None = None) -> HeadCoords:
+    """Every layout and the norms of one head, rows in ascending point id order."""
+    manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
+    points = read_points(data_dir, manifest)
+    layouts = {name: read_coords(_path(data_dir, manifest, "coords", layer, head, name)) for name in manifest["layouts"]}
+    norm = read_norms(_path(data_dir, manifest, "norms", layer, head))
+    for name, coords in layouts.items():
+        if len(coords) != len(points.point_id):
+            raise SchemaVersionError(f"{data_dir}: L{layer}H{head} {name} has {len(coords)} rows for "
+                                     f"{len(points.point_id)} points")
+    return HeadCoords(points.point_id, layouts, norm)
+
+
+def read_head_detail(data_dir: Path, layer: int, head: int, manifest: dict | None = None) -> dict:
+    manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
+    return read_json(_path(data_dir, manifest, "head", layer, head))
+
+
+def read_topk(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query token ids [n], target positions [n, k], weights [n, k] in 0..1)."""
     table = read_table(path)
-    ranges = json.loads(table.schema.metadata[b"atlas.ranges"])
-    layouts = {}
-    for layout, dims in ranges.items():
-        cols = []
-        for (lo, hi), axis in zip(dims, "xyz"):
-            codes = table.column(f"{layout}_{axis}").to_numpy().astype(np.float64)
-            cols.append(lo + codes / QMAX * (hi - lo))
-        layouts[layout] = np.stack(cols, axis=1)
-    return HeadCoords(table.column("point_id").to_numpy(), layouts, table.column("norm").to_numpy())
+    k = int(table_meta(table)["atlas.top_k"])
+    targets = np.stack([table.column(f"target_{r + 1}").to_numpy() for r in range(k)], axis=1)
+    weights = np.stack([table.column(f"weight_{r + 1}").to_numpy() for r in range(k)], axis=1) / 255.0
+    return table.column("token_id").to_numpy(), targets, weights
 
 
 def read_attention(path: Path) -> dict[int, tuple[int, np.ndarray]]:
-    """sentence_id → (first token_id, [n, n] float32 weights)."""
+    """sentence_id → (first token_id, [n, n] float32 weights), from the gzip-compressed (or plain) blob."""
     data = Path(path).read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        data = gzip.decompress(data)
     if data[:4] != ATTN_MAGIC:
         raise SchemaVersionError(f"{path}: not an attention file")
     version, count = struct.unpack_from("<II", data, 4)

@@ -1,7 +1,8 @@
-"""Write the files the site reads (see docs/reference/formats.md): Arrow IPC tables, attention blobs, manifest."""
+"""Write the files the site reads (see docs/reference/formats.md): Arrow IPC tables, attention blobs, JSON."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 from pathlib import Path
@@ -12,15 +13,28 @@ import pyarrow as pa
 
 from .. import SCHEMA_VERSION
 from ..fsutil import atomic_path, write_bytes, write_json
+from .paths import HEAD_FILES, head_path
 
 QMAX = 65535
+NORM_QMAX = 255
 ATTN_MAGIC = b"ATTN"
+ATTN_GZIP_LEVEL = 9
+#: Keys of a head's record that the manifest's path templates replace (not repeated in heads/L<l>H<h>.json).
+TEMPLATED = ("thumbs",)
+#: Keys of a head's record that manifest.json keeps for the matrix view (everything goes to the head's own file).
+SUMMARY = ("layer", "head", "kv_head", "label", "metrics")
+SUMMARY_DIGITS = 4
 
 
-def _schema_meta(extra: Mapping[str, str] | None = None) -> dict[bytes, bytes]:
+def schema_meta(extra: Mapping[str, str] | None = None) -> dict[bytes, bytes]:
     meta = {"atlas.schema_version": str(SCHEMA_VERSION)}
     meta.update(extra or {})
     return {k.encode(): v.encode() for k, v in sorted(meta.items())}
+
+
+def head_meta(layer: int, head: int, extra: Mapping[str, str] | None = None) -> dict[bytes, bytes]:
+    """Schema metadata of a per-head file: the version plus the head's explicit ids."""
+    return schema_meta({"atlas.layer": str(int(layer)), "atlas.head": str(int(head)), **(extra or {})})
 
 
 def write_table(path: Path, table: pa.Table) -> None:
@@ -30,67 +44,98 @@ def write_table(path: Path, table: pa.Table) -> None:
             writer.write_table(table, max_chunksize=max(1, table.num_rows))
 
 
-def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray,
-                 sentence_length: np.ndarray, text: Sequence[str], special: np.ndarray,
-                 patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None) -> pa.Table:
-    """One row per token; the text column is dictionary-encoded (values in first-seen order: deterministic).
+def smallest_uint(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """Unsigned ids in the narrowest of uint8/16/32 that holds them; rows where `valid` is False become nulls."""
+    v = np.asarray(values, np.int64)
+    if valid is not None:
+        v = np.where(valid, v, 0)
+    if v.size and v.min() < 0:
+        raise ValueError("ids must not be negative")
+    top = int(v.max(initial=0))
+    kind = pa.uint8() if top < 2**8 else pa.uint16() if top < 2**16 else pa.uint32()
+    mask = None if valid is None else ~np.asarray(valid, bool)
+    return pa.array(v.astype(kind.to_pandas_dtype()), kind, mask=mask)
 
-    Image models add ``patch_row``/``patch_col`` (int16; -1 for CLS/register tokens)."""
-    texts = pa.array(list(text), pa.string()).dictionary_encode()
+
+def smallest_int(values: np.ndarray) -> pa.Array:
+    """Signed values (patch rows/columns, −1 for none) in the narrowest of int8/16/32."""
+    v = np.asarray(values, np.int64)
+    top = int(np.abs(v).max(initial=0))
+    kind = pa.int8() if top < 2**7 else pa.int16() if top < 2**15 else pa.int32()
+    return pa.array(v.astype(kind.to_pandas_dtype()), kind)
+
+
+def dictionary_text(text: Sequence[str]) -> pa.DictionaryArray:
+    """Dictionary-encoded strings, values in first-seen order, indices in the narrowest of int8/16/32."""
+    codes: dict[str, int] = {}
+    idx = np.fromiter((codes.setdefault(t, len(codes)) for t in text), np.int64, len(text))
+    kind = pa.int8() if len(codes) <= 2**7 else pa.int16() if len(codes) <= 2**15 else pa.int32()
+    return pa.DictionaryArray.from_arrays(pa.array(idx.astype(kind.to_pandas_dtype()), kind),
+                                          pa.array(list(codes), pa.string()))
+
+
+def point_ids(has_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Point ids per token (-1: no point): queries 0..m-1 then keys m..2m-1, both in token order."""
+    mask = np.asarray(has_point, bool)
+    rank = np.cumsum(mask) - 1
+    m = int(mask.sum())
+    return np.where(mask, rank, -1), np.where(mask, rank + m, -1)
+
+
+def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray, text: Sequence[str],
+                 special: np.ndarray, query_point: np.ndarray, key_point: np.ndarray,
+                 patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None) -> pa.Table:
+    """One row per token with its explicit query/key point ids (null for tokens without points).
+
+    Image models add ``patch_row``/``patch_col`` (narrowest signed type; -1 for CLS/register tokens)."""
+    q, k = np.asarray(query_point, np.int64), np.asarray(key_point, np.int64)
+    if not np.array_equal(q >= 0, k >= 0):
+        raise ValueError("a token has either both a query and a key point or neither")
+    valid = q >= 0
     cols = {
-        "token_id": pa.array(token_id, pa.uint32()),
-        "sentence_id": pa.array(sentence_id, pa.uint32()),
-        "position": pa.array(position, pa.uint16()),
-        "sentence_length": pa.array(sentence_length, pa.uint16()),
-        "text": texts,
+        "token_id": smallest_uint(token_id),
+        "sentence_id": smallest_uint(sentence_id),
+        "position": smallest_uint(position),
+        "text": dictionary_text(text),
         "special": pa.array(np.asarray(special, bool), pa.bool_()),
+        "query_point": smallest_uint(q, None if valid.all() else valid),
+        "key_point": smallest_uint(k, None if valid.all() else valid),
     }
     if (patch_row is None) != (patch_col is None):
         raise ValueError("patch_row and patch_col go together")
     if patch_row is not None and patch_col is not None:
-        cols["patch_row"] = pa.array(np.asarray(patch_row, np.int16), pa.int16())
-        cols["patch_col"] = pa.array(np.asarray(patch_col, np.int16), pa.int16())
-    table = pa.table(cols)
-    return table.replace_schema_metadata(_schema_meta())
+        cols["patch_row"] = smallest_int(patch_row)
+        cols["patch_col"] = smallest_int(patch_col)
+    return pa.table(cols).replace_schema_metadata(schema_meta())
 
 
-def points_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray) -> pa.Table:
-    """Queries take point ids 0..N-1 and keys N..2N-1; the ids are explicit columns all the same."""
-    n = len(token_id)
-    return pa.table({
-        "point_id": pa.array(np.arange(2 * n, dtype=np.uint32)),
-        "token_id": pa.array(np.concatenate([token_id, token_id]).astype(np.uint32)),
-        "is_key": pa.array(np.repeat(np.array([0, 1], np.uint8), n)),
-        "sentence_id": pa.array(np.concatenate([sentence_id, sentence_id]).astype(np.uint32)),
-        "position": pa.array(np.concatenate([position, position]).astype(np.uint16)),
-    }).replace_schema_metadata(_schema_meta())
-
-
-def quantize(values: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """Map a column to uint16 over its [min, max] range; returns (codes, [min, max])."""
+def quantize(values: np.ndarray, qmax: int = QMAX) -> tuple[np.ndarray, list[float]]:
+    """Map a column to 0..qmax (uint16, or uint8 for qmax < 256) over its [min, max]; returns (codes, [min, max])."""
     v = np.asarray(values, np.float64)
     lo, hi = float(v.min()), float(v.max())
     if not hi > lo:
         hi = lo + 1.0
-    codes = np.rint((v - lo) / (hi - lo) * QMAX).astype(np.uint16)
-    return codes, [lo, hi]
+    dtype = np.uint8 if qmax < 256 else np.uint16
+    return np.rint((v - lo) / (hi - lo) * qmax).astype(dtype), [lo, hi]
 
 
-def head_table(point_id: np.ndarray, layouts: Mapping[str, np.ndarray],
-               norms: np.ndarray) -> tuple[pa.Table, dict[str, list[list[float]]]]:
-    """Per-head coordinates (uint16 per layout dimension) and norms; returns the table and the ranges."""
-    cols: dict[str, pa.Array] = {"point_id": pa.array(np.asarray(point_id, np.uint32))}
-    ranges: dict[str, list[list[float]]] = {}
-    for layout in sorted(layouts):
-        coords = np.asarray(layouts[layout])
-        ranges[layout] = []
-        for dim, axis in zip(range(coords.shape[1]), "xyz"):
-            codes, rng = quantize(coords[:, dim])
-            cols[f"{layout}_{axis}"] = pa.array(codes)
-            ranges[layout].append(rng)
-    cols["norm"] = pa.array(np.asarray(norms, np.float32))
-    meta = {"atlas.ranges": json.dumps(ranges, sort_keys=True)}
-    return pa.table(cols).replace_schema_metadata(_schema_meta(meta)), ranges
+def coords_table(coords: np.ndarray, layer: int, head: int, layout: str) -> pa.Table:
+    """One layout of one head: rows in ascending point id order, x/y(/z) quantized to uint16."""
+    xyz = np.asarray(coords)
+    cols, ranges = {}, []
+    for dim, axis in zip(range(xyz.shape[1]), "xyz"):
+        codes, rng = quantize(xyz[:, dim])
+        cols[axis] = pa.array(codes, pa.uint16())
+        ranges.append(rng)
+    meta = head_meta(layer, head, {"atlas.layout": layout, "atlas.range": json.dumps(ranges)})
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def norms_table(norms: np.ndarray, layer: int, head: int) -> pa.Table:
+    """‖q‖ / ‖k‖ per point (ascending point id), quantized to uint8 over [min, max]."""
+    codes, rng = quantize(norms, NORM_QMAX)
+    meta = head_meta(layer, head, {"atlas.range": json.dumps(rng)})
+    return pa.table({"norm": pa.array(codes, pa.uint8())}).replace_schema_metadata(meta)
 
 
 def attention_blob(blocks: Sequence[tuple[int, int, np.ndarray]]) -> bytes:
@@ -110,8 +155,38 @@ def attention_blob(blocks: Sequence[tuple[int, int, np.ndarray]]) -> bytes:
 
 
 def write_attention(path: Path, blocks: Sequence[tuple[int, int, np.ndarray]]) -> None:
-    write_bytes(path, attention_blob(blocks))
+    """The attention blob, gzip-compressed (no timestamp: identical inputs give identical bytes); browsers
+    decompress it with DecompressionStream, and web servers send it as it is."""
+    write_bytes(path, gzip.compress(attention_blob(blocks), ATTN_GZIP_LEVEL, mtime=0))
 
 
-def write_manifest(path: Path, manifest: Mapping) -> None:
-    write_json(path, {**manifest, "schema_version": SCHEMA_VERSION})
+def _rounded(value: object, digits: int) -> object:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return value
+
+
+def head_summary(record: Mapping) -> dict:
+    """What manifest.json keeps of a head: ids, label and its scores rounded for sorting and display."""
+    return {k: _rounded(record[k], SUMMARY_DIGITS) for k in SUMMARY if k in record}
+
+
+def head_detail(record: Mapping) -> dict:
+    """A head's own file: every number of its record (full precision) plus the schema version."""
+    detail = {k: v for k, v in record.items() if k not in TEMPLATED}
+    return {**detail, "schema_version": SCHEMA_VERSION}
+
+
+def write_manifest(data_dir: Path, doc: Mapping) -> dict:
+    """Write manifest.json (model facts, path templates, one summary per head) and heads/L<l>H<h>.json per head.
+
+    `doc["heads"]` holds each head's full record; returns what manifest.json contains."""
+    heads = doc.get("heads", [])
+    for record in heads:
+        write_json(data_dir / head_path("head", record["layer"], record["head"]), head_detail(record))
+    manifest = {**doc, "files": dict(HEAD_FILES), "heads": [head_summary(r) for r in heads],
+                "schema_version": SCHEMA_VERSION}
+    write_json(data_dir / "manifest.json", manifest)
+    return manifest

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from html import escape
+from pathlib import Path
 from typing import Mapping
 
+from ..export import head_path
 from ..fsutil import dumps_json
 
 HEAD_URL = "L{layer}/H{head}/"
+#: Score tables stay on the page but out of the search index, which every page loads (label, layer, head and
+#: model remain searchable).
+SEARCH_EXCLUDE = "{ data-search-exclude }"
+VIEWS_DIR = Path(__file__).resolve().parents[2] / "site_templates" / "assets" / "atlas"
+STATIC_IMPORT = re.compile(r'^\s*(?:import|export)\s[^;]*?\sfrom\s+"\./([\w.-]+\.js)"', re.M)
+
+
+@lru_cache(maxsize=None)
+def module_graph(entry: str) -> tuple[str, ...]:
+    """The view module `entry` and every module it imports statically (what the page can preload at once)."""
+    seen: list[str] = []
+    todo = [entry]
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.append(name)
+        todo += STATIC_IMPORT.findall((VIEWS_DIR / name).read_text("utf-8"))
+    return tuple(seen)
+
+
+def _preload(root: str, view: str, data: list[str]) -> dict:
+    """Front matter the theme turns into <link rel=modulepreload/preload>: the view's modules and the data files
+    the page reads when it opens (a head page: also its default layout, unused only when the URL names another),
+    fetched while the page is still parsing."""
+    return {"modules": [f"{root}assets/atlas/{m}" for m in module_graph(view)], "fetch": [f"{root}{d}" for d in data]}
 
 
 def _front_matter(meta: Mapping[str, object]) -> str:
@@ -45,7 +75,8 @@ def matrix_page(name: str, title: str, manifest: Mapping) -> str:
     body = (f"# {escape(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
             f'<div class="atlas-view" data-view="matrix" data-data="../../data/{name}/">\n'
             f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
-    meta = {"title": title, "description": f"Every attention head of {title}", "hide": ["navigation", "toc"]}
+    meta = {"title": title, "description": f"Every attention head of {title}", "hide": ["navigation", "toc"],
+            "atlas_preload": _preload("../../", "matrix-view.js", [f"data/{name}/manifest.json"])}
     return _front_matter(meta) + body
 
 
@@ -68,7 +99,11 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb
     meta = {"title": f"{title} · layer {layer} · head {head}",
             "description": f"{title} layer {layer} head {head}: {h['label']} head",
-            "og_image": og, "hide": ["toc"]}
+            "og_image": og, "hide": ["toc"],
+            "atlas_preload": _preload("../../../../", "head-view.js", [
+                f"data/{name}/manifest.json", f"data/{name}/{head_path('head', layer, head)}",
+                f"data/{name}/{manifest['tokens']['file']}"]
+                + ([f"data/{name}/{head_path('coords', layer, head, layout)}"] if layout else []))}
     nav = []
     if prev:
         nav.append(f'<a class="atlas-prev" rel="prev" href="../../L{prev["layer"]}/H{prev["head"]}/">'
@@ -86,9 +121,9 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
         + (f'<img class="atlas-fallback" src="{thumb}" alt="layer {layer} head {head}" width="320">' if thumb else "")
         + "</div>\n",
         f"Model: [{escape(title)}](../index.md) · key/value head {h['kv_head']} · label **{escape(h['label'])}**\n",
-        "## Behaviour scores\n", _table(h["metrics"]),
-        "## Normalization\n", _table(h["norm"]),
+        f"## Behaviour scores {SEARCH_EXCLUDE}\n", _table(h["metrics"]),
+        f"## Normalization {SEARCH_EXCLUDE}\n", _table(h["norm"]),
     ]
     if trust:
-        body += ["## Trust\n", _table(trust)]
+        body += [f"## Trust {SEARCH_EXCLUDE}\n", _table(trust)]
     return _front_matter(meta) + "\n".join(body)

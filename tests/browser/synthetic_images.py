@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import colorsys
-import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
+
+import synthetic_format as sf
 
 VIT = "synth-vit"
 BIG = "synth-big"
@@ -30,7 +29,6 @@ VIT_TOKEN0, VIT_POINT0 = 900, 70_000
 BIG_LAYERS, BIG_HEADS, BIG_SENTENCES, BIG_LENGTH = 12, 4, 50, 30
 TILE_RGB = (0, 0, 255)
 TILE_SIZE, TILE_LEVELS = 256, 3
-QMAX = 65535
 
 
 @dataclass(frozen=True)
@@ -93,110 +91,73 @@ def vit_coords(p: VitPoint) -> tuple[float, float]:
     return x0 + p.col * 1.5, -p.row * 1.5
 
 
-def _meta(extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
-    return {k.encode(): v.encode() for k, v in {"atlas.schema_version": "1", **(extra or {})}.items()}
-
-
-def _write_arrow(path: Path, table: pa.Table) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def _write_attn(path: Path, blocks: list[tuple[int, int, np.ndarray]]) -> None:
-    header = b"ATTN" + struct.pack("<II", 1, len(blocks))
-    offset = len(header) + 16 * len(blocks)
-    table, payload = b"", b""
-    for sid, first, w in blocks:
-        block = np.rint(w * 255).astype(np.uint8)
-        table += struct.pack("<IIII", sid, first, block.shape[0], offset)
-        payload += block.tobytes()
-        offset += block.size
-    path.write_bytes(header + table + payload)
-
-
-def _head_table(ids: list[int], layouts: dict[str, np.ndarray], norm: np.ndarray) -> tuple[pa.Table, dict]:
-    cols: dict[str, pa.Array] = {"point_id": pa.array(ids, pa.uint32())}
-    ranges = {}
-    for name, xy in layouts.items():
-        ranges[name] = []
-        for dim, axis in enumerate("xy"):
-            lo, hi = float(xy[:, dim].min()) - 1.0, float(xy[:, dim].max()) + 1.0
-            cols[f"{name}_{axis}"] = pa.array(np.rint((xy[:, dim] - lo) / (hi - lo) * QMAX).astype(np.uint16))
-            ranges[name].append([lo, hi])
-    cols["norm"] = pa.array(norm, pa.float32())
-    return pa.table(cols).replace_schema_metadata(_meta({"atlas.ranges": json.dumps(ranges)})), ranges
-
-
-def _tokens(ids, sentence, position, length, text, special, patch=None) -> pa.Table:
-    cols = {"token_id": pa.array(ids, pa.uint32()), "sentence_id": pa.array(sentence, pa.uint32()),
-            "position": pa.array(position, pa.uint16()), "sentence_length": pa.array(length, pa.uint16()),
-            "text": pa.array(text, pa.string()).dictionary_encode(), "special": pa.array(special, pa.bool_())}
-    if patch is not None:
-        cols["patch_row"] = pa.array(patch[0], pa.int16())
-        cols["patch_col"] = pa.array(patch[1], pa.int16())
-    return pa.table(cols).replace_schema_metadata(_meta())
-
-
-def _points(pts) -> pa.Table:
-    return pa.table({
-        "point_id": pa.array([p[0] for p in pts], pa.uint32()), "token_id": pa.array([p[1] for p in pts], pa.uint32()),
-        "is_key": pa.array([p[2] for p in pts], pa.uint8()), "sentence_id": pa.array([p[3] for p in pts], pa.uint32()),
-        "position": pa.array([p[4] for p in pts], pa.uint16()),
-    }).replace_schema_metadata(_meta())
-
-
 def _model(name: str, layers: int, heads: int, extra: dict | None = None) -> dict:
     return {"name": name, "title": name, "source": "synthetic", "revision": "0", "architecture": "synthetic",
             "num_layers": layers, "num_heads": heads, "num_kv_heads": heads, "head_dim": 4, "causal": False,
             "kv_head_of_query": list(range(heads)), "license": "CC0", "input_kind": "text", **(extra or {})}
 
 
-def _head_meta(layer: int, head: int, ranges: dict, label: str, attn: str | None = None) -> dict:
-    stem = f"L{layer}H{head}"
-    return {"layer": layer, "head": head, "kv_head": head, "file": f"{stem}.arrow", "attn": attn or f"attn/{stem}.bin",
-            "thumbs": {"pca-2d": f"thumbs/{stem}_pca-2d.png"}, "ranges": ranges, "tiles": {},
-            "norm": {"scale_c": 1.0, "mean_q_norm": 1.0, "mean_k_norm": 1.0, "translation_norm": 0.0},
-            "metrics": {"self": 0.1 * head}, "label": label}
+def _head(layer: int, head: int, label: str, tiles: dict | None = None) -> sf.HeadRecord:
+    detail = {"tiles": tiles or {}, "norm": {"scale_c": 1.0, "mean_q_norm": 1.0, "mean_k_norm": 1.0, "translation_norm": 0.0}}
+    return sf.HeadRecord(layer, head, label, {"self": 0.1 * head}, detail)
+
+
+def patch_means(w: np.ndarray) -> list[list[float]]:
+    """Mean patch-to-patch weight per (Δrow, Δcol), Δ from −(ROWS − 1) to ROWS − 1."""
+    sums, counts = np.zeros((2 * ROWS - 1, 2 * COLS - 1)), np.zeros((2 * ROWS - 1, 2 * COLS - 1))
+    for q in range(ROWS * COLS):
+        for k in range(ROWS * COLS):
+            dr, dc = k // COLS - q // COLS + ROWS - 1, k % COLS - q % COLS + COLS - 1
+            sums[dr, dc] += w[PREFIX + q, PREFIX + k]
+            counts[dr, dc] += 1
+    return (sums / counts).tolist()
 
 
 def write_vit(data_dir: Path) -> list[VitPoint]:
-    for sub in ("attn", "thumbs", "images"):
-        (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    (data_dir / "images").mkdir(parents=True, exist_ok=True)
     pts = vit_points()
-    toks = sorted({(p.token_id, p.image, p.position) for p in pts})
-    rc = [(-1, -1) if pos < PREFIX else ((pos - PREFIX) // COLS, (pos - PREFIX) % COLS) for _, _, pos in toks]
-    text = ["[CLS]" if r < 0 else f"patch r{r} c{c}" for r, c in rc]
-    tokens = _tokens([t[0] for t in toks], [t[1] for t in toks], [t[2] for t in toks], [N_TOKENS] * len(toks), text,
-                     [r < 0 for r, _ in rc], ([r for r, _ in rc], [c for _, c in rc]))
-    _write_arrow(data_dir / "tokens.arrow", tokens.take(np.arange(len(toks))[::-1]))
-    _write_arrow(data_dir / "points.arrow", _points([(p.point_id, p.token_id, p.is_key, p.image, p.position) for p in pts]))
+    by_token = {(p.image, p.position): {} for p in pts}
+    for p in pts:
+        by_token[(p.image, p.position)][p.is_key] = p
+    rows = []
+    for (image, pos), kinds in sorted(by_token.items()):
+        q = kinds[0]
+        patch = (q.row, q.col)
+        text = "[CLS]" if q.row < 0 else f"patch r{q.row} c{q.col}"
+        rows.append(sf.TokenRow(q.token_id, image, pos, text, q.row < 0, q.point_id, kinds[1].point_id, patch))
+    sf.write_tokens(data_dir / "tokens.arrow", rows[::-1])
     for image in range(len(IMAGES)):
         px = np.zeros((ROWS * PATCH, COLS * PATCH, 3), np.uint8)
         for r in range(ROWS):
             for c in range(COLS):
                 px[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = patch_rgb(image, r, c)
         Image.fromarray(px, "RGB").save(data_dir / "images" / f"{image}.png")
-    order = np.random.default_rng(1).permutation(len(pts))
     heads = []
+    first = {image: VIT_TOKEN0 + 5 * image * N_TOKENS for image in range(len(IMAGES))}
+    token_ids = {image: [first[image] + 5 * pos for pos in range(N_TOKENS)] for image in first}
     for head in range(VIT_HEADS):
-        xy = np.array([vit_coords(pts[i]) for i in order])
-        table, ranges = _head_table([pts[i].point_id for i in order], {"pca-2d": xy}, np.ones(len(pts)))
-        _write_arrow(data_dir / f"L0H{head}.arrow", table)
-        first = {image: VIT_TOKEN0 + 5 * image * N_TOKENS for image in range(len(IMAGES))}
-        _write_attn(data_dir / "attn" / f"L0H{head}.bin", [(im, first[im], vit_attention(head)) for im in first])
-        Image.new("RGB", (48, 48), (200, 220, 240)).save(data_dir / "thumbs" / f"L0H{head}_pca-2d.png")
-        heads.append(_head_meta(0, head, ranges, "next-patch" if head == 0 else "self"))
+        sf.write_coords(data_dir, 0, head, "pca-2d", np.array([vit_coords(p) for p in pts]))
+        sf.write_norms(data_dir, 0, head, np.arange(len(pts), dtype=float))
+        w = vit_attention(head)
+        sf.write_attention(data_dir, 0, head, [(im, first[im], w) for im in first])
+        sf.write_topk(data_dir, 0, head, [(token_ids[im], w) for im in first])
+        sf.write_json(data_dir / sf.path("aggregate", 0, head),
+                      {"schema_version": sf.VERSION, "layer": 0, "head": head, "kind": "patch-offset",
+                       "rows": [1 - ROWS, ROWS - 1], "cols": [1 - COLS, COLS - 1], "mean": patch_means(w),
+                       "prefix_mean": float(w[PREFIX:, :PREFIX].sum() / (ROWS * COLS))})
+        (data_dir / "thumbs").mkdir(exist_ok=True)
+        Image.new("RGB", (48, 48), (200, 220, 240)).save(data_dir / sf.path("thumb", 0, head, "pca-2d"))
+        heads.append(_head(0, head, "next-patch" if head == 0 else "self"))
+    for h in heads:
+        h.write(data_dir)
     images = [{"image_id": i, "name": name, "file": f"images/{i}.png", "license": "CC0", "attribution": "tests"}
               for i, name in enumerate(IMAGES)]
     model = _model(VIT, 1, VIT_HEADS, {"input_kind": "image", "patch_grid": [ROWS, COLS], "patch_size": PATCH,
                                        "image_size": ROWS * PATCH, "num_prefix_tokens": PREFIX})
-    manifest = {"schema_version": 1, "model": model, "images": images, "layouts": ["pca-2d"],
-                "dataset": {"name": "blocks", "source": "inline", "seed": 0, "num_sentences": len(IMAGES),
-                            "num_tokens": len(toks), "license": "CC0", "attribution": "tests", "kind": "images",
-                            "num_images": len(IMAGES)},
-                "points": {"file": "points.arrow", "count": len(pts)}, "tokens": {"file": "tokens.arrow", "count": len(toks)},
-                "heads": heads}
-    (data_dir / "manifest.json").write_text(json.dumps(manifest, sort_keys=True), "utf-8")
+    dataset = {"name": "blocks", "source": "inline", "seed": 0, "num_sentences": len(IMAGES), "num_tokens": len(rows),
+               "license": "CC0", "attribution": "tests", "kind": "images", "num_images": len(IMAGES)}
+    sf.write_json(data_dir / "manifest.json", sf.manifest(model, dataset, ["pca-2d"], len(rows), len(pts), heads,
+                                                          images=images))
     return pts
 
 
@@ -230,32 +191,28 @@ def _write_tiles(directory: Path, xy: np.ndarray) -> dict:
 
 
 def write_big(data_dir: Path) -> None:
-    for sub in ("attn", "thumbs"):
-        (data_dir / sub).mkdir(parents=True, exist_ok=True)
     n = BIG_SENTENCES * BIG_LENGTH
-    ids = np.arange(n)
-    words = [f"w{i % 97}" for i in ids]
-    _write_arrow(data_dir / "tokens.arrow", _tokens(ids + 10, ids // BIG_LENGTH, ids % BIG_LENGTH, [BIG_LENGTH] * n,
-                                                    words, [False] * n))
-    pts = [(2 * i + k, 10 + i, k, i // BIG_LENGTH, i % BIG_LENGTH) for k in (0, 1) for i in ids]
-    _write_arrow(data_dir / "points.arrow", _points(pts))
+    rows = [sf.TokenRow(10 + i, i // BIG_LENGTH, i % BIG_LENGTH, f"w{i % 97}", False, 2 * i, 2 * i + 1) for i in range(n)]
+    sf.write_tokens(data_dir / "tokens.arrow", rows)
     xy = big_coords(n)
-    table, ranges = _head_table([p[0] for p in pts], {"pca-2d": xy}, np.ones(len(pts)))
-    rows = np.full((BIG_LENGTH, BIG_LENGTH), 1.0 / BIG_LENGTH)
-    _write_attn(data_dir / "attn" / "L0H0.bin", [(s, 10 + s * BIG_LENGTH, rows) for s in range(BIG_SENTENCES)])
+    in_id_order = np.empty_like(xy)
+    in_id_order[0::2], in_id_order[1::2] = xy[:n], xy[n:]  # query of token i is point 2i, its key 2i + 1
     heads = []
     for layer in range(BIG_LAYERS):
         for head in range(BIG_HEADS):
-            _write_arrow(data_dir / f"L{layer}H{head}.arrow", table)
-            Image.new("RGB", (48, 48), (230, 230, 200 + 4 * layer)).save(data_dir / "thumbs" / f"L{layer}H{head}_pca-2d.png")
-            heads.append(_head_meta(layer, head, ranges, "blob", attn="attn/L0H0.bin"))
-    heads[0]["tiles"] = {"pca-2d": _write_tiles(data_dir / "tiles" / "L0H0_pca-2d", xy)}
-    manifest = {"schema_version": 1, "model": _model(BIG, BIG_LAYERS, BIG_HEADS), "layouts": ["pca-2d"],
-                "dataset": {"name": "words", "source": "inline", "seed": 0, "num_sentences": BIG_SENTENCES,
-                            "num_tokens": n, "license": "CC0", "attribution": "tests"},
-                "points": {"file": "points.arrow", "count": len(pts)}, "tokens": {"file": "tokens.arrow", "count": n},
-                "heads": heads}
-    (data_dir / "manifest.json").write_text(json.dumps(manifest, sort_keys=True), "utf-8")
+            sf.write_coords(data_dir, layer, head, "pca-2d", in_id_order)
+            (data_dir / "thumbs").mkdir(exist_ok=True)
+            Image.new("RGB", (48, 48), (230, 230, 200 + 4 * layer)).save(data_dir / sf.path("thumb", layer, head, "pca-2d"))
+            tiles = {"pca-2d": _write_tiles(data_dir / "tiles" / "L0H0_pca-2d", xy)} if (layer, head) == (0, 0) else None
+            heads.append(_head(layer, head, "blob", tiles))
+    for h in heads:
+        h.write(data_dir)
+    rows_w = np.full((BIG_LENGTH, BIG_LENGTH), 1.0 / BIG_LENGTH)
+    sf.write_attention(data_dir, 0, 0, [(s, 10 + s * BIG_LENGTH, rows_w) for s in range(BIG_SENTENCES)])
+    dataset = {"name": "words", "source": "inline", "seed": 0, "num_sentences": BIG_SENTENCES, "num_tokens": n,
+               "license": "CC0", "attribution": "tests"}
+    sf.write_json(data_dir / "manifest.json", sf.manifest(_model(BIG, BIG_LAYERS, BIG_HEADS), dataset, ["pca-2d"], n,
+                                                          2 * n, heads))
 
 
 def pages() -> dict[str, list[tuple[int, int]]]:

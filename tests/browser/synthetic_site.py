@@ -1,16 +1,15 @@
 """A small synthetic atlas site for the browser tests, written straight from docs/reference/formats.md.
 
-Independent of atlas_build on purpose: it checks the JavaScript views against the written contract, not
-against whatever the exporter happens to do. Ids are deliberately not row numbers and head files list their
-points in a shuffled order, so any reader that joins by row order instead of by id draws the wrong picture.
+Independent of atlas_build on purpose: it checks the JavaScript views against the written contract, not against
+whatever the exporter happens to do. Ids are deliberately not row numbers, tokens.arrow lists its rows in another
+order than their point ids, and one token has no points (as with `max_token_repeats`), so any reader that joins
+by row order instead of by id draws the wrong picture.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
@@ -18,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
+import synthetic_format as sf
 import synthetic_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +33,12 @@ SENTENCES = [
     ["[CLS]", HOSTILE, "is", "here", "[SEP]"],
     ["[CLS]", "the", "dog", "ran", ".", "[SEP]"],
 ]
+NO_POINTS = (2, 5)  # (sentence, position) of the token without query/key points
 LAYOUTS = ["pca-2d", "tsne-2d", "pca-3d"]
-QMAX = 65535
 TOKEN_ID0, POINT_ID0 = 100, 5000
+#: related heads of each head's file: (layer, head, similarity); (9, 9) names no head and must be skipped
+PLAIN_ATTENTION = (1, 0)  # this head's attention file is not compressed (a server decoded it on the way)
+RELATED = {(0, 0): [(1, 1, 0.93), (9, 9, 0.9), (0, 1, 0.5)], (1, 1): []}
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Point:
 
 @dataclass
 class Synth:
-    """What the tests need to know about the data they are looking at."""
+    """What the tests need to know about the data they are looking at (points in ascending id order)."""
 
     points: list[Point] = field(default_factory=list)
     vit: list = field(default_factory=list)
@@ -84,109 +86,70 @@ def attention(n: int, head: int) -> np.ndarray:
     return rows / rows.sum(axis=1, keepdims=True)
 
 
-def _meta(extra: dict[str, str] | None = None, version: int = 1) -> dict[bytes, bytes]:
-    meta = {"atlas.schema_version": str(version), **(extra or {})}
-    return {k.encode(): v.encode() for k, v in meta.items()}
+def norm_of(p: Point) -> float:
+    return 1.0 + p.position + 3 * p.is_key
 
 
-def _write_arrow(path: Path, table: pa.Table) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def _thumb(path: Path, colour: tuple[int, int, int]) -> None:
-    Image.new("RGB", (48, 48), colour).save(path)
-
-
-def write_data(data_dir: Path, version: int = 1) -> Synth:
-    """Write data/<model>/ (manifest, tokens, points, per-head files, attention, thumbnails)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "attn").mkdir(exist_ok=True)
-    (data_dir / "thumbs").mkdir(exist_ok=True)
-    synth = Synth()
-    tok_rows: list[tuple[int, int, int, int, str, bool]] = []
+def _tokens(synth: Synth) -> list[sf.TokenRow]:
+    """Token rows with their point ids; points get ids in a shuffled order (POINT_ID0 + 7 k)."""
+    rows = []
     for s, words in enumerate(SENTENCES):
         for pos, word in enumerate(words):
-            tok_rows.append((TOKEN_ID0 + len(tok_rows) * 3, s, pos, len(words), word, word.startswith("[")))
-    for is_key in (0, 1):
-        for tid, s, pos, _, word, _ in tok_rows:
-            synth.points.append(Point(POINT_ID0 + 7 * len(synth.points), tid, is_key, s, pos, word))
-    tokens = pa.table({
-        "token_id": pa.array([r[0] for r in tok_rows], pa.uint32()),
-        "sentence_id": pa.array([r[1] for r in tok_rows], pa.uint32()),
-        "position": pa.array([r[2] for r in tok_rows], pa.uint16()),
-        "sentence_length": pa.array([r[3] for r in tok_rows], pa.uint16()),
-        "text": pa.array([r[4] for r in tok_rows], pa.string()).dictionary_encode(),
-        "special": pa.array([r[5] for r in tok_rows], pa.bool_()),
-    }).replace_schema_metadata(_meta(version=version))
-    _write_arrow(data_dir / "tokens.arrow", tokens.take(np.arange(len(tok_rows))[::-1]))
+            rows.append(sf.TokenRow(TOKEN_ID0 + len(rows) * 3, s, pos, word, word.startswith("["), None, None))
+    with_points = [r for r in rows if (r.sentence, r.position) != NO_POINTS]
+    slots = np.random.default_rng(0).permutation(2 * len(with_points))
+    for k, r in enumerate(with_points):
+        r.query_point = POINT_ID0 + 7 * int(slots[k])
+        r.key_point = POINT_ID0 + 7 * int(slots[len(with_points) + k])
+        for is_key, pid in ((0, r.query_point), (1, r.key_point)):
+            synth.points.append(Point(pid, r.token_id, is_key, r.sentence, r.position, r.text))
+    synth.points.sort(key=lambda p: p.point_id)
+    return rows
+
+
+def _head(data_dir: Path, synth: Synth, rows: list[sf.TokenRow], layer: int, head: int, version: int) -> sf.HeadRecord:
     pts = synth.points
-    points = pa.table({
-        "point_id": pa.array([p.point_id for p in pts], pa.uint32()),
-        "token_id": pa.array([p.token_id for p in pts], pa.uint32()),
-        "is_key": pa.array([p.is_key for p in pts], pa.uint8()),
-        "sentence_id": pa.array([p.sentence for p in pts], pa.uint32()),
-        "position": pa.array([p.position for p in pts], pa.uint16()),
-    }).replace_schema_metadata(_meta(version=version))
-    _write_arrow(data_dir / "points.arrow", points)
-    heads = []
-    order = np.random.default_rng(0).permutation(len(pts))
-    for layer in range(LAYERS):
-        for head in range(HEADS):
-            cols: dict[str, pa.Array] = {"point_id": pa.array([pts[i].point_id for i in order], pa.uint32())}
-            ranges: dict[str, list[list[float]]] = {}
-            for layout in LAYOUTS:
-                xyz = np.array([coords(pts[i], layer, head, layout) for i in order])
-                ranges[layout] = []
-                for dim, axis in enumerate("xyz"[: xyz.shape[1]]):
-                    lo, hi = float(xyz[:, dim].min()) - 1.0, float(xyz[:, dim].max()) + 1.0
-                    q = np.rint((xyz[:, dim] - lo) / (hi - lo) * QMAX).astype(np.uint16)
-                    cols[f"{layout}_{axis}"] = pa.array(q, pa.uint16())
-                    ranges[layout].append([lo, hi])
-            cols["norm"] = pa.array([1.0 + pts[i].position + 3 * pts[i].is_key for i in order], pa.float32())
-            table = pa.table(cols).replace_schema_metadata(_meta({"atlas.ranges": json.dumps(ranges)}, version))
-            name = f"L{layer}H{head}"
-            _write_arrow(data_dir / f"{name}.arrow", table)
-            _write_attn(data_dir / "attn" / f"{name}.bin", head, tok_rows, version)
-            thumbs = {lay: f"thumbs/{name}_{lay}.png" for lay in LAYOUTS if lay.endswith("2d")}
-            for lay, rel in thumbs.items():
-                _thumb(data_dir / rel, (200, 230 - 40 * layer, 200 + 20 * head))
-            heads.append({
-                "layer": layer, "head": head, "kv_head": head, "file": f"{name}.arrow", "attn": f"attn/{name}.bin",
-                "thumbs": thumbs, "ranges": ranges,
-                "norm": {"scale_c": 1.5 + head, "mean_q_norm": 3.0, "mean_k_norm": 6.0, "translation_norm": 0.5},
-                "metrics": {"spearman": round(-0.5 - 0.1 * (2 * layer + head), 3), "attn_distance": 1.0 + head},
-                "label": "first-token" if head == 0 else "next-token",
-            })
-    manifest = {
-        "schema_version": version,
-        "model": {"name": MODEL, "title": "Synthetic <b>model</b>", "source": "synthetic", "revision": "0",
-                  "architecture": "bert", "num_layers": LAYERS, "num_heads": HEADS, "num_kv_heads": HEADS,
-                  "head_dim": 4, "causal": False, "kv_head_of_query": list(range(HEADS)), "license": "CC0"},
-        "dataset": {"name": "synth", "source": "inline", "seed": 0, "num_sentences": len(SENTENCES),
-                    "num_tokens": len(tok_rows), "license": "CC0", "attribution": "tests"},
-        "layouts": LAYOUTS,
-        "points": {"file": "points.arrow", "count": len(pts)},
-        "tokens": {"file": "tokens.arrow", "count": len(tok_rows)},
-        "heads": heads,
-    }
-    (data_dir / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1), "utf-8")
+    for layout in LAYOUTS:
+        sf.write_coords(data_dir, layer, head, layout, np.array([coords(p, layer, head, layout) for p in pts]), version)
+    sf.write_norms(data_dir, layer, head, np.array([norm_of(p) for p in pts]), version)
+    by_sentence = [[r.token_id for r in rows if r.sentence == s] for s in range(len(SENTENCES))]
+    blocks = [attention(len(words), head) for words in SENTENCES]
+    sf.write_attention(data_dir, layer, head, [(s, ids[0], w) for s, (ids, w) in enumerate(zip(by_sentence, blocks))],
+                       version, compress=(layer, head) != PLAIN_ATTENTION)
+    sf.write_topk(data_dir, layer, head, list(zip(by_sentence, blocks)), version=version)
+    span, mean, count = sf.relative_means(blocks)
+    sf.write_json(data_dir / sf.path("aggregate", layer, head),
+                  {"schema_version": version, "layer": layer, "head": head, "kind": "relative-position",
+                   "offsets": [-span, span], "mean": mean, "count": count})
+    for lay in LAYOUTS:
+        if lay.endswith("2d"):
+            (data_dir / "thumbs").mkdir(exist_ok=True)
+            Image.new("RGB", (48, 48), (200, 230 - 40 * layer, 200 + 20 * head)).save(data_dir / sf.path("thumb", layer, head, lay))
+    detail = {"norm": {"scale_c": 1.5 + head, "mean_q_norm": 3.0, "mean_k_norm": 6.0, "translation_norm": 0.5},
+              "trust": {"pca-2d": {"trustworthiness": 0.9}}, "tiles": {}}
+    if (layer, head) in RELATED:
+        detail["related"] = [{"layer": l, "head": h, "similarity": sim} for l, h, sim in RELATED[(layer, head)]]
+    metrics = {"spearman": round(-0.5 - 0.1 * (2 * layer + head), 3), "attn_distance": 1.0 + head}
+    return sf.HeadRecord(layer, head, "first-token" if head == 0 else "next-token", metrics, detail)
+
+
+def write_data(data_dir: Path, version: int = sf.VERSION) -> Synth:
+    """Write data/<model>/ (manifest, tokens, every head's files, thumbnails)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    synth = Synth()
+    rows = _tokens(synth)
+    sf.write_tokens(data_dir / "tokens.arrow", rows[::-1], version)
+    heads = [_head(data_dir, synth, rows, layer, head, version) for layer in range(LAYERS) for head in range(HEADS)]
+    for h in heads:
+        h.write(data_dir, version)
+    model = {"name": MODEL, "title": "Synthetic <b>model</b>", "source": "synthetic", "revision": "0",
+             "architecture": "bert", "num_layers": LAYERS, "num_heads": HEADS, "num_kv_heads": HEADS,
+             "head_dim": 4, "causal": False, "kv_head_of_query": list(range(HEADS)), "license": "CC0"}
+    dataset = {"name": "synth", "source": "inline", "seed": 0, "num_sentences": len(SENTENCES),
+               "num_tokens": len(rows), "license": "CC0", "attribution": "tests"}
+    sf.write_json(data_dir / "manifest.json", sf.manifest(model, dataset, LAYOUTS, len(rows), len(synth.points), heads,
+                                                          version))
     return synth
-
-
-def _write_attn(path: Path, head: int, tok_rows: list, version: int) -> None:
-    blocks = []
-    for s, words in enumerate(SENTENCES):
-        first = next(r[0] for r in tok_rows if r[1] == s and r[2] == 0)
-        blocks.append((s, first, np.rint(attention(len(words), head) * 255).astype(np.uint8)))
-    header = b"ATTN" + struct.pack("<II", version, len(blocks))
-    offset = len(header) + 16 * len(blocks)
-    table, payload = b"", b""
-    for sid, first, block in blocks:
-        table += struct.pack("<IIII", sid, first, block.shape[0], offset)
-        payload += block.tobytes()
-        offset += block.size
-    path.write_bytes(header + table + payload)
 
 
 def _head_md(model: str, layer: int, head: int) -> str:
@@ -269,6 +232,6 @@ def build_site(work: Path, site_url: str) -> Synth:
     synth = write_data(site / "data" / MODEL)
     synth.vit = synthetic_images.write_vit(site / "data" / synthetic_images.VIT)
     synthetic_images.write_big(site / "data" / synthetic_images.BIG)
-    write_data(site / "data" / BAD_MODEL, version=2)
+    write_data(site / "data" / BAD_MODEL, version=sf.VERSION + 1)
     shutil.copytree(ASSETS, site / "assets", dirs_exist_ok=True)
     return synth

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import synthetic_format as sf
 import synthetic_site as ss
-from helpers import KEY_RGB, QUERY_RGB, client_position, count_rgb, open_head, pixels
+from helpers import KEY_RGB, QUERY_RGB, client_position, count_rgb, open_head, pixels, wait_head
 
 pytestmark = pytest.mark.browser
 
@@ -90,6 +91,9 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     assert view.locator("text.atlas-token-k.is-focus").text_content() == "dog"
     assert f"point={point.point_id}" in tab.page.url
     assert tab.page.locator(".atlas-view").get_attribute("data-selected-sentence") == "2"
+    # top-2 lines from topk/L0H0.arrow: queries 0-3 reach [CLS] and the next token; query 4's second target is
+    # [SEP], which has no key point; [SEP] itself has no query point
+    tab.page.wait_for_function("document.querySelector('.atlas-view').dataset.lines === '9'")
     raw = np.rint(ss.attention(6, 0) * 255) / 255
     weight = float(view.locator("line[data-q='3'][data-k='0']").get_attribute("data-weight"))
     assert weight == pytest.approx(raw[3, 0] / raw[3].sum(), abs=1e-3)
@@ -99,7 +103,11 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     assert weight == pytest.approx(raw[3, 4] / raw[3, 1:].sum(), abs=1e-3)
     view.locator("text.atlas-token-k[data-position='4']").click()
     assert view.locator("line[data-k='4']").count() == 0
-    assert view.locator(".atlas-aggregate rect").count() == 17
+    # the head's aggregate pattern: one bar per offset −5..5, heights from aggregate/L0H0.json
+    _, means, _ = sf.relative_means([ss.attention(len(w), 0) for w in ss.SENTENCES])
+    bars = view.locator(".atlas-aggregate rect")
+    assert [int(o) for o in bars.evaluate_all("bs => bs.map(b => b.dataset.offset)")] == list(range(-5, 6))
+    assert [float(m) for m in bars.evaluate_all("bs => bs.map(b => b.dataset.mean)")] == pytest.approx(means, abs=1e-6)
     tab.page.keyboard.press("Escape")
     view.wait_for(state="hidden")
     assert "point=" not in tab.page.url
@@ -133,6 +141,8 @@ def test_state_comes_from_the_url(synthetic, tab):
     assert tab.page.locator(".atlas-search-count").get_attribute("data-count") == "2"
     tab.page.locator(".atlas-sentence").wait_for(state="visible")
     assert tab.page.locator("text.atlas-token-q").all_text_contents() == ss.SENTENCES[0]
+    assert ss.PLAIN_ATTENTION == (1, 0), "this head's attention file is the uncompressed blob"
+    tab.page.wait_for_function("document.querySelectorAll('.atlas-sentence line').length > 0")
     x, y = client_position(tab.page, point.point_id)
     expected = np.array(ss.coords(point, 1, 0, "tsne-2d"))
     other = synthetic.synth.point(sentence=0, position=2, is_key=1)
@@ -203,6 +213,44 @@ def test_schema_version_mismatch_is_explained(synthetic, tab):
     error = tab.page.locator(".atlas-error")
     error.wait_for()
     text = error.text_content()
-    assert "schema version 2" in text and "reads schema version 1" in text
+    assert f"schema version {sf.VERSION + 1}" in text and f"reads schema version {sf.VERSION}" in text
     tab.page.goto(f"{synthetic.url}models/{ss.BAD_MODEL}/")
-    assert "schema version 2" in tab.page.locator(".atlas-error").text_content()
+    assert f"schema version {sf.VERSION + 1}" in tab.page.locator(".atlas-error").text_content()
+
+
+def data_files(tab, model: str = ss.MODEL) -> list[str]:
+    prefix = f"/data/{model}/"
+    return sorted({u.split(prefix, 1)[1] for u in tab.requests if prefix in u})
+
+
+def test_opening_fetches_one_layout_and_the_rest_on_demand(synthetic, tab):
+    open_head(tab.page, head_url(synthetic, 1, 0))
+    assert data_files(tab) == ["coords/L1H0_pca-2d.arrow", "heads/L1H0.json", "manifest.json", "tokens.arrow"]
+    tab.page.locator("select[aria-label=layout]").select_option("tsne-2d")
+    tab.page.wait_for_function("location.hash.includes('layout=tsne-2d')")
+    tab.page.wait_for_function("document.querySelector('.atlas-view').atlasView.coords.layout === 'tsne-2d'")
+    assert "coords/L1H0_tsne-2d.arrow" in data_files(tab) and "norms/L1H0.arrow" not in data_files(tab)
+    # t-SNE coordinates: the keys of one sentence share x (sentence) and differ in y (position)
+    a, b = (client_position(tab.page, synthetic.synth.point(0, p, 1).point_id) for p in (1, 2))
+    assert abs(a[0] - b[0]) < 0.5 and b[1] > a[1] + 5
+    tab.page.locator("select[aria-label=colour]").select_option("norm")
+    tab.page.wait_for_function("!document.querySelector('.atlas-legend').textContent.includes('loading')")
+    assert "norms/L1H0.arrow" in data_files(tab)
+    assert not [f for f in data_files(tab) if f.startswith(("attn/", "topk/", "aggregate/"))]
+    assert not tab.errors
+
+
+def test_related_heads_link_to_their_pages(synthetic, tab):
+    open_head(tab.page, head_url(synthetic, 0, 0))
+    links = tab.page.locator(".atlas-related a")
+    # (9, 9) names no head of the model: left out
+    assert links.all_text_contents() == ["L1 H1", "L0 H1"]
+    details = tab.page.locator(".atlas-related-detail").all_text_contents()
+    assert details == [" · next-token · similarity 0.93", " · next-token · similarity 0.50"]
+    links.first.click()
+    wait_head(tab.page, 1, 1)
+    assert tab.page.evaluate("location.pathname") == f"/models/{ss.MODEL}/L1/H1/"
+    assert tab.page.locator(".atlas-related").count() == 0  # an empty list shows nothing
+    open_head(tab.page, head_url(synthetic, 0, 1))
+    assert tab.page.locator(".atlas-related").count() == 0  # no related field at all
+    assert not tab.errors

@@ -44,12 +44,25 @@ def test_clicking_a_patch_opens_the_image_view_with_its_heatmap(synthetic, tab):
     assert np.abs(patch_centre(heat, 1, 2) - target).max() <= 3
     assert np.abs(patch_centre(heat, 3, 0) - si.patch_rgb(0, 3, 0)).max() <= 8
     assert view.locator(".atlas-chip-weight").text_content().strip() == f"{si.vit_attention(0)[6, 0]:.2f}"
+    # the head's aggregate pattern by patch offset: a 7 × 7 map whose brightest cells are Δ = (0, +1) and, for the
+    # wrap-around of the last column, Δ = (0, −3)
+    means = np.array(si.patch_means(si.vit_attention(0)))
+    aggregate = view.locator(".atlas-image-aggregate")
+    aggregate.wait_for(state="visible")
+    assert float(aggregate.locator("canvas").get_attribute("data-peak")) == pytest.approx(means.max())
+    centre = (si.ROWS - 1, si.COLS - 1)
+    assert means[centre[0], centre[1] + 1] == pytest.approx(means.max())
+    assert means[centre[0], centre[1] - 3] == pytest.approx(means.max())
+    assert aggregate.locator("canvas").get_attribute("width") == aggregate.locator("canvas").get_attribute("height")
+    prefix = float(si.vit_attention(0)[si.PREFIX:, :si.PREFIX].sum() / (si.ROWS * si.COLS))
+    assert f"give {prefix:.3f} of their attention" in aggregate.locator("figcaption").text_content()
     size = heat.shape[0] // si.ROWS
     assert count_rgb(heat[size:2 * size, size:2 * size], QUERY_RGB) > 4 * size  # the selected patch's outline
     arrows = pixels(page.locator(".atlas-image-arrows"))
     mid = arrows[int(1.5 * size) - 2:int(1.5 * size) + 3, 2 * size - 4:2 * size + 4].reshape(-1, 3).astype(float)
     assert np.abs(mid - QUERY_RGB).sum(axis=1).min() < 60  # the selected query's arrow, in query green
 
+    page.evaluate("scrollTo(0, 0)")  # the screenshots scrolled the image view into the middle of the window
     key = vit_point(pts, 0, pos(2, 3), 1)
     page.mouse.click(*client_position(page, key.point_id))
     page.wait_for_function(f"document.querySelector('.atlas-image-view').dataset.focus === '{pos(2, 3)}:key'")

@@ -10,7 +10,7 @@ import synthetic_images as si
 from helpers import QUERY_RGB, count_rgb, open_head, pixels
 
 pytestmark = pytest.mark.browser
-HEAD_FILE = re.compile(r"/data/synth-big/L\d+H\d+\.arrow$")
+HEAD_FILE = re.compile(r"/data/synth-big/coords/L\d+H\d+_pca-2d\.arrow$")
 
 
 def draw_mode(page) -> str:
@@ -52,7 +52,7 @@ def test_tiles_when_zoomed_out_points_when_zoomed_in(synthetic, tab):
     assert not real_errors(tab) and not tab.dialogs
 
 
-def test_matrix_fetches_heads_in_view_when_needed_and_search_fetches_the_rest(synthetic, tab):
+def test_matrix_fetches_heads_in_view_only_when_needed(synthetic, tab):
     page = tab.page
     page.goto(f"{synthetic.url}models/{si.BIG}/")
     page.wait_for_function("performance.getEntriesByName('atlas:interactive').length === 1")
@@ -62,16 +62,33 @@ def test_matrix_fetches_heads_in_view_when_needed_and_search_fetches_the_rest(sy
     total = si.BIG_LAYERS * si.BIG_HEADS
     fetched = [u for u in tab.requests if HEAD_FILE.search(u)]
     assert 0 < len(fetched) < total / 2
-    drawn = page.evaluate("[...document.querySelectorAll('.atlas-cell-canvas')].filter(c => !c.hidden).length")
+    drawn = page.evaluate("[...document.querySelectorAll('.atlas-matrix-cell')].filter(c => c.dataset.drawn === 'true').length")
     assert drawn == len(fetched)
     # cells waiting for their head keep showing the thumbnail
     last = page.locator(".atlas-matrix-cell").last
-    assert last.locator(".atlas-cell-thumb").get_attribute("hidden") is None
-    assert last.locator(".atlas-cell-canvas").get_attribute("hidden") is not None
+    assert last.get_attribute("data-drawn") != "true" and last.locator(".atlas-cell-thumb").get_attribute("hidden") is None
 
+    # every head shows the same points: counts everywhere, points fetched only for the heads in view
     page.fill(".atlas-search", "w5")
-    page.wait_for_function("document.querySelector('.atlas-view').dataset.allLoaded === 'true'")
     page.wait_for_function(f"document.querySelector('.atlas-search-count').dataset.count === '{32 * total}'")
-    assert len({u for u in tab.requests if HEAD_FILE.search(u)}) == total
     assert page.locator(".atlas-search-count").text_content() == f"{32 * total} points in {total} heads"
+    assert set(page.locator(".atlas-cell-hits").all_text_contents()) == {"32"}
+    page.wait_for_function("document.querySelector('.atlas-view').dataset.loaded === 'true'")
+    assert len({u for u in tab.requests if HEAD_FILE.search(u)}) == len(fetched)
     assert not tab.errors and not tab.dialogs
+
+
+def test_matrix_cell_becomes_interactive_under_the_pointer(synthetic, tab):
+    page = tab.page
+    page.goto(f"{synthetic.url}models/{si.BIG}/")
+    page.wait_for_function("performance.getEntriesByName('atlas:interactive').length === 1")
+    cell = page.locator(".atlas-matrix-cell[data-layer='0'][data-head='1']")
+    box = cell.locator(".atlas-cell-plot").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("document.querySelector(\".atlas-matrix-cell[data-layer='0'][data-head='1']\").dataset.drawn === 'true'")
+    assert [u.rsplit("/", 1)[1] for u in tab.requests if HEAD_FILE.search(u)] == ["L0H1_pca-2d.arrow"]
+    pos = page.evaluate("document.querySelector('.atlas-view').atlasView.clientPosition(0, 1, 0)")
+    page.mouse.move(pos["x"], pos["y"])
+    page.locator(".atlas-matrix-tooltip").wait_for(state="visible")
+    assert page.locator(".atlas-matrix-tooltip .atlas-tip-token").text_content() == "w0"
+    assert not tab.errors

@@ -1,4 +1,5 @@
-"""The matrix view on the synthetic site: one cell per head, drawing, search counts, sort and filter."""
+"""The matrix view on the synthetic site: one cell per head, thumbnails first, then every head drawn on one
+shared canvas; hover, search counts, sort and filter."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ def open_matrix(page, url: str) -> None:
     page.wait_for_function("document.querySelector('.atlas-view').dataset.loaded === 'true'")
 
 
-def wait_canvases(page) -> None:
+def wait_drawn(page) -> None:
     page.wait_for_function("document.querySelector('.atlas-view').dataset.loaded === 'true' && "
-                           "[...document.querySelectorAll('.atlas-cell-canvas')].every(c => !c.hidden)")
+                           "[...document.querySelectorAll('.atlas-matrix-cell')].every(c => c.dataset.drawn === 'true')")
 
 
 def cell_order(page) -> list[str]:
@@ -38,9 +39,10 @@ def test_one_cell_per_head_drawn_in_both_colours(synthetic, tab):
     assert not [u for u in tab.requests if u.endswith(".arrow") and "/L" in u]
     # a layout without thumbnails needs the points
     tab.page.locator("select[aria-label=layout]").select_option("pca-3d")
-    wait_canvases(tab.page)
+    wait_drawn(tab.page)
+    assert tab.page.locator("canvas").count() == 1, "one shared canvas for every head"
     for i in range(cells.count()):
-        img = pixels(cells.nth(i).locator(".atlas-cell-canvas"))
+        img = pixels(cells.nth(i).locator(".atlas-cell-plot"))
         assert count_rgb(img, QUERY_RGB) > 0 and count_rgb(img, KEY_RGB) > 0
     assert cells.nth(2).get_attribute("href") == "L1/H0/#layout=pca-3d"
     assert not tab.errors and not tab.dialogs
@@ -79,8 +81,8 @@ def test_sort_by_metric_and_filter_by_label(synthetic, tab):
 def test_layout_and_colour_switch_redraw_cells(synthetic, tab):
     open_matrix(tab.page, f"{synthetic.url}models/{ss.MODEL}/")
     tab.page.locator("select[aria-label=colour]").select_option("position")
-    wait_canvases(tab.page)
-    canvas = tab.page.locator(".atlas-cell-canvas").first
+    wait_drawn(tab.page)
+    canvas = tab.page.locator(".atlas-cell-plot").first
     before = pixels(canvas)
     assert count_rgb(before, QUERY_RGB) == 0
     tab.page.locator("select[aria-label=layout]").select_option("tsne-2d")
@@ -91,3 +93,28 @@ def test_layout_and_colour_switch_redraw_cells(synthetic, tab):
     assert count_rgb(pixels(canvas), QUERY_RGB) > 0
     tab.page.locator("select[aria-label=colour]").select_option("position")
     assert tab.page.locator(".atlas-matrix-cell").first.get_attribute("href") == "L0/H0/#layout=tsne-2d&colour=position"
+
+
+def test_hover_names_the_point_and_rings_it_in_every_head(synthetic, tab):
+    page = tab.page
+    open_matrix(page, f"{synthetic.url}models/{ss.MODEL}/#layout=pca-3d")
+    wait_drawn(page)
+    point = synthetic.synth.point(sentence=0, position=2, is_key=0)
+    pos = page.evaluate(f"document.querySelector('.atlas-view').atlasView.clientPosition(1, 0, {point.point_id})")
+    page.mouse.move(pos["x"], pos["y"])
+    tip = page.locator(".atlas-matrix-tooltip")
+    tip.wait_for(state="visible")
+    assert tip.locator(".atlas-tip-token").text_content() == "cat"
+    assert tip.locator(".atlas-tip-kind").text_content() == "query"
+    assert tip.locator(".atlas-tip-pos").text_content() == "position 3 of 5 · sentence 0"
+    assert page.locator(".atlas-matrix-stage").get_attribute("data-hover-point") == str(point.point_id)
+    cell = page.locator(".atlas-matrix-cell[data-layer='1'][data-head='0']")
+    assert cell.get_attribute("href") == f"L1/H0/#layout=pca-3d&point={point.point_id}"
+    # the same point is ringed (black pixels) in every drawn head
+    for other in range(ss.LAYERS * ss.HEADS):
+        assert count_rgb(pixels(page.locator(".atlas-cell-plot").nth(other)), (0, 0, 0)) > 5
+    page.mouse.move(2, 2)
+    tip.wait_for(state="hidden")
+    assert cell.get_attribute("href") == "L1/H0/#layout=pca-3d"
+    assert count_rgb(pixels(page.locator(".atlas-cell-plot").first), (0, 0, 0)) == 0
+    assert not tab.errors

@@ -2,11 +2,13 @@
 // (so instant navigation works) or once on plain pages; views whose element left the page are destroyed first,
 // which releases their canvases, listeners and observers.
 
-import { mountHead } from "./head-view.js";
-import { mountMatrix } from "./matrix-view.js";
 import { showError } from "./dom.js";
 
-const VIEWS = { head: mountHead, matrix: mountMatrix };
+// Each view's module is loaded only by pages that show it.
+const VIEWS = {
+  head: () => import("./head-view.js").then((m) => m.mountHead),
+  matrix: () => import("./matrix-view.js").then((m) => m.mountMatrix),
+};
 const mounted = new Map();
 
 function unmountStale() {
@@ -21,22 +23,37 @@ function unmountStale() {
   }
 }
 
+// A slot standing for the view until its module has loaded; destroying it early cancels the mount.
+function mountOne(element) {
+  const slot = {
+    view: null,
+    destroyed: false,
+    destroy() {
+      this.destroyed = true;
+      if (this.view) this.view.destroy();
+    },
+  };
+  const load = VIEWS[element.dataset.view];
+  if (!load) {
+    showError(element, `unknown view type "${element.dataset.view}"`);
+    return slot;
+  }
+  load()
+    .then((mount) => {
+      if (!slot.destroyed) slot.view = mount(element);
+    })
+    .catch((err) => {
+      console.error(err);
+      showError(element, err.message);
+    });
+  return slot;
+}
+
 function mountAll() {
   unmountStale();
   for (const element of document.querySelectorAll(".atlas-view")) {
     if (mounted.has(element)) continue;
-    const mount = VIEWS[element.dataset.view];
-    if (!mount) {
-      showError(element, `unknown view type "${element.dataset.view}"`);
-      mounted.set(element, { destroy() {} });
-      continue;
-    }
-    try {
-      mounted.set(element, mount(element));
-    } catch (err) {
-      console.error(err);
-      showError(element, err.message);
-    }
+    mounted.set(element, mountOne(element));
   }
   document.documentElement.dataset.atlasMounted = String(mounted.size);
 }

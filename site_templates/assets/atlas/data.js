@@ -1,109 +1,11 @@
-// Loading the files of docs/reference/formats.md (schema version 1). Rows are joined by explicit ids only.
+// Loading the files of docs/reference/formats.md (schema version 2). Rows are joined by explicit ids only: tokens
+// name their query/key point ids, and every per-point file of a head lists its points in ascending point id order.
 
-export const SCHEMA_VERSION = 1;
-const ARROW_SRC = new URL("../vendor/apache-arrow-21.2.0/Arrow.esnext.min.js", import.meta.url).href;
-const MAX_CACHED_HEADS = 32;
+import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, fetchJson, loadTable, versionError } from "./fetch.js";
 
-export class AtlasDataError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = "AtlasDataError";
-  }
-}
+export { AtlasDataError, SCHEMA_VERSION, prefetch } from "./fetch.js";
 
-let arrowPromise = null;
-
-// The vendored bundle is UMD: run it as a classic script once, then use window.Arrow.
-export function loadArrow() {
-  if (globalThis.Arrow && globalThis.Arrow.tableFromIPC) return Promise.resolve(globalThis.Arrow);
-  if (!arrowPromise) {
-    arrowPromise = new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = ARROW_SRC;
-      script.onload = () =>
-        globalThis.Arrow && globalThis.Arrow.tableFromIPC
-          ? resolve(globalThis.Arrow)
-          : reject(new AtlasDataError("the Arrow reader loaded but did not define window.Arrow"));
-      script.onerror = () => {
-        arrowPromise = null;
-        reject(new AtlasDataError(`could not load the Arrow reader from ${ARROW_SRC}`));
-      };
-      document.head.append(script);
-    });
-  }
-  return arrowPromise;
-}
-
-function versionError(url, found) {
-  return new AtlasDataError(
-    `${url} has data schema version ${found}, but this viewer reads schema version ${SCHEMA_VERSION}. ` +
-      "Rebuild the site with the attention-atlas version that wrote the data.",
-  );
-}
-
-async function fetchOk(url) {
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (err) {
-    throw new AtlasDataError(`could not fetch ${url}: ${err.message}`);
-  }
-  if (!response.ok) throw new AtlasDataError(`could not fetch ${url} (HTTP ${response.status})`);
-  return response;
-}
-
-const prefetched = new Map();
-
-// Starts fetching a file the page will read soon (e.g. a head file while the token tables load).
-export function prefetch(url) {
-  if (!prefetched.has(url)) {
-    const promise = fetchOk(url).then((r) => r.arrayBuffer());
-    promise.catch(() => prefetched.delete(url));
-    prefetched.set(url, promise);
-  }
-}
-
-function fetchBuffer(url) {
-  const early = prefetched.get(url);
-  prefetched.delete(url);
-  return early || fetchOk(url).then((r) => r.arrayBuffer());
-}
-
-async function loadTable(url) {
-  const [Arrow, buffer] = await Promise.all([loadArrow(), fetchBuffer(url)]);
-  let table;
-  try {
-    table = Arrow.tableFromIPC(new Uint8Array(buffer));
-  } catch (err) {
-    throw new AtlasDataError(`${url} is not a readable Arrow IPC file: ${err.message}`);
-  }
-  const version = table.schema.metadata.get("atlas.schema_version");
-  if (version !== undefined && version !== String(SCHEMA_VERSION)) throw versionError(url, version);
-  return table;
-}
-
-function column(table, name, url) {
-  const vector = table.getChild(name);
-  if (!vector) throw new AtlasDataError(`${url} has no column "${name}"`);
-  return vector;
-}
-
-function numbers(table, name, url) {
-  return column(table, name, url).toArray();
-}
-
-function values(table, name, url) {
-  const out = new Array(table.numRows);
-  let i = 0;
-  for (const value of column(table, name, url)) out[i++] = value;
-  return out;
-}
-
-// Image models' patch_row / patch_col (−1 for CLS/register tokens); all −1 for text models.
-function optionalInt16(table, name) {
-  const vector = table.getChild(name);
-  return vector ? Int16Array.from(vector.toArray()) : new Int16Array(table.numRows).fill(-1);
-}
+const MAX_CACHED_LAYOUTS = 48;
 
 // id → row lookup; dense Int32Array when the ids allow it, a Map otherwise.
 function indexOf(ids) {
@@ -119,73 +21,67 @@ function indexOf(ids) {
   return (id) => (map.has(id) ? map.get(id) : -1);
 }
 
-const models = new Map();
-const manifests = new Map();
-
-function cached(cache, base, read) {
-  if (!cache.has(base)) {
-    const promise = read(base);
-    cache.set(base, promise);
-    promise.catch(() => cache.delete(base));
+function cached(cache, key, read, limit = Infinity) {
+  if (cache.has(key)) {
+    const hit = cache.get(key);
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
   }
-  return cache.get(base);
+  const promise = read();
+  cache.set(key, promise);
+  promise.catch(() => cache.delete(key));
+  while (cache.size > limit) cache.delete(cache.keys().next().value);
+  return promise;
 }
 
-// The manifest alone (what a view needs before any point): {base, manifest, layouts2d, headInfo}.
+const manifests = new Map();
+const models = new Map();
+
+// The manifest alone (what a view needs before any point): {base, manifest, layouts2d, headInfo, url}.
 export function loadManifest(base) {
-  return cached(manifests, base, readManifest);
+  return cached(manifests, base, () => readManifest(base));
 }
 
-// The manifest plus the token and point tables.
+// The manifest plus the tokens and the points they name.
 export function loadModel(base) {
-  return cached(models, base, readModel);
+  return cached(models, base, () => readModel(base));
 }
 
 async function readManifest(base) {
-  const manifestUrl = new URL("manifest.json", base).href;
-  const manifest = await fetchOk(manifestUrl).then((r) =>
-    r.json().catch(() => {
-      throw new AtlasDataError(`${manifestUrl} is not valid JSON`);
-    }),
-  );
-  if (manifest.schema_version !== SCHEMA_VERSION) throw versionError(manifestUrl, manifest.schema_version);
+  const manifest = await fetchJson(new URL("manifest.json", base).href);
+  const files = manifest.files || {};
+  const byId = new Map(manifest.heads.map((h) => [`${h.layer}:${h.head}`, h]));
   return {
     base,
     manifest,
     layouts2d: manifest.layouts.filter((l) => l.endsWith("-2d")),
-    headInfo(layer, head) {
-      return manifest.heads.find((h) => h.layer === layer && h.head === head) || null;
+    thumbLayouts: new Set((manifest.thumbnails || {}).layouts || []),
+    headInfo: (layer, head) => byId.get(`${layer}:${head}`) || null,
+    // Absolute URL of one per-head file from the manifest's path templates.
+    url(kind, layer, head, layout = "") {
+      const template = files[kind];
+      if (!template) throw new AtlasDataError(`manifest.json has no "${kind}" file template`);
+      const rel = template.replaceAll("{layer}", String(layer)).replaceAll("{head}", String(head)).replaceAll("{layout}", layout);
+      return new URL(rel, base).href;
     },
   };
 }
 
 async function readModel(base) {
-  const { manifest, ...meta } = await loadManifest(base);
-  const tokensUrl = new URL(manifest.tokens.file, base).href;
-  const pointsUrl = new URL(manifest.points.file, base).href;
-  const [tt, pt] = await Promise.all([loadTable(tokensUrl), loadTable(pointsUrl)]);
+  const meta = await loadManifest(base);
+  const url = new URL(meta.manifest.tokens.file, base).href;
+  const tt = await loadTable(url);
   const tokens = {
-    count: tt.numRows,
-    id: numbers(tt, "token_id", tokensUrl),
-    sentence: numbers(tt, "sentence_id", tokensUrl),
-    position: numbers(tt, "position", tokensUrl),
-    length: numbers(tt, "sentence_length", tokensUrl),
-    text: values(tt, "text", tokensUrl).map((t) => (t === null ? "" : String(t))),
-    special: Uint8Array.from(values(tt, "special", tokensUrl), (v) => (v ? 1 : 0)),
-    patchRow: optionalInt16(tt, "patch_row"),
-    patchCol: optionalInt16(tt, "patch_col"),
+    count: tt.rows,
+    id: tt.numbers("token_id"),
+    sentence: tt.numbers("sentence_id"),
+    position: tt.numbers("position"),
+    text: tt.strings("text"),
+    special: Uint8Array.from(tt.numbers("special")),
+    patchRow: tt.has("patch_row") ? Int16Array.from(tt.numbers("patch_row")) : new Int16Array(tt.rows).fill(-1),
+    patchCol: tt.has("patch_col") ? Int16Array.from(tt.numbers("patch_col")) : new Int16Array(tt.rows).fill(-1),
   };
-  const points = {
-    count: pt.numRows,
-    id: numbers(pt, "point_id", pointsUrl),
-    token: numbers(pt, "token_id", pointsUrl),
-    isKey: numbers(pt, "is_key", pointsUrl),
-    sentence: numbers(pt, "sentence_id", pointsUrl),
-    position: numbers(pt, "position", pointsUrl),
-  };
-  const tokenRowOf = indexOf(tokens.id);
-  points.tokenRow = Int32Array.from(points.token, (id) => tokenRowOf(id));
-  if (points.tokenRow.some((r) => r < 0)) throw new AtlasDataError(`${pointsUrl} names token ids missing from ${tokensUrl}`);
   const sentences = new Map();
   for (let row = 0; row < tokens.count; row++) {
     const sid = tokens.sentence[row];
@@ -193,115 +89,167 @@ async function readModel(base) {
     sentences.get(sid).push(row);
   }
   for (const rows of sentences.values()) rows.sort((a, b) => tokens.position[a] - tokens.position[b]);
-  let frequency = null;
-  return {
-    ...meta,
-    manifest,
-    tokens,
-    points,
-    sentences,
-    pointRowOf: indexOf(points.id),
-    tokenRowOf,
-    frequency() {
-      if (!frequency) {
-        const counts = new Map();
-        for (const t of tokens.text) counts.set(t, (counts.get(t) || 0) + 1);
-        frequency = Float32Array.from(tokens.text, (t) => counts.get(t));
-      }
-      return frequency;
-    },
-  };
-}
-
-const heads = new Map();
-
-export function loadHead(model, info) {
-  const url = new URL(info.file, model.base).href;
-  if (heads.has(url)) {
-    const hit = heads.get(url);
-    heads.delete(url);
-    heads.set(url, hit);
-    return hit;
+  tokens.length = Uint16Array.from(tokens.sentence, (sid) => sentences.get(sid).length);
+  const points = readPoints(tt, url);
+  if (meta.manifest.points && meta.manifest.points.count !== points.count) {
+    throw new AtlasDataError(`${url} names ${points.count} points, manifest.json says ${meta.manifest.points.count}`);
   }
-  const promise = readHead(model, info, url);
-  heads.set(url, promise);
-  promise.catch(() => heads.delete(url));
-  while (heads.size > MAX_CACHED_HEADS) heads.delete(heads.keys().next().value);
-  return promise;
+  const model = { ...meta, tokens, points, sentences, tokenRowOf: indexOf(tokens.id), pointRowOf: indexOf(points.id) };
+  model.attrs = pointAttributes(model);
+  return model;
 }
 
-function dequantize(codes, [min, max]) {
-  const out = new Float32Array(codes.length);
-  const step = (max - min) / 65535;
-  for (let i = 0; i < codes.length; i++) out[i] = min + codes[i] * step;
-  return out;
-}
-
-async function readHead(model, info, url) {
-  const table = await loadTable(url);
-  const meta = table.schema.metadata.get("atlas.ranges");
-  let ranges = info.ranges || {};
-  if (meta !== undefined) {
-    try {
-      ranges = JSON.parse(meta);
-    } catch {
-      throw new AtlasDataError(`${url}: atlas.ranges metadata is not JSON`);
-    }
+// Every point named by the tokens, in ascending point id order (the row order of every per-point head file).
+function readPoints(tt, url) {
+  const q = tt.nullable("query_point");
+  const k = tt.nullable("key_point");
+  const entries = [];
+  for (let row = 0; row < tt.rows; row++) {
+    if (!q.valid || q.valid[row]) entries.push([q.values[row], row, 0]);
+    if (!k.valid || k.valid[row]) entries.push([k.values[row], row, 1]);
   }
-  const ids = numbers(table, "point_id", url);
-  const pointRow = Int32Array.from(ids, (id) => model.pointRowOf(id));
-  if (pointRow.some((r) => r < 0)) throw new AtlasDataError(`${url} names point ids missing from points.arrow`);
-  const layouts = {};
-  for (const [name, dims] of Object.entries(ranges)) {
-    const axes = "xyz".slice(0, dims.length).split("");
-    if (!axes.every((a) => table.getChild(`${name}_${a}`))) continue;
-    layouts[name] = { dims: dims.length, range: dims, axes: axes.map((a, d) => dequantize(numbers(table, `${name}_${a}`, url), dims[d])) };
-  }
-  return { info, n: table.numRows, pointRow, norm: Float32Array.from(numbers(table, "norm", url)), layouts };
+  entries.sort((a, b) => a[0] - b[0]);
+  const n = entries.length;
+  const points = { count: n, id: new Uint32Array(n), tokenRow: new Int32Array(n), isKey: new Uint8Array(n) };
+  entries.forEach(([id, row, key], i) => {
+    if (i && entries[i - 1][0] === id) throw new AtlasDataError(`${url} gives point id ${id} to two points`);
+    [points.id[i], points.tokenRow[i], points.isKey[i]] = [id, row, key];
+  });
+  return points;
 }
 
-// Per-row attributes of a head's points (rows in the head file's order), joined through point and token ids.
-export function headAttributes(model, head) {
+// Per point row (ascending point id): the token's attributes the views colour, label and search by.
+function pointAttributes(model) {
   const { points, tokens } = model;
-  const n = head.n;
-  const freq = model.frequency();
+  const n = points.count;
+  const counts = new Map();
+  for (const t of tokens.text) counts.set(t, (counts.get(t) || 0) + 1);
   const a = {
-    n, norm: head.norm, text: new Array(n), isKey: new Uint8Array(n), position: new Uint16Array(n),
-    length: new Uint16Array(n), sentence: new Uint32Array(n), pointId: new Uint32Array(n), frequency: new Float32Array(n),
-    tokenRow: new Int32Array(n), patchRow: new Int16Array(n), patchCol: new Int16Array(n),
+    n, norm: null, text: new Array(n), isKey: points.isKey, position: new Uint16Array(n), length: new Uint16Array(n),
+    sentence: new Uint32Array(n), pointId: points.id, frequency: new Float32Array(n), tokenRow: points.tokenRow,
+    patchRow: new Int16Array(n), patchCol: new Int16Array(n),
   };
   for (let r = 0; r < n; r++) {
-    const p = head.pointRow[r];
-    const t = points.tokenRow[p];
-    a.isKey[r] = points.isKey[p];
-    a.pointId[r] = points.id[p];
+    const t = points.tokenRow[r];
     a.position[r] = tokens.position[t];
     a.length[r] = tokens.length[t];
     a.sentence[r] = tokens.sentence[t];
     a.text[r] = tokens.text[t];
-    a.frequency[r] = freq[t];
-    a.tokenRow[r] = t;
+    a.frequency[r] = counts.get(tokens.text[t]);
     a.patchRow[r] = tokens.patchRow[t];
     a.patchCol[r] = tokens.patchCol[t];
   }
   return a;
 }
 
+const details = new Map();
+
+// A head's own file: label, scores, normalization, trust, related heads, tiles.
+export function loadHeadDetail(meta, layer, head) {
+  const url = meta.url("head", layer, head);
+  return cached(details, url, () => fetchJson(url));
+}
+
+function dequantize(codes, [min, max], qmax) {
+  const out = new Float32Array(codes.length);
+  const step = (max - min) / qmax;
+  for (let i = 0; i < codes.length; i++) out[i] = min + codes[i] * step;
+  return out;
+}
+
+function rangeOf(table, url) {
+  const text = table.meta("atlas.range");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AtlasDataError(`${url}: atlas.range metadata is missing or not JSON`);
+  }
+}
+
+function checkRows(model, table, url) {
+  if (table.rows !== model.points.count) {
+    throw new AtlasDataError(`${url} has ${table.rows} rows for the ${model.points.count} points of tokens.arrow`);
+  }
+}
+
+const layouts = new Map();
+
+// One layout of one head: {dims, range, axes: [Float32Array per axis]} in point order.
+export function loadLayout(model, layer, head, layout) {
+  const url = model.url("coords", layer, head, layout);
+  return cached(layouts, url, async () => {
+    const table = await loadTable(url);
+    checkRows(model, table, url);
+    const range = rangeOf(table, url);
+    const axes = range.map((r, d) => dequantize(table.numbers("xyz"[d]), r, 65535));
+    return { dims: axes.length, range, axes };
+  }, MAX_CACHED_LAYOUTS);
+}
+
+const norms = new Map();
+
+// ‖q‖ / ‖k‖ of every point of a head (point order).
+export function loadNorms(model, layer, head) {
+  const url = model.url("norms", layer, head);
+  return cached(norms, url, async () => {
+    const table = await loadTable(url);
+    checkRows(model, table, url);
+    return dequantize(table.numbers("norm"), rangeOf(table, url), 255);
+  }, MAX_CACHED_LAYOUTS);
+}
+
+const topks = new Map();
+
+// Top-k targets of every query token: targets(tokenId) → [{position, weight}] strongest first (weight > 0).
+export function loadTopK(model, layer, head) {
+  const url = model.url("topk", layer, head);
+  return cached(topks, url, async () => {
+    const table = await loadTable(url);
+    const k = Number(table.meta("atlas.top_k"));
+    if (!Number.isInteger(k) || k < 1) throw new AtlasDataError(`${url}: atlas.top_k metadata is missing`);
+    const rowOf = indexOf(table.numbers("token_id"));
+    const cols = Array.from({ length: k }, (_, r) => [table.numbers(`target_${r + 1}`), table.numbers(`weight_${r + 1}`)]);
+    return {
+      k,
+      targets(tokenId) {
+        const row = rowOf(tokenId);
+        if (row < 0) return [];
+        return cols.map(([t, w]) => ({ position: t[row], weight: w[row] / 255 })).filter((x) => x.weight > 0);
+      },
+    };
+  }, 8);
+}
+
+const aggregates = new Map();
+
+// The head's aggregate pattern (mean attention by relative position, or by 2D patch offset for images).
+export function loadAggregate(model, layer, head) {
+  const url = model.url("aggregate", layer, head);
+  return cached(aggregates, url, () => fetchJson(url), 8);
+}
+
 const attns = new Map();
 
-export function loadAttention(model, info) {
-  const url = new URL(info.attn, model.base).href;
-  if (!attns.has(url)) {
-    const promise = readAttention(url);
-    attns.set(url, promise);
-    promise.catch(() => attns.delete(url));
-    while (attns.size > 8) attns.delete(attns.keys().next().value);
+export function loadAttention(model, layer, head) {
+  const url = model.url("attn", layer, head);
+  return cached(attns, url, () => readAttention(url), 8);
+}
+
+// The attention file is stored gzip-compressed; a server that sends it with Content-Encoding: gzip hands over
+// the plain blob instead, so both are accepted.
+async function gunzip(buffer, url) {
+  const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return buffer;
+  if (typeof DecompressionStream !== "function") throw new AtlasDataError(`this browser cannot decompress ${url}`);
+  try {
+    return await new Response(new Blob([buffer]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  } catch (err) {
+    throw new AtlasDataError(`${url} is not a readable gzip file: ${err.message}`);
   }
-  return attns.get(url);
 }
 
 async function readAttention(url) {
-  const buffer = await fetchOk(url).then((r) => r.arrayBuffer());
+  const buffer = await gunzip(await fetchBuffer(url), url);
   const view = new DataView(buffer);
   const magic = String.fromCharCode(...new Uint8Array(buffer, 0, Math.min(4, buffer.byteLength)));
   if (magic !== "ATTN" || buffer.byteLength < 12) throw new AtlasDataError(`${url} is not an attention file`);

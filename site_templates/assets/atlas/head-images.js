@@ -1,9 +1,11 @@
-// The head view's image-model support: the image chooser, patch features for the pixel colourings (loaded with
-// the images the first time an encoding needs them), patch sprites, and opening the image view for a point.
+// The head view's image-model support (loaded only for image models): the image chooser, patch features for the
+// pixel colourings (loaded with the images the first time an encoding needs them), patch sprites, and the image
+// view for a selected point with the head's aggregate pattern by patch offset.
 
 import { PIXEL_ENCODINGS } from "./colours.js";
-import { loadAttention } from "./data.js";
+import { loadAggregate, loadAttention } from "./data.js";
 import { el, select, showError } from "./dom.js";
+import { ImageView } from "./image-view.js";
 import { imageInfo, loadPatchFeatures, loadPicture, patchGrid, patchSprites } from "./images.js";
 
 const SPRITE = 9;
@@ -20,9 +22,29 @@ export class HeadImages {
   chooser(disposer) {
     const images = this.view.model.manifest.images || [];
     const options = [{ id: "", label: "choose an image…" }, ...images.map((im) => ({ id: String(im.image_id), label: im.name }))];
-    const node = select(options, "", "image");
-    disposer.on(node, "change", () => node.value !== "" && this.view.selectPosition(0, Number(node.value), false));
-    return node;
+    this.select = select(options, "", "image");
+    disposer.on(this.select, "change", () => this.select.value !== "" && this.selectPosition(0, Number(this.select.value), false));
+    return this.select;
+  }
+
+  syncChooser(row) {
+    this.select.value = row >= 0 ? String(this.view.attrs.sentence[row]) : "";
+  }
+
+  mount(root) {
+    this.detail = new ImageView(root, { onSelect: (p) => this.selectPosition(p), onClose: () => this.view.select(null) });
+    return this.detail.root;
+  }
+
+  // Selects the point at a position of an image (default: the current one), keeping query/key unless told.
+  selectPosition(position, sid = null, isKey = null) {
+    const v = this.view;
+    const row = v.state.point !== null ? v.rowOfPoint(v.state.point) : -1;
+    const image = sid ?? (row >= 0 ? v.attrs.sentence[row] : null);
+    if (image === null) return;
+    const kind = isKey ?? (row >= 0 ? !!v.attrs.isKey[row] : false);
+    const target = v.rowOf.get(`${image}:${position}:${kind ? 1 : 0}`) ?? v.rowOf.get(`${image}:${position}:0`);
+    if (target !== undefined) v.select(v.attrs.pointId[target]);
   }
 
   // Features for the current encoding, or null (not needed, or still loading: the view is applied again on arrival).
@@ -72,17 +94,26 @@ export class HeadImages {
     const sid = a.sentence[row];
     let attn = null;
     let picture = null;
+    let aggregate = null;
     try {
-      [attn, picture] = await Promise.all([loadAttention(v.model, v.info), loadPicture(v.model, sid)]);
+      [attn, picture, aggregate] = await Promise.all([loadAttention(v.model, v.layer, v.head), loadPicture(v.model, sid),
+        loadAggregate(v.model, v.layer, v.head)]);
     } catch (err) {
-      if (!v.destroyed) showError(v.detail.root, err.message);
+      if (!v.destroyed) showError(this.detail.root, err.message);
     }
     if (v.destroyed || v.state.point !== a.pointId[row] || !picture) return;
     const matrix = attn ? attn.matrix(sid) : null;
     const tokens = (v.model.sentences.get(sid) || []).map((t) => v.model.tokens.text[t]);
     const focus = { position: a.position[row], isKey: !!a.isKey[row] };
-    v.detail.show({ imageId: sid, image: imageInfo(v.model, sid), picture, grid: patchGrid(v.model), tokens, matrix, focus });
-    v.overlay.lines = matrix ? v.topLines(sid, matrix) : [];
-    v.scatter.schedule();
+    this.detail.show({ imageId: sid, image: imageInfo(v.model, sid), picture, grid: patchGrid(v.model), tokens, matrix, focus });
+    if (aggregate) this.detail.showAggregate(aggregate);
+  }
+
+  hide() {
+    this.detail.hide();
+  }
+
+  destroy() {
+    this.detail.destroy();
   }
 }

@@ -1,17 +1,16 @@
 // Single-head view: scatter of the head's queries and keys, tooltip, search, selection with attention lines,
 // sentence view (text models) or image view (image models), colour encodings, tiles for large heads,
-// adjacent-head navigation and state in the URL hash.
+// adjacent-head navigation and state in the URL hash. Opening the page fetches only the manifest, the head's own
+// file, the tokens and the current layout; other layouts, norms and attention load when asked for.
 
-import { AtlasDataError, headAttributes, loadAttention, loadHead, loadManifest, loadModel, prefetch } from "./data.js";
+import { AtlasDataError, loadHeadDetail, loadLayout, loadManifest, loadModel, loadNorms, prefetch } from "./data.js";
 import { colourPoints, encodingsFor, normalizeToken } from "./colours.js";
 import { Disposer, download, el, hashIsState, isTyping, readHash, select, showError, writeHash } from "./dom.js";
-import { HeadImages } from "./head-images.js";
+import { HeadDetail } from "./head-detail.js";
 import { HeadNav } from "./head-nav.js";
-import { ImageView } from "./image-view.js";
 import { imageInfo, isImageModel } from "./images.js";
 import { drawLines, drawRings, placeLabels, viewToSvg } from "./overlay.js";
 import { Scatter } from "./scatter.js";
-import { SentenceView } from "./sentence-view.js";
 import { legendElement, sidePanel } from "./panels.js";
 import { TileLayer } from "./tiles.js";
 
@@ -40,40 +39,49 @@ class HeadView {
   async start() {
     try {
       const meta = await loadManifest(this.base);
-      const info = meta.headInfo(this.layer, this.head);
-      if (!info) throw new AtlasDataError(`manifest.json lists no head at layer ${this.layer}, head ${this.head}`);
-      prefetch(new URL(info.file, this.base).href);
-      const model = await loadModel(this.base);
-      const head = await loadHead(model, info);
-      if (!this.destroyed) this.build(model, info, head);
+      const summary = meta.headInfo(this.layer, this.head);
+      if (!summary) throw new AtlasDataError(`manifest.json lists no head at layer ${this.layer}, head ${this.head}`);
+      const layouts = meta.manifest.layouts;
+      if (!layouts.length) throw new AtlasDataError("manifest.json lists no layouts");
+      const wanted = readHash().get("layout");
+      const layout = layouts.includes(wanted) ? wanted : meta.layouts2d[0] || layouts[0];
+      prefetch(meta.url("coords", this.layer, this.head, layout));
+      const [model, info] = await Promise.all([loadModel(this.base), loadHeadDetail(meta, this.layer, this.head)]);
+      const [coords, images] = await Promise.all([loadLayout(model, this.layer, this.head, layout),
+        isImageModel(model) ? import("./head-images.js") : null]);
+      if (!this.destroyed) this.build(model, info, layout, coords, images);
     } catch (err) {
-      if (this.destroyed) return;
-      this.status.remove();
-      if (!(err instanceof AtlasDataError)) console.error(err);
-      showError(this.root, err instanceof AtlasDataError ? err.message : `unexpected error: ${err.message}`);
+      this.fail(err);
     }
   }
 
-  build(model, info, head) {
-    Object.assign(this, { model, info, data: head });
-    const a = headAttributes(model, head);
+  fail(err) {
+    if (this.destroyed) return;
+    this.status.remove();
+    if (!(err instanceof AtlasDataError)) console.error(err);
+    showError(this.root, err instanceof AtlasDataError ? err.message : `unexpected error: ${err.message}`);
+  }
+
+  build(model, info, layout, coords, images) {
+    Object.assign(this, { model, info, imagesModule: images });
+    this.attrs = { ...model.attrs, norm: new Float32Array(model.attrs.n) };
+    const a = this.attrs;
     this.rowOf = new Map();
     for (let r = 0; r < a.n; r++) this.rowOf.set(`${a.sentence[r]}:${a.position[r]}:${a.isKey[r]}`, r);
     this.normalized = a.text.map(normalizeToken);
-    this.attrs = a;
     this.isImage = isImageModel(model);
-    this.images = this.isImage ? new HeadImages(this) : null;
     this.encodings = encodingsFor(this.isImage);
     this.tileLayers = new Map();
-    const layouts = Object.keys(head.layouts).sort((x, y) => model.manifest.layouts.indexOf(x) - model.manifest.layouts.indexOf(y));
-    if (!layouts.length) throw new AtlasDataError(`${info.file} has no layout columns`);
-    this.layouts = layouts;
-    this.defaultLayout = layouts.find((l) => l.endsWith("-2d")) || layouts[0];
-    this.state = { layout: this.defaultLayout, colour: "qk", search: "", point: null, size: false };
+    this.layouts = model.manifest.layouts;
+    this.defaultLayout = model.layouts2d[0] || this.layouts[0];
+    this.coords = { layout, data: coords };
+    this.state = { layout, colour: "qk", search: "", point: null, size: false };
     this.readState();
+    this.state.layout = layout;
     this.buildDom();
     this.status.remove();
-    this.apply(true);
+    this.scatter.setPoints(coords.axes);
+    this.apply();
     requestAnimationFrame(() => requestAnimationFrame(() => {
       if (!this.destroyed) this.root.dataset.state = "ready";
     }));
@@ -91,7 +99,7 @@ class HeadView {
   }
 
   rowOfPoint(pid) {
-    return this.attrs.pointId.indexOf(pid);
+    return this.model.pointRowOf(pid);
   }
 
   hashParams(withPoint = true) {
@@ -119,13 +127,14 @@ class HeadView {
     this.sizeBox.checked = s.size;
     const png = el("button", { type: "button", class: "atlas-export-png", text: "PNG" });
     const svgButton = el("button", { type: "button", class: "atlas-export-svg", text: "SVG" });
-    d.on(this.layoutSelect, "change", () => ((s.layout = this.layoutSelect.value), this.apply(true)));
+    d.on(this.layoutSelect, "change", () => ((s.layout = this.layoutSelect.value), this.apply()));
     d.on(this.colourSelect, "change", () => ((s.colour = this.colourSelect.value), this.apply()));
     d.on(this.search, "input", () => ((s.search = this.search.value.trim()), this.apply()));
     d.on(this.sizeBox, "change", () => ((s.size = this.sizeBox.checked), this.apply()));
     d.on(png, "click", () => this.scatter.toBlob().then((b) => download(`${this.fileStem()}.png`, b)));
     d.on(svgButton, "click", () => download(`${this.fileStem()}.svg`, new Blob([this.svgText()], { type: "image/svg+xml" })));
-    this.imageSelect = this.images ? this.images.chooser(d) : null;
+    this.detail = new HeadDetail(this, this.imagesModule);
+    this.imageSelect = this.detail.chooser(d);
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
       this.imageSelect ? el("label", {}, ["image ", this.imageSelect]) : null,
       el("label", {}, ["layout ", this.layoutSelect]),
@@ -142,12 +151,7 @@ class HeadView {
     const main = el("div", { class: "atlas-main" }, [el("div", { class: "atlas-plot-column" }, [this.plot, this.legend]),
       sidePanel(this.model, this.info)]);
     this.root.append(this.toolbar, main);
-    if (this.isImage) {
-      this.detail = new ImageView(this.root, { onSelect: (p) => this.selectPosition(p), onClose: () => this.select(null) });
-    } else {
-      this.detail = new SentenceView(this.root);
-      this.detail.onClose = () => this.select(null);
-    }
+    this.detail.mount(this.root);
     this.scatter = new Scatter(this.plot, {
       onHover: (i) => this.hover(i),
       onClick: (i) => this.select(i >= 0 ? this.attrs.pointId[i] : null),
@@ -160,10 +164,9 @@ class HeadView {
     d.on(document, "keydown", (e) => this.key(e));
     d.on(window, "hashchange", () => {
       if (!hashIsState()) return;
-      const layout = this.state.layout;
       this.readState();
       this.syncControls();
-      this.apply(this.state.layout !== layout);
+      this.apply();
     });
   }
 
@@ -174,17 +177,6 @@ class HeadView {
 
   fileStem() {
     return `${this.model.manifest.model.name}_L${this.layer}H${this.head}_${this.state.layout}`;
-  }
-
-  // Selects the point at a position of an image (default: the current one), keeping query/key unless told.
-  selectPosition(position, sid = null, isKey = null) {
-    const s = this.state;
-    const row = s.point !== null ? this.rowOfPoint(s.point) : -1;
-    const image = sid ?? (row >= 0 ? this.attrs.sentence[row] : null);
-    if (image === null) return;
-    const kind = isKey ?? (row >= 0 ? !!this.attrs.isKey[row] : false);
-    const target = this.rowOf.get(`${image}:${position}:${kind ? 1 : 0}`) ?? this.rowOf.get(`${image}:${position}:0`);
-    if (target !== undefined) this.select(this.attrs.pointId[target]);
   }
 
   drawn(mode) {
@@ -207,7 +199,7 @@ class HeadView {
 
   tileLayer(layout) {
     const spec = (this.info.tiles || {})[layout];
-    if (!spec || this.data.layouts[layout].dims !== 2) return null;
+    if (!spec || this.coords.data.dims !== 2) return null;
     if (!this.tileLayers.has(layout)) this.tileLayers.set(layout, new TileLayer(spec, this.model.base, () => this.scatter.schedule()));
     return this.tileLayers.get(layout);
   }
@@ -231,7 +223,7 @@ class HeadView {
       el("div", { class: "atlas-tip-kind", text: a.isKey[i] ? "key" : "query" }),
       el("div", { class: "atlas-tip-pos", text: `position ${a.position[i] + 1} of ${a.length[i]}` }),
       el("div", { class: "atlas-tip-sentence", text: this.groupName(a.sentence[i]) }),
-      this.images ? this.images.preview(i) : "",
+      this.detail.preview(i) || "",
     );
     this.tooltip.classList.toggle("is-key", !!a.isKey[i]);
     this.tooltip.hidden = false;
@@ -256,15 +248,44 @@ class HeadView {
     return hits;
   }
 
-  apply(relayout = false) {
+  // Switches to the state's layout once its coordinates are here (the previous one stays drawn meanwhile).
+  ensureLayout() {
+    const layout = this.state.layout;
+    if (this.coords.layout === layout || this.pendingLayout === layout) return;
+    this.pendingLayout = layout;
+    loadLayout(this.model, this.layer, this.head, layout).then((data) => {
+      if (this.destroyed || this.state.layout !== layout) return;
+      this.pendingLayout = null;
+      this.coords = { layout, data };
+      this.scatter.setPoints(data.axes);
+      this.apply();
+    }, (err) => this.fail(err));
+  }
+
+  // Norms arrive on first use (colour by norm, size by norm); until then every point has norm 0.
+  ensureNorms() {
+    const s = this.state;
+    if (this.normsLoaded || this.normsPending || (s.colour !== "norm" && !s.size)) return;
+    this.normsPending = true;
+    loadNorms(this.model, this.layer, this.head).then((norm) => {
+      if (this.destroyed) return;
+      this.attrs.norm = norm;
+      this.normsLoaded = true;
+      this.apply();
+    }, (err) => this.fail(err));
+  }
+
+  apply() {
     const s = this.state;
     const a = this.attrs;
     const n = a.n;
-    if (relayout) this.scatter.setPoints(this.data.layouts[s.layout].axes);
-    this.scatter.setTiles(s.colour === "qk" ? this.tileLayer(s.layout) : null);
-    const features = this.images ? this.images.featuresFor(s.colour) : null;
+    this.ensureLayout();
+    this.ensureNorms();
+    this.scatter.setTiles(s.colour === "qk" && this.coords.layout === s.layout ? this.tileLayer(s.layout) : null);
+    const features = this.detail.featuresFor(s.colour);
     const { legend, ...coloured } = colourPoints(s.colour, a, features);
-    const sprite = s.colour === "pixels" && features ? this.images.sprite(features) : null;
+    if ((s.colour === "norm" || s.size) && !this.normsLoaded) legend.note = "loading the norms…";
+    const sprite = s.colour === "pixels" && features ? this.detail.sprite(features) : null;
     const rgb = sprite ? colourPoints("qk", a).rgb : coloured.rgb;
     const hits = this.hits();
     const selRow = s.point !== null ? this.rowOfPoint(s.point) : -1;
@@ -290,53 +311,20 @@ class HeadView {
     this.count.textContent = hits ? `${hitCount} point${hitCount === 1 ? "" : "s"}` : "";
     this.count.dataset.count = hits ? String(hitCount) : "";
     this.legend.replaceChildren(legendElement(legend));
-    this.overlay = { hits, selRow, selSentence, lines: [] };
+    this.overlay = { hits, selRow, selSentence, lines: this.overlay && this.overlay.selRow === selRow ? this.overlay.lines : [] };
+    this.root.dataset.lines = String(this.overlay.lines.length);
     this.scatter.setOverlay((ctx, project) => this.drawOverlay(ctx, project));
     this.root.dataset.selectedSentence = selRow >= 0 ? String(selSentence) : "";
     writeHash(this.hashParams());
     this.nav.update();
-    if (this.imageSelect) this.imageSelect.value = selRow >= 0 ? String(selSentence) : "";
-    if (selRow < 0) this.detail.hide();
-    else if (this.images) this.images.open(selRow);
-    else this.openSentence(selRow);
+    this.detail.update(selRow);
   }
 
-  async openSentence(row) {
-    const a = this.attrs;
-    const sid = a.sentence[row];
-    const tokens = (this.model.sentences.get(sid) || []).map((t) => ({
-      text: this.model.tokens.text[t], special: !!this.model.tokens.special[t], position: this.model.tokens.position[t],
-    }));
-    let attn = null;
-    try {
-      attn = await loadAttention(this.model, this.info);
-    } catch (err) {
-      showError(this.detail.root, err.message);
-    }
-    if (this.destroyed || this.state.point !== a.pointId[row]) return;
-    const matrix = attn ? attn.matrix(sid) : null;
-    this.detail.show({ sentenceId: sid, tokens, matrix, focus: { position: a.position[row], isKey: !!a.isKey[row] } });
-    if (attn && !this.aggregateShown) {
-      this.detail.showAggregate(attn);
-      this.aggregateShown = true;
-    }
-    this.overlay.lines = matrix ? this.topLines(sid, matrix) : [];
+  // Attention lines of the selected sentence: every query's top-k keys, opacity = weight.
+  setLines(lines) {
+    this.overlay.lines = lines;
+    this.root.dataset.lines = String(lines.length);
     this.scatter.schedule();
-  }
-
-  // Top-2 keys of every query of the sentence, opacity = weight.
-  topLines(sid, { n, w }) {
-    const lines = [];
-    for (let i = 0; i < n; i++) {
-      const from = this.rowOf.get(`${sid}:${i}:0`);
-      if (from === undefined) continue;
-      const top = Array.from({ length: n }, (_, j) => j).sort((x, y) => w[i * n + y] - w[i * n + x]).slice(0, 2);
-      for (const j of top) {
-        const to = this.rowOf.get(`${sid}:${j}:1`);
-        if (to !== undefined && w[i * n + j] > 0) lines.push({ from, to, weight: w[i * n + j] });
-      }
-    }
-    return lines;
   }
 
   drawOverlay(ctx, project) {

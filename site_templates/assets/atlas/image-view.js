@@ -13,6 +13,7 @@ const FLOW = "#08306b";
 const SIZE = 240;
 const MIN_SIZE = 120;
 const GAP = 12;
+const AGGREGATE = 160;
 
 export class ImageView {
   constructor(container, { onSelect = () => {}, onClose = () => {} } = {}) {
@@ -27,7 +28,9 @@ export class ImageView {
     this.disposer.on(close, "click", () => onClose());
     this.panels = ["heatmap", "arrows", "flows"].map((kind) => this.panel(kind));
     this.panelBox = el("div", { class: "atlas-image-panels" }, this.panels.map((p) => p.figure));
-    this.root.append(el("div", { class: "atlas-image-head" }, [this.title, close]), this.credit, this.chips, this.panelBox, this.status);
+    this.aggregate = el("figure", { class: "atlas-image-aggregate", hidden: true });
+    this.root.append(el("div", { class: "atlas-image-head" }, [this.title, close]), this.credit, this.chips, this.panelBox, this.status,
+      this.aggregate);
     container.append(this.root);
   }
 
@@ -180,6 +183,34 @@ export class ImageView {
       ctx.fillRect(...rect(p));
     }
     return overlay;
+  }
+
+  // The head's aggregate pattern (aggregate/L<l>H<h>.json, kind "patch-offset"): mean weight per (Δrow, Δcol)
+  // from a query patch to a key patch, the centre cell being the patch itself; opacity = mean ÷ the largest mean.
+  showAggregate(aggregate) {
+    if (aggregate.kind !== "patch-offset") return;
+    const mean = aggregate.mean;
+    const [rows, cols] = [mean.length, mean[0] ? mean[0].length : 0];
+    const cell = Math.max(4, Math.floor(AGGREGATE / Math.max(rows, cols, 1)));
+    const canvas = el("canvas", { class: "atlas-aggregate-map", width: cols * cell, height: rows * cell });
+    const ctx = canvas.getContext("2d");
+    const peak = Math.max(...mean.flat(), 1e-9);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = hex(HEAT);
+    mean.forEach((row, r) => row.forEach((m, c) => {
+      ctx.globalAlpha = m / peak;
+      ctx.fillRect(c * cell, r * cell, cell, cell);
+    }));
+    ctx.globalAlpha = 1;
+    ctx.strokeStyle = "#000";
+    ctx.strokeRect(((cols - 1) / 2) * cell + 0.5, ((rows - 1) / 2) * cell + 0.5, cell - 1, cell - 1);
+    const prefix = Number(aggregate.prefix_mean || 0).toFixed(3);
+    const caption = `Head pattern: mean attention by patch offset (key − query; centre = the patch itself). ` +
+      `Patches give ${prefix} of their attention to CLS/register tokens on average.`;
+    canvas.dataset.peak = String(peak);
+    this.aggregate.replaceChildren(canvas, el("figcaption", { text: caption }));
+    this.aggregate.hidden = false;
   }
 
   // Token position of the patch under the mouse, or null.

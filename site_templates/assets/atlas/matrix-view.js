@@ -1,17 +1,17 @@
-// Matrix view: every head of a model (layers × heads). Thumbnails show first and stand in for the default
-// picture (query/key colours of a 2D layout); a head's file is fetched only when its cell is in view and the view
-// needs its points (another colouring, a layout without thumbnails), and a search fetches every head. Fetched
-// heads are drawn on the cell's canvas. Layout and colour switch, token search with hit counts in every head,
-// sort by a behaviour score, filter by label. Clicking a cell opens that head.
+// Matrix view: every head of a model (layers × heads). Thumbnails come first and stand in for the default picture
+// (query/key colours of a 2D layout). One shared canvas lies over the whole grid (sticky to the viewport) and
+// draws every head whose points are loaded: a head's coordinates are fetched when its cell is in view and the view
+// needs points (another colouring, a search, a layout without thumbnails) or the pointer rests on it. Hovering a
+// point shows its token and rings the same point in every drawn head; a search highlights its hits in every head
+// with a count per head. Layout and colour switch, sort by a behaviour score, filter by label; a click opens the head.
 
-import { AtlasDataError, headAttributes, loadHead, loadManifest, loadModel } from "./data.js";
+import { AtlasDataError, loadLayout, loadManifest, loadModel, loadNorms } from "./data.js";
 import { PIXEL_ENCODINGS, colourPoints, encodingsFor, normalizeToken } from "./colours.js";
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
-import { isImageModel, loadPatchFeatures } from "./images.js";
-import { fitProject, parseColour, rasterize } from "./raster.js";
+import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
+import { MatrixCanvas } from "./matrix-canvas.js";
 
 const CONCURRENCY = 4;
-const DIM = 0.12;
 
 export function mountMatrix(root) {
   const view = new MatrixView(root);
@@ -26,7 +26,6 @@ class MatrixView {
     this.destroyed = false;
     this.base = new URL(root.dataset.data || "./", location.href).href;
     this.cells = [];
-    this.frame = 0;
     this.queue = [];
     this.inFlight = 0;
     this.features = null;
@@ -35,7 +34,7 @@ class MatrixView {
 
   async start() {
     try {
-      this.model = await loadManifest(this.base);
+      this.meta = await loadManifest(this.base);
       if (this.destroyed) return;
       this.build();
       this.observe();
@@ -47,7 +46,7 @@ class MatrixView {
   }
 
   build() {
-    const { manifest } = this.model;
+    const { manifest } = this.meta;
     const d = this.disposer;
     const metrics = [...new Set(manifest.heads.flatMap((h) => Object.keys(h.metrics || {})))].sort();
     const labels = [...new Set(manifest.heads.map((h) => h.label || ""))].sort();
@@ -56,10 +55,10 @@ class MatrixView {
       this.sorts.push({ id: `${m}:desc`, label: `${m.replace(/_/g, " ")} ↓` }, { id: `${m}:asc`, label: `${m.replace(/_/g, " ")} ↑` });
     }
     const layouts = manifest.layouts;
-    this.encodings = encodingsFor(isImageModel(this.model));
+    this.encodings = encodingsFor(isImageModel(this.meta));
     const h = readHash();
     this.state = {
-      layout: layouts.includes(h.get("layout")) ? h.get("layout") : this.model.layouts2d[0] || layouts[0],
+      layout: layouts.includes(h.get("layout")) ? h.get("layout") : this.meta.layouts2d[0] || layouts[0],
       colour: this.encodings.some((e) => e.id === h.get("colour")) ? h.get("colour") : "qk",
       search: h.get("search") || "",
       sort: this.sorts.some((s) => s.id === h.get("sort")) ? h.get("sort") : "order",
@@ -73,9 +72,9 @@ class MatrixView {
     const search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens in every head", "aria-label": "search tokens" });
     search.value = s.search;
     this.count = el("span", { class: "atlas-search-count", "aria-live": "polite" });
-    d.on(layoutSel, "change", () => ((s.layout = layoutSel.value), this.showThumbs(), this.redrawAll()));
-    d.on(colourSel, "change", () => ((s.colour = colourSel.value), this.redrawAll()));
-    d.on(search, "input", () => ((s.search = search.value.trim()), this.redrawAll()));
+    d.on(layoutSel, "change", () => ((s.layout = layoutSel.value), this.showThumbs(), this.changed()));
+    d.on(colourSel, "change", () => ((s.colour = colourSel.value), this.changed()));
+    d.on(search, "input", () => ((s.search = search.value.trim()), this.changed()));
     d.on(sortSel, "change", () => ((s.sort = sortSel.value), this.arrange()));
     d.on(labelSel, "change", () => ((s.label = labelSel.value), this.arrange()));
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
@@ -90,18 +89,25 @@ class MatrixView {
     for (const info of manifest.heads) this.cells.push(this.makeCell(info));
     const fallback = this.root.querySelector(".atlas-matrix-static");
     if (fallback) fallback.hidden = true;
-    this.root.append(this.toolbar, this.grid);
+    const stage = el("div", { class: "atlas-matrix-stage" });
+    this.root.append(this.toolbar, stage);
+    this.canvas = new MatrixCanvas(stage, this.grid, {
+      cellAt: (target) => this.cellAt(target),
+      onHover: (cell) => cell && this.request(cell),
+      describe: (row) => this.describe(row),
+      href: (cell, pointId) => this.cellHref(cell, pointId),
+    });
+    this.disposer.add(() => this.canvas.destroy());
     this.arrange();
+    if (normalizeToken(s.search)) this.loadTokens();
   }
 
   makeCell(info) {
-    const thumbSrc = (info.thumbs || {})[this.state.layout];
-    const canvas = el("canvas", { class: "atlas-cell-canvas", hidden: true });
-    const img = el("img", { class: "atlas-cell-thumb", alt: "", loading: "lazy", hidden: !thumbSrc });
-    if (thumbSrc) img.src = new URL(thumbSrc, this.base).href;
+    const img = el("img", { class: "atlas-cell-thumb", alt: "", loading: "lazy" });
     img.addEventListener("load", () => this.firstDrawn(), { once: true });
+    const plot = el("span", { class: "atlas-cell-plot" }, [img]);
     const link = el("a", { class: "atlas-matrix-cell", href: `L${info.layer}/H${info.head}/` }, [
-      el("span", { class: "atlas-cell-plot" }, [img, canvas]),
+      plot,
       el("span", { class: "atlas-cell-caption", text: `L${info.layer} H${info.head}` }),
       el("span", { class: "atlas-cell-label", text: info.label || "" }),
       el("span", { class: "atlas-cell-metric" }),
@@ -110,7 +116,23 @@ class MatrixView {
     link.dataset.layer = info.layer;
     link.dataset.head = info.head;
     link.title = `layer ${info.layer} head ${info.head}: ${info.label || ""}`;
-    return { info, link, canvas, img, head: null, attrs: null };
+    const cell = { info, link, plot, img, coords: new Map(), norm: null, pending: new Set() };
+    link.atlasCell = cell;
+    this.setThumb(cell);
+    return cell;
+  }
+
+  setThumb(cell) {
+    const { layer, head } = cell.info;
+    const layout = this.state.layout;
+    const has = this.meta.thumbLayouts.has(layout);
+    if (has) cell.img.src = this.meta.url("thumb", layer, head, layout);
+    cell.img.hidden = !has;
+  }
+
+  cellAt(target) {
+    const link = target && target.closest ? target.closest(".atlas-matrix-cell") : null;
+    return link && this.grid.contains(link) ? link.atlasCell : null;
   }
 
   // Order and visibility of the cells from the sort and label filter.
@@ -136,43 +158,48 @@ class MatrixView {
     this.update();
   }
 
-  // Cells in view request their head when the view needs points; a search requests every head.
+  // Cells in view request their points when the view needs them.
   observe() {
     const io = new IntersectionObserver((entries) => {
       for (const e of entries) e.target.atlasCell.visible = e.isIntersecting;
       this.requestNeeded();
       if (!this.inFlight && !this.queue.length) this.settled();
     });
-    for (const c of this.cells) {
-      c.link.atlasCell = c;
-      io.observe(c.link);
-    }
+    for (const c of this.cells) io.observe(c.link);
     this.disposer.add(() => io.disconnect());
   }
 
   needsPoints(cell) {
     const s = this.state;
-    return s.colour !== "qk" || !!normalizeToken(s.search) || !(cell.info.thumbs || {})[s.layout];
+    return s.colour !== "qk" || !!normalizeToken(s.search) || !this.meta.thumbLayouts.has(s.layout) || cell.coords.size > 0;
   }
 
   requestNeeded() {
-    const search = !!normalizeToken(this.state.search);
-    for (const c of this.cells) if (search || (c.visible && this.needsPoints(c))) this.request(c);
+    for (const c of this.cells) if (c.visible && !c.link.hidden && this.needsPoints(c)) this.request(c);
+  }
+
+  // What a cell still lacks for the current state: the layout's coordinates, and its norms when coloured by norm.
+  missing(cell) {
+    const out = [];
+    if (!cell.coords.has(this.state.layout)) out.push(`coords:${this.state.layout}`);
+    if (this.state.colour === "norm" && !cell.norm) out.push("norms");
+    return out.filter((k) => !cell.pending.has(k) && !cell.broken);
   }
 
   request(cell) {
-    if (cell.requested || this.destroyed) return;
-    cell.requested = true;
-    this.queue.push(cell);
+    const parts = this.missing(cell);
+    if (!parts.length || this.destroyed) return;
+    for (const p of parts) cell.pending.add(p);
+    this.queue.push([cell, parts]);
     this.root.dataset.loaded = "false";
     this.pump();
   }
 
   pump() {
     while (this.inFlight < CONCURRENCY && this.queue.length) {
-      const cell = this.queue.shift();
+      const [cell, parts] = this.queue.shift();
       this.inFlight++;
-      this.load(cell).finally(() => {
+      this.load(cell, parts).finally(() => {
         this.inFlight--;
         this.pump();
         if (!this.inFlight && !this.queue.length && !this.destroyed) this.settled();
@@ -180,18 +207,28 @@ class MatrixView {
     }
   }
 
-  async load(cell) {
+  loadTokens() {
+    if (!this.full) {
+      this.full = loadModel(this.base);
+      this.full.then((m) => ((this.model = m), this.changed()), (err) => showError(this.root, err.message));
+    }
+    return this.full;
+  }
+
+  async load(cell, parts) {
+    const { layer, head } = cell.info;
     try {
-      this.full ||= loadModel(this.base);
-      this.model = await this.full;
-      cell.head = await loadHead(this.model, cell.info);
+      const model = await this.loadTokens();
+      for (const part of parts) {
+        if (part === "norms") cell.norm = await loadNorms(model, layer, head);
+        else cell.coords.set(part.slice(7), await loadLayout(model, layer, head, part.slice(7)));
+        cell.pending.delete(part);
+      }
       if (this.destroyed) return;
-      cell.attrs = headAttributes(this.model, cell.head);
-      cell.normalized = cell.attrs.text.map(normalizeToken);
-      cell.dirty = true;
-      this.schedule();
+      this.canvas.invalidate(cell);
     } catch (err) {
       if (this.destroyed) return;
+      cell.broken = true;
       cell.link.classList.add("is-broken");
       cell.link.title = err.message;
     }
@@ -200,25 +237,19 @@ class MatrixView {
   // Every requested head has arrived: the cells in view are drawn on the next frame. The first time, the view is
   // interactive once the thumbnails of the cells in view are decoded too.
   settled() {
-    const all = this.cells.every((c) => c.attrs || c.link.classList.contains("is-broken"));
-    this.root.dataset.allLoaded = String(all);
-    this.schedule(async () => {
+    this.root.dataset.allLoaded = String(this.cells.every((c) => c.coords.has(this.state.layout) || c.broken));
+    this.canvas.schedule(async () => {
       this.root.dataset.loaded = "true";
       if (this.interactive) return;
       this.interactive = true;
-      const thumbs = this.cells.filter((c) => c.visible && !c.attrs && !c.img.hidden && c.img.src);
+      const thumbs = this.cells.filter((c) => c.visible && !this.canvas.drawn(c) && !c.img.hidden && c.img.src);
       await Promise.all(thumbs.map((c) => c.img.decode().catch(() => null)));
       if (!this.destroyed) performance.mark("atlas:interactive", { detail: { view: "matrix" } });
     });
   }
 
-  // Cells still waiting for their head show the thumbnail of the current layout (none for 3D layouts).
   showThumbs() {
-    for (const c of this.cells) {
-      const src = (c.info.thumbs || {})[this.state.layout];
-      if (src) c.img.src = new URL(src, this.base).href;
-      if (!c.attrs) c.img.hidden = !src;
-    }
+    for (const c of this.cells) this.setThumb(c);
   }
 
   firstDrawn() {
@@ -227,99 +258,104 @@ class MatrixView {
     performance.mark("atlas:first-draw", { detail: { view: "matrix" } });
   }
 
-  redrawAll() {
-    for (const c of this.cells) c.dirty = true;
+  // Patch features for the pixel colourings, loaded with the images on first use (cells redraw on arrival).
+  pixelFeatures() {
+    if (!PIXEL_ENCODINGS.has(this.state.colour) || !this.model) return null;
+    if (!this.features) {
+      this.features = loadPatchFeatures(this.model);
+      this.features.then((f) => ((this.featureData = f), this.changed()), (err) => showError(this.root, err.message));
+    }
+    return this.featureData || null;
+  }
+
+  changed() {
+    if (normalizeToken(this.state.search)) this.loadTokens();
     this.update();
   }
 
   update() {
     const s = this.state;
     const p = new URLSearchParams();
-    for (const [key, fallback] of [["layout", this.model.layouts2d[0]], ["colour", "qk"], ["search", ""], ["sort", "order"], ["label", ""]]) {
+    for (const [key, fallback] of [["layout", this.meta.layouts2d[0]], ["colour", "qk"], ["search", ""], ["sort", "order"], ["label", ""]]) {
       if (s[key] && s[key] !== fallback) p.set(key, s[key]);
     }
     writeHash(p);
-    const carry = new URLSearchParams([...p].filter(([k]) => ["layout", "colour", "search"].includes(k))).toString();
-    for (const c of this.cells) c.link.setAttribute("href", `L${c.info.layer}/H${c.info.head}/` + (carry ? `#${carry}` : ""));
-    this.schedule();
-  }
-
-  schedule(after = null) {
-    if (after) (this.afterDraw ||= []).push(after);
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.drawCells();
-      for (const fn of (this.afterDraw || []).splice(0)) fn();
-    });
-  }
-
-  // Patch features for the pixel colourings, loaded with the images on first use (cells redraw on arrival).
-  pixelFeatures() {
-    if (!PIXEL_ENCODINGS.has(this.state.colour) || !this.model.tokens) return null;
-    if (!this.features) {
-      this.features = loadPatchFeatures(this.model);
-      this.features.then((f) => ((this.featureData = f), this.redrawAll()), (err) => showError(this.root, err.message));
-    }
-    return this.featureData || null;
-  }
-
-  drawCells() {
-    const s = this.state;
-    const query = normalizeToken(s.search);
+    this.carry = new URLSearchParams([...p].filter(([k]) => ["layout", "colour", "search"].includes(k)));
+    for (const c of this.cells) c.link.setAttribute("href", this.cellHref(c, null));
     this.requestNeeded();
-    const features = this.pixelFeatures();
-    let total = 0;
-    for (const c of this.cells) {
-      c.link.classList.toggle("is-pending", !c.attrs && this.needsPoints(c));
-      if (!c.attrs) continue;
-      let hits = 0;
-      if (query) for (const t of c.normalized) if (t === query) hits++;
-      total += hits;
-      const badge = c.link.querySelector(".atlas-cell-hits");
-      badge.textContent = query ? String(hits) : "";
-      badge.dataset.count = query ? String(hits) : "";
-      c.link.classList.toggle("has-hits", hits > 0);
-      if (c.dirty) this.drawCell(c, query, features);
-    }
-    const loaded = this.cells.filter((c) => c.attrs).length;
-    const of = loaded < this.cells.length ? ` of ${this.cells.length}` : "";
-    this.count.textContent = query ? `${total} points in ${loaded}${of} heads` : "";
-    this.count.dataset.count = query ? String(total) : "";
+    this.counts();
+    this.canvas.setPicture(this.picture());
   }
 
-  drawCell(c, query, features) {
-    const layout = c.head.layouts[this.state.layout];
-    if (!layout) return;
-    c.dirty = false;
-    const dpr = window.devicePixelRatio || 1;
-    const box = c.canvas.parentElement;
-    const [w, h] = [box.clientWidth || 96, box.clientHeight || 96];
-    c.canvas.width = Math.round(w * dpr);
-    c.canvas.height = Math.round(h * dpr);
-    const { sx, sy } = fitProject(layout.axes, w, h);
-    const { rgb } = colourPoints(this.state.colour, c.attrs, features);
-    const n = c.attrs.n;
-    const alpha = query ? Float32Array.from(c.normalized, (t) => (t === query ? 1 : DIM)) : null;
-    const order = Int32Array.from({ length: n }, (_, i) => i);
-    if (alpha) order.sort((a, b) => alpha[a] - alpha[b]);
-    const ctx = c.canvas.getContext("2d");
-    const image = ctx.createImageData(c.canvas.width, c.canvas.height);
-    rasterize(image, parseColour(getComputedStyle(box).backgroundColor), { sx, sy, order, rgb, alpha, radius: (n < 4000 ? 1.5 : 1) + (query ? 0.5 : 0) }, dpr);
-    ctx.putImageData(image, 0, 0);
-    c.canvas.hidden = false;
-    c.img.hidden = true;
-    this.firstDrawn();
+  cellHref(cell, pointId) {
+    const p = new URLSearchParams(this.carry);
+    if (pointId !== null) p.set("point", String(pointId));
+    const hash = p.toString();
+    return `L${cell.info.layer}/H${cell.info.head}/` + (hash ? `#${hash}` : "");
+  }
+
+  // Search hits: every head shows the same points, so each head's count is the model's count.
+  counts() {
+    const query = normalizeToken(this.state.search);
+    const model = this.model;
+    const hits = query && model ? model.attrs.text.reduce((n, t) => n + (normalizeToken(t) === query ? 1 : 0), 0) : 0;
+    for (const c of this.cells) {
+      const badge = c.link.querySelector(".atlas-cell-hits");
+      const shown = query && model ? String(hits) : "";
+      badge.textContent = shown;
+      badge.dataset.count = shown;
+      c.link.classList.toggle("has-hits", hits > 0);
+      c.link.classList.toggle("is-pending", !this.canvas.drawn(c) && this.needsPoints(c));
+    }
+    const heads = this.cells.length;
+    this.count.textContent = query ? (model ? `${hits * heads} points in ${heads} heads` : "loading the tokens…") : "";
+    this.count.dataset.count = query && model ? String(hits * heads) : "";
+  }
+
+  // What the shared canvas draws for a cell: its points in the current layout and colours, or null (thumbnail).
+  picture() {
+    const s = this.state;
+    const model = this.model;
+    const query = normalizeToken(s.search);
+    const features = this.pixelFeatures();
+    const colours = new Map();
+    const highlight = query && model ? Uint8Array.from(model.attrs.text, (t) => (normalizeToken(t) === query ? 1 : 0)) : null;
+    return {
+      key: `${s.layout}|${s.colour}|${query}|${features ? 1 : 0}`,
+      layout: s.layout,
+      highlight,
+      draw: (cell) => {
+        const coords = cell.coords.get(s.layout);
+        if (!model || !coords || !this.needsPoints(cell) || (s.colour === "norm" && !cell.norm)) return null;
+        const norm = s.colour === "norm";
+        if (norm || !colours.has(s.colour)) {
+          const rgb = colourPoints(s.colour, norm ? { ...model.attrs, norm: cell.norm } : model.attrs, features).rgb;
+          if (norm) return { axes: coords.axes, rgb };
+          colours.set(s.colour, rgb);
+        }
+        return { axes: coords.axes, rgb: colours.get(s.colour) };
+      },
+    };
+  }
+
+  describe(row) {
+    const a = this.model.attrs;
+    const sid = a.sentence[row];
+    const image = isImageModel(this.model) ? imageInfo(this.model, sid) : null;
+    return { text: a.text[row], kind: a.isKey[row] ? "key" : "query", group: image ? `image ${image.name}` : `sentence ${sid}`,
+      position: a.position[row], length: a.length[row], pointId: a.pointId[row] };
+  }
+
+  // Viewport position (CSS px) of a point in a drawn head's cell, or null; for tests and tools.
+  clientPosition(layer, head, pointId) {
+    const cell = this.cells.find((c) => c.info.layer === layer && c.info.head === head);
+    const row = this.model && cell ? this.model.pointRowOf(pointId) : -1;
+    return row >= 0 ? this.canvas.clientPosition(cell, row) : null;
   }
 
   destroy() {
     this.destroyed = true;
-    if (this.frame) cancelAnimationFrame(this.frame);
     this.disposer.dispose();
-    for (const c of this.cells) {
-      c.canvas.width = 0;
-      c.canvas.height = 0;
-    }
     delete this.root.atlasView;
   }
 }

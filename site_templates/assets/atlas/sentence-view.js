@@ -8,6 +8,8 @@ const LEFT = 170;
 const RIGHT = 330;
 const WIDTH = 500;
 const MIN_WEIGHT = 0.005;
+const SPAN = 8;
+const BAR = 18;
 
 export class SentenceView {
   constructor(container) {
@@ -120,32 +122,25 @@ export class SentenceView {
     });
   }
 
-  // Mean attention by relative offset (key position − query position) over every sentence of the head.
-  showAggregate(attn) {
-    const span = 8;
-    const sums = new Float64Array(2 * span + 1);
-    const counts = new Float64Array(2 * span + 1);
-    for (const sid of attn.blocks.keys()) {
-      const { n, w } = attn.matrix(sid);
-      for (let i = 0; i < n; i++) {
-        for (let j = Math.max(0, i - span); j <= Math.min(n - 1, i + span); j++) {
-          sums[j - i + span] += w[i * n + j];
-          counts[j - i + span] += 1;
-        }
-      }
-    }
-    const means = Array.from(sums, (s, k) => (counts[k] ? s / counts[k] : 0));
-    const peak = Math.max(...means, 1e-9);
-    const chart = svg("svg", { viewBox: `0 0 ${(2 * span + 1) * 18} 70`, class: "atlas-aggregate-chart", width: "100%" });
-    chart.style.maxWidth = `${(2 * span + 1) * 18}px`;
-    means.forEach((m, k) => {
+  // The head's aggregate pattern (aggregate/L<l>H<h>.json): mean attention by relative offset (key position −
+  // query position) over every sentence, for the offsets within ±SPAN.
+  showAggregate(aggregate) {
+    const [lo, hi] = aggregate.offsets || [0, -1];
+    const shown = [];
+    for (let d = Math.max(lo, -SPAN); d <= Math.min(hi, SPAN); d++) shown.push([d, Number(aggregate.mean[d - lo]) || 0]);
+    const peak = Math.max(...shown.map(([, m]) => m), 1e-9);
+    const chart = svg("svg", { viewBox: `0 0 ${shown.length * BAR} 70`, class: "atlas-aggregate-chart", width: "100%" });
+    chart.style.maxWidth = `${shown.length * BAR}px`;
+    shown.forEach(([d, m], k) => {
       const h = (m / peak) * 50;
-      const bar = svg("rect", { x: k * 18 + 2, y: 52 - h, width: 14, height: h, class: "atlas-bar" });
+      const bar = svg("rect", { x: k * BAR + 2, y: 52 - h, width: BAR - 4, height: h, class: "atlas-bar" });
+      bar.dataset.offset = String(d);
+      bar.dataset.mean = String(m);
       const tip = svg("title");
-      tip.textContent = `offset ${k - span}: mean weight ${m.toFixed(3)}`;
+      tip.textContent = `offset ${d}: mean weight ${m.toFixed(3)}`;
       bar.append(tip);
-      const label = svg("text", { x: k * 18 + 9, y: 66, "text-anchor": "middle", class: "atlas-bar-label" });
-      label.textContent = String(k - span);
+      const label = svg("text", { x: k * BAR + BAR / 2, y: 66, "text-anchor": "middle", class: "atlas-bar-label" });
+      label.textContent = String(d);
       chart.append(bar, label);
     });
     this.aggregate.replaceChildren(el("h4", { text: "Head pattern: mean attention by relative position (key − query)" }), chart);

@@ -1,0 +1,110 @@
+"""Small per-head digests of the attention rows: the top-k targets of every query token (attention lines in the
+single view) and the mean attention by relative position (the head's aggregate pattern in the sentence view)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .. import SCHEMA_VERSION
+from .writer import head_meta, smallest_uint
+
+WEIGHT_QMAX = 255
+MEAN_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class SentenceAttention:
+    """One sentence (or image) of one head: its token ids by position and the [n, n] probabilities."""
+
+    sentence_id: int
+    token_ids: np.ndarray
+    probs: np.ndarray
+
+
+def top_targets(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row the k strongest key positions (ties: lower position first) and their weights, [n, k] each.
+
+    Rows with fewer than k keys are padded with position 0 and weight 0."""
+    n = probs.shape[0]
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    weights = np.take_along_axis(probs, order, axis=1)
+    if order.shape[1] < k:
+        pad = k - order.shape[1]
+        order = np.pad(order, ((0, 0), (0, pad)))
+        weights = np.pad(weights, ((0, 0), (0, pad)))
+    return order.reshape(n, k), weights.reshape(n, k)
+
+
+def topk_table(sentences: Sequence[SentenceAttention], k: int, layer: int, head: int) -> pa.Table:
+    """One row per query token: `token_id`, then `target_<r>` (key position in the same sentence) and `weight_<r>`
+    (uint8, weight × 255; 0 = no line) for r = 1..k, strongest first."""
+    ids, targets, weights = [], [], []
+    for s in sentences:
+        t, w = top_targets(np.asarray(s.probs, np.float64), k)
+        ids.append(np.asarray(s.token_ids))
+        targets.append(t)
+        weights.append(w)
+    t_all = np.concatenate(targets) if targets else np.zeros((0, k), np.int64)
+    w_all = np.concatenate(weights) if weights else np.zeros((0, k))
+    codes = np.rint(np.clip(w_all, 0.0, 1.0) * WEIGHT_QMAX).astype(np.uint8)
+    cols: dict[str, pa.Array] = {"token_id": smallest_uint(np.concatenate(ids) if ids else np.zeros(0, np.int64))}
+    for r in range(k):
+        cols[f"target_{r + 1}"] = smallest_uint(t_all[:, r])
+        cols[f"weight_{r + 1}"] = pa.array(codes[:, r], pa.uint8())
+    return pa.table(cols).replace_schema_metadata(head_meta(layer, head, {"atlas.top_k": str(k)}))
+
+
+def _round(values: np.ndarray) -> list[float]:
+    return [float(f"{v:.{MEAN_DIGITS}g}") for v in values]
+
+
+def relative_aggregate(sentences: Sequence[SentenceAttention], causal: bool, layer: int, head: int) -> dict:
+    """Mean weight per relative offset j − i (key position − query position) over every query of every sentence;
+    causal models only count j ≤ i. Offsets run from `offsets[0]` to `offsets[1]`."""
+    longest = max((s.probs.shape[0] for s in sentences), default=1)
+    span = longest - 1
+    sums = np.zeros(2 * span + 1)
+    counts = np.zeros(2 * span + 1, np.int64)
+    for s in sentences:
+        n = s.probs.shape[0]
+        i, j = np.indices((n, n))
+        keep = j <= i if causal else np.ones((n, n), bool)
+        d = (j - i)[keep] + span
+        sums += np.bincount(d, weights=np.asarray(s.probs, np.float64)[keep], minlength=2 * span + 1)
+        counts += np.bincount(d, minlength=2 * span + 1)
+    hi = 0 if causal else span
+    sel = slice(0, span + hi + 1)
+    means = np.divide(sums[sel], counts[sel], out=np.zeros_like(sums[sel]), where=counts[sel] > 0)
+    return {"schema_version": SCHEMA_VERSION, "layer": int(layer), "head": int(head), "kind": "relative-position",
+            "offsets": [-span, hi], "mean": _round(means), "count": [int(c) for c in counts[sel]]}
+
+
+def patch_aggregate(sentences: Sequence[SentenceAttention], grid: tuple[int, int], prefix: int, layer: int,
+                    head: int) -> dict:
+    """Image models: mean patch-to-patch weight per 2D offset (Δrow, Δcol) = key patch − query patch, as a
+    [2·rows − 1][2·cols − 1] table (Δrow from −(rows − 1) down the table), plus the mean weight on the prefix
+    (CLS/register) tokens."""
+    rows, cols = grid
+    sums = np.zeros((2 * rows - 1, 2 * cols - 1))
+    counts = np.zeros_like(sums, np.int64)
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    dr = (r[None, :] - r[:, None]) + rows - 1
+    dc = (c[None, :] - c[:, None]) + cols - 1
+    to_prefix, queries = 0.0, 0
+    for s in sentences:
+        w = np.asarray(s.probs, np.float64)
+        patches = w[prefix:prefix + rows * cols, prefix:prefix + rows * cols]
+        if patches.shape != (rows * cols, rows * cols):
+            raise ValueError(f"image {s.sentence_id} does not have {prefix} + {rows}×{cols} tokens")
+        np.add.at(sums, (dr, dc), patches)
+        np.add.at(counts, (dr, dc), 1)
+        to_prefix += float(w[prefix:, :prefix].sum())
+        queries += rows * cols
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    return {"schema_version": SCHEMA_VERSION, "layer": int(layer), "head": int(head), "kind": "patch-offset",
+            "rows": [-(rows - 1), rows - 1], "cols": [-(cols - 1), cols - 1], "mean": [_round(m) for m in means],
+            "count": counts.tolist(), "prefix_mean": float(f"{to_prefix / max(queries, 1):.{MEAN_DIGITS}g}")}

@@ -1,0 +1,169 @@
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 2).
+
+Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
+whatever the exporter happens to do."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+VERSION = 2
+QMAX = 65535
+FILES = {
+    "head": "heads/L{layer}H{head}.json",
+    "coords": "coords/L{layer}H{head}_{layout}.arrow",
+    "norms": "norms/L{layer}H{head}.arrow",
+    "topk": "topk/L{layer}H{head}.arrow",
+    "attn": "attn/L{layer}H{head}.bin.gz",
+    "aggregate": "aggregate/L{layer}H{head}.json",
+    "thumb": "thumbs/L{layer}H{head}_{layout}.png",
+    "tiles": "tiles/L{layer}H{head}_{layout}",
+}
+
+
+def path(kind: str, layer: int, head: int, layout: str = "") -> str:
+    return FILES[kind].format(layer=layer, head=head, layout=layout)
+
+
+def meta(extra: dict[str, str] | None = None, version: int = VERSION) -> dict[bytes, bytes]:
+    return {k.encode(): v.encode() for k, v in {"atlas.schema_version": str(version), **(extra or {})}.items()}
+
+
+def write_arrow(file: Path, table: pa.Table) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(file), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def write_json(file: Path, doc: dict) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(doc, sort_keys=True), "utf-8")
+
+
+@dataclass
+class TokenRow:
+    token_id: int
+    sentence: int
+    position: int
+    text: str
+    special: bool
+    query_point: int | None
+    key_point: int | None
+    patch: tuple[int, int] | None = None
+
+
+def write_tokens(file: Path, rows: list[TokenRow], version: int = VERSION) -> None:
+    """tokens.arrow with uint32 ids (any unsigned width is allowed) and null point ids for tokens without points."""
+    cols = {
+        "token_id": pa.array([r.token_id for r in rows], pa.uint32()),
+        "sentence_id": pa.array([r.sentence for r in rows], pa.uint32()),
+        "position": pa.array([r.position for r in rows], pa.uint16()),
+        "text": pa.array([r.text for r in rows], pa.string()).dictionary_encode(),
+        "special": pa.array([r.special for r in rows], pa.bool_()),
+        "query_point": pa.array([r.query_point for r in rows], pa.uint32()),
+        "key_point": pa.array([r.key_point for r in rows], pa.uint32()),
+    }
+    if rows and rows[0].patch is not None:
+        cols["patch_row"] = pa.array([r.patch[0] for r in rows], pa.int16())
+        cols["patch_col"] = pa.array([r.patch[1] for r in rows], pa.int16())
+    write_arrow(file, pa.table(cols).replace_schema_metadata(meta(version=version)))
+
+
+def write_coords(data_dir: Path, layer: int, head: int, layout: str, xyz: np.ndarray, version: int = VERSION) -> None:
+    """One layout of one head; rows in ascending point id order; range padded by 1 on every side."""
+    cols, ranges = {}, []
+    for dim, axis in enumerate("xyz"[: xyz.shape[1]]):
+        lo, hi = float(xyz[:, dim].min()) - 1.0, float(xyz[:, dim].max()) + 1.0
+        cols[axis] = pa.array(np.rint((xyz[:, dim] - lo) / (hi - lo) * QMAX).astype(np.uint16))
+        ranges.append([lo, hi])
+    extra = {"atlas.layer": str(layer), "atlas.head": str(head), "atlas.layout": layout, "atlas.range": json.dumps(ranges)}
+    write_arrow(data_dir / path("coords", layer, head, layout), pa.table(cols).replace_schema_metadata(meta(extra, version)))
+
+
+def write_norms(data_dir: Path, layer: int, head: int, norms: np.ndarray, version: int = VERSION) -> None:
+    lo, hi = float(norms.min()), float(norms.max())
+    codes = np.rint((norms - lo) / (hi - lo or 1.0) * 255).astype(np.uint8)
+    extra = {"atlas.layer": str(layer), "atlas.head": str(head), "atlas.range": json.dumps([lo, hi])}
+    write_arrow(data_dir / path("norms", layer, head),
+                pa.table({"norm": pa.array(codes, pa.uint8())}).replace_schema_metadata(meta(extra, version)))
+
+
+def write_attention(data_dir: Path, layer: int, head: int, blocks: list[tuple[int, int, np.ndarray]],
+                    version: int = VERSION, compress: bool = True) -> None:
+    """attn/…bin.gz; `compress=False` writes the plain blob, as a browser receives it from a server that sends
+    the file with Content-Encoding: gzip."""
+    header = b"ATTN" + struct.pack("<II", version, len(blocks))
+    offset = len(header) + 16 * len(blocks)
+    table, payload = b"", b""
+    for sid, first, w in blocks:
+        block = np.rint(w * 255).astype(np.uint8)
+        table += struct.pack("<IIII", sid, first, block.shape[0], offset)
+        payload += block.tobytes()
+        offset += block.size
+    file = data_dir / path("attn", layer, head)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    blob = header + table + payload
+    file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
+
+
+def write_topk(data_dir: Path, layer: int, head: int, sentences: list[tuple[list[int], np.ndarray]], k: int = 2,
+               version: int = VERSION) -> None:
+    """Per query token its k strongest key positions (ties: lower position) and weights × 255."""
+    ids, targets, weights = [], [], []
+    for token_ids, w in sentences:
+        n = len(token_ids)
+        for i, tid in enumerate(token_ids):
+            order = sorted(range(n), key=lambda j: (-w[i, j], j))[:k]
+            ids.append(tid)
+            weights.append([round(w[i, j] * 255) for j in order] + [0] * (k - len(order)))
+            targets.append(order + [0] * (k - len(order)))
+    cols = {"token_id": pa.array(ids, pa.uint32())}
+    for r in range(k):
+        cols[f"target_{r + 1}"] = pa.array([t[r] for t in targets], pa.uint16())
+        cols[f"weight_{r + 1}"] = pa.array([w[r] for w in weights], pa.uint8())
+    extra = {"atlas.layer": str(layer), "atlas.head": str(head), "atlas.top_k": str(k)}
+    write_arrow(data_dir / path("topk", layer, head), pa.table(cols).replace_schema_metadata(meta(extra, version)))
+
+
+def relative_means(blocks: list[np.ndarray]) -> tuple[int, list[float], list[int]]:
+    """(span, mean per offset −span..span, count per offset) of bidirectional attention rows."""
+    span = max(w.shape[0] for w in blocks) - 1
+    sums, counts = np.zeros(2 * span + 1), np.zeros(2 * span + 1, int)
+    for w in blocks:
+        for i in range(w.shape[0]):
+            for j in range(w.shape[0]):
+                sums[j - i + span] += w[i, j]
+                counts[j - i + span] += 1
+    return span, [float(s / c) if c else 0.0 for s, c in zip(sums, counts)], counts.tolist()
+
+
+@dataclass
+class HeadRecord:
+    layer: int
+    head: int
+    label: str
+    metrics: dict
+    detail: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"layer": self.layer, "head": self.head, "kv_head": self.head, "label": self.label,
+                "metrics": self.metrics}
+
+    def write(self, data_dir: Path, version: int = VERSION) -> None:
+        write_json(data_dir / path("head", self.layer, self.head), {**self.summary(), **self.detail,
+                                                                   "schema_version": version})
+
+
+def manifest(model: dict, dataset: dict, layouts: list[str], n_tokens: int, n_points: int, heads: list[HeadRecord],
+             version: int = VERSION, **extra: object) -> dict:
+    return {"schema_version": version, "model": model, "dataset": dataset, "layouts": layouts,
+            "tokens": {"file": "tokens.arrow", "count": n_tokens}, "points": {"count": n_points}, "files": FILES,
+            "thumbnails": {"layouts": [name for name in layouts if name.endswith("-2d")], "size": 48},
+            "heads": [h.summary() for h in heads], **extra}
