@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import os
 import shutil
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from . import SCHEMA_VERSION, __version__
-from .fsutil import dumps_json
+from . import __version__
+from .fsutil import dumps_json, write_bytes
 
 DONE_MARKER = "DONE"
+# Caches third-party libraries would otherwise create outside the build directory, and where they go under the stage
+# cache: torch makes its compile-cache directory (in TMPDIR) whenever torch._dynamo is imported; the build compiles
+# nothing, so the directory stays empty.
+CONFINED_CACHES = {"TORCHINDUCTOR_CACHE_DIR": "_torch"}
 
 
 def _plain(obj: Any) -> Any:
@@ -44,7 +50,7 @@ def code_hash(*paths: str) -> str:
 
 def stage_key(stage: str, *parts: Any) -> str:
     """A short hex key; identical inputs (and code version) give identical keys."""
-    payload = dumps_json({"stage": stage, "version": __version__, "schema": SCHEMA_VERSION, "parts": _plain(parts)})
+    payload = dumps_json({"stage": stage, "version": __version__, "parts": _plain(parts)})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -61,13 +67,21 @@ class StageCache:
         return (path / DONE_MARKER).exists()
 
     def mark_done(self, path: Path) -> None:
-        (path / DONE_MARKER).write_text("ok\n")
+        write_bytes(path / DONE_MARKER, b"ok\n")
 
     def fresh(self, path: Path) -> Path:
         """An empty directory for a unit about to be (re)computed."""
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
+        return path
+
+    def resumable(self, path: Path, force: bool = False) -> Path:
+        """The directory of a unit about to be computed by a stage that resumes from its own partial outputs (capture
+        keeps its committed batches); emptied first when ``force``."""
+        if force:
+            return self.fresh(path)
+        path.mkdir(parents=True, exist_ok=True)
         return path
 
     def prune(self, model: str, stage: str, keep: str) -> None:
@@ -77,3 +91,21 @@ class StageCache:
             for d in base.glob(f"{stage}-*"):
                 if d.name != f"{stage}-{keep}":
                     shutil.rmtree(d, ignore_errors=True)
+
+
+def _installed_tree_writable(package: str) -> bool:
+    spec = importlib.util.find_spec(package)
+    return spec is not None and spec.origin is not None and os.access(Path(spec.origin).parents[1], os.W_OK)
+
+
+def confine_caches(cache_root: Path) -> None:
+    """Point the third-party caches of `CONFINED_CACHES` under ``cache_root`` unless the user chose a place (takes
+    effect for the libraries that have not yet read them in this process).
+
+    numba keeps compiled functions beside the installed packages (like ``__pycache__``) and only falls back to a
+    per-user directory in HOME when it cannot write there: in that case its cache goes under ``cache_root`` too."""
+    root = Path(cache_root).resolve()
+    for var, sub in CONFINED_CACHES.items():
+        os.environ.setdefault(var, str(root / sub))
+    if not _installed_tree_writable("numba"):
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(root / "_numba"))

@@ -6,6 +6,7 @@ import argparse
 import functools
 import http.server
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -24,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an atlas site from a manifest", epilog=EPILOG,
                        description="Run every stage (capture, normalize, project, metrics, export, site) for each "
-                       "model of MANIFEST. Finished units are cached under OUT/cache and reused on the next run; "
-                       "the site is published to OUT/site only when complete.")
+                       "model of MANIFEST. Finished units are cached under OUT/cache and reused on the next run (an "
+                       "interrupted capture resumes from its finished batches); the site is published to OUT/site "
+                       "only when complete. Nothing is written outside OUT.")
     b.add_argument("manifest", type=Path, help="manifest file, e.g. data_manifests/demo.toml")
     b.add_argument("-o", "--out", type=Path, default=None,
                    help="build directory (default: build/<manifest name>); the site goes to OUT/site")
@@ -52,11 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .pipeline import build
+    from .cache import confine_caches
 
     if args.jobs < 1:
         raise InputError(f"--jobs: expected a positive integer, got {args.jobs}")
     out = args.out or Path("build") / args.manifest.stem
+    confine_caches(out / "cache")  # before torch is imported
+    from .pipeline import build
+
     progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = build(args.manifest, out, jobs=args.jobs, scheduler=args.scheduler, force=args.force,
@@ -103,18 +108,29 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, `kill`, a CI timeout): unwound like Ctrl-C so worker processes are shut down."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"build": _cmd_build, "serve": _cmd_serve, "validate": _cmd_validate}
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return commands[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted: finished units are kept in the cache; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
     except AtlasError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

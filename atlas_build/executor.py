@@ -27,7 +27,9 @@ class Executor(Protocol):
         self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
     ) -> Iterator[R]: ...
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None:
+        """Release workers; `abort` (the build is failing or interrupted) stops running items at once."""
+        ...
 
     def __enter__(self) -> Executor: ...
 
@@ -82,7 +84,7 @@ class LocalExecutor(_Context):
                 bar.update(1)
                 yield result
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -122,8 +124,16 @@ class PoolExecutor(_Context):
                 for fut in pending:
                     fut.cancel()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        if not abort:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        processes = list((self._pool._processes or {}).values())  # the pool exposes no public handle on them
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(timeout=10)
 
 
 class DaskExecutor(_Context):
@@ -156,7 +166,7 @@ class DaskExecutor(_Context):
                 for fut in futures:
                     fut.release()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self._own:
             self.client.close()
 

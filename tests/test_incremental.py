@@ -84,17 +84,72 @@ def test_killed_build_resumes_to_identical_output(tiny_build: Path, tmp_path: Pa
     assert tree(out / "site") == tree(tiny_build / "site")
 
 
-def test_interrupt_is_reported_with_exit_code_130(tmp_path: Path) -> None:
+def _cli_build(manifest: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1", **env}
+    return subprocess.run([sys.executable, "-m", "atlas_build.cli", "build", str(manifest), "-o", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def one_per_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """tiny.toml with one sentence per forward batch (6 capture batches), and a clean build of it."""
+    d = tmp_path_factory.mktemp("one-per-batch")
+    manifest = _manifest(d, TINY.read_text().replace("batch_size = 4", "batch_size = 1"))
+    # Through the CLI like the killed builds: an in-process build could inherit a 1-thread torch from earlier tests,
+    # and CPU matmuls round differently with another thread count.
+    assert _cli_build(manifest, d / "clean").returncode == 0
+    return manifest, d / "clean"
+
+
+@pytest.mark.parametrize("kill_after_batches", [1, 4])
+def test_build_killed_during_capture_resumes_from_its_batches(one_per_batch: tuple[Path, Path], tmp_path: Path,
+                                                               kill_after_batches: int) -> None:
+    from atlas_build.capture.batches import KILL_ENV
+
+    manifest, clean = one_per_batch
+    out = tmp_path / "b"
+    killed = _cli_build(manifest, out, **{KILL_ENV: str(kill_after_batches)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    unit = next((out / "cache" / "tiny-bert").glob("capture-*"))
+    assert sorted(p.name for p in (unit / "batches").iterdir()) == [f"{i:06d}" for i in range(kill_after_batches)]
+    assert not (unit / "capture.json").exists() and not (out / "site").exists()
+    resumed = _cli_build(manifest, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"6 sentences ({kill_after_batches} of 6 batches reused)" in resumed.stderr
+    assert tree(unit) == tree(clean / "cache" / "tiny-bert" / unit.name)
+    assert tree(out / "site") == tree(clean / "site")
+
+
+def _children(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return {int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()} if tasks.exists() else set()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status waits for whichever process reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_is_reported_and_leaves_no_workers(tmp_path: Path, sig: int, code: int) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(TINY), "-o", str(tmp_path / "b")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(TINY), "-o", str(tmp_path / "b"),
+                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while _cached_units(tmp_path / "b" / "cache") < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    workers = _children(proc.pid)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "run the same command again to resume" in err
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker exits once it sees the pipe close
+    while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _running(w)], "pool workers outlived the build"
 
 
 def test_stage_keys_follow_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

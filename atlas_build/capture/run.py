@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -15,15 +16,13 @@ import torch
 from ..datasets import Sentence
 from ..datasets.images import ImageItem, ImagePreprocessor, dataset_license, patch_columns, tokens_per_image
 from ..errors import InputError
-from . import hook
-from .facts import ModelFacts, text_config
+from .batches import Batch, is_finished, resume, run_batches
+from .facts import text_config
 from .sources import LoadedModel
-from .store import (FORMAT_VERSION, IMAGES_DIR, META_FILE, TOKENS_FILE, WEIGHTS_FILE, CaptureResult, LayerWriter,
-                    TokenTable, tmp_path, write_json_atomic, write_qk_weights, write_table_atomic)
-from .weights import qk_weights
+from .store import (FORMAT_VERSION, IMAGES_DIR, META_FILE, TOKENS_FILE, CaptureResult, TokenTable, load_capture,
+                    plan_digest, sequence_lengths, tmp_path, write_json_atomic, write_qk_weights, write_table_atomic)
 
 TOKENIZE_CHUNK = 256
-TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,8 @@ def select_sentences(tokenizer: Any, sentences: Sequence[Sentence], token_budget
                      max_length: int) -> list[Encoded]:
     """Tokenise sentences in order (default special tokens, truncated to max_length) until the budget is reached.
 
-    Sentences with no tokens (or only special tokens) are skipped; the first sentence that would overflow the budget ends the selection.
+    Sentences with no tokens (or only special tokens) are skipped; the first sentence that would overflow the budget
+    ends the selection.
     """
     out: list[Encoded] = []
     total = 0
@@ -67,96 +67,6 @@ def pad_batch(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> di
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-class _BatchSink:
-    """Recorder: for each layer's attention call, keep only real tokens and append them to that layer's files.
-
-    ``lengths`` None means every sequence of the batch is full length (image models: no padding); the length is
-    then read from the call itself. The first attention module seen per layer is kept (for its q/k weights)."""
-
-    def __init__(self, writers: list[LayerWriter], dtype: str):
-        self.writers = writers
-        self.dtype = TORCH_DTYPES[dtype]
-        self.sentence_ids: Sequence[int] = ()
-        self.lengths: Sequence[int] | None = None
-        self.valid: torch.Tensor | None = None
-        self.seen: set[int] = set()
-        self.seq_lens: set[int] = set()
-        self.modules: dict[int, torch.nn.Module] = {}
-
-    def start(self, sentence_ids: Sequence[int], lengths: Sequence[int] | None,
-              valid: torch.Tensor | None) -> None:
-        self.sentence_ids, self.lengths, self.seen = list(sentence_ids), lengths, set()
-        self.valid = None if valid is None else valid.bool()
-
-    def __call__(self, call: hook.AttentionCall) -> None:
-        if call.layer >= len(self.writers):
-            raise RuntimeError(f"attention call for layer {call.layer}, model has {len(self.writers)} layers")
-        dt, valid = self.dtype, self.valid
-        B, _, T, _ = call.query.shape
-        lengths = list(self.lengths) if self.lengths is not None else [T] * B
-        self.seq_lens.add(T)
-
-        def rows(x: torch.Tensor) -> np.ndarray:  # [B, h, T, d] → [n_real, h, d]
-            x = x.transpose(1, 2)
-            x = x[valid] if valid is not None else x.reshape(-1, *x.shape[2:])
-            return x.to(dt).cpu().numpy()
-
-        w = call.weights
-        attention = torch.cat([w[b, :, :n, :n].reshape(-1) for b, n in enumerate(lengths)]).to(dt).cpu().numpy()
-        self.writers[call.layer].write(rows(call.query), rows(call.key), rows(call.value), self.sentence_ids,
-                                       lengths, attention)
-        self.seen.add(call.layer)
-        self.modules.setdefault(call.layer, call.module)
-
-    def qk_weights(self, facts: ModelFacts) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Per-layer (W_Q, W_K) when every layer's attention module exposes them, else {}."""
-        out = {}
-        for layer in range(facts.num_layers):
-            module = self.modules.get(layer)
-            w = None if module is None else qk_weights(module, facts.num_heads, facts.num_kv_heads,
-                                                       facts.head_dim)
-            if w is None:
-                return {}
-            out[layer] = w
-        return out
-
-
-def _prepare_dir(out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / META_FILE).unlink(missing_ok=True)
-    (out_dir / WEIGHTS_FILE).unlink(missing_ok=True)
-    for stale in [*out_dir.glob("L[0-9]*.arrow"), *out_dir.glob("A[0-9]*.arrow"), *out_dir.glob("*.tmp"),
-                  *out_dir.glob(f"{IMAGES_DIR}/*")]:
-        stale.unlink()
-    return out_dir
-
-
-def _run_batches(loaded: LoadedModel, writers: list[LayerWriter], sink: _BatchSink, batches: Iterable[Any],
-                 total: int, unit: str, progress: bool) -> None:
-    """Drive the forward passes: ``batches`` yields (sentence_ids, lengths, valid mask, inputs, count)."""
-    facts = loaded.facts
-    from tqdm.auto import tqdm
-    bar = tqdm(total=total, unit=unit, desc=f"capture {loaded.source}", disable=not progress, leave=False)
-    try:
-        for sentence_ids, lengths, valid, inputs, count in batches:
-            sink.start(sentence_ids, lengths, valid)
-            hook.run_forward(loaded.model, sink, **inputs)
-            if len(sink.seen) != facts.num_layers:
-                raise RuntimeError(f"forward pass recorded {len(sink.seen)} of {facts.num_layers} layers")
-            bar.update(count)
-    except BaseException:
-        for w in writers:
-            w.close()
-            for p in w.paths:
-                tmp_path(p).unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-    for w in writers:
-        w.commit()
-
-
 def token_table(tokenizer: Any, selected: Sequence[Encoded], special_ids: Sequence[int]) -> TokenTable:
     lengths = [len(e.ids) for e in selected]
     N = sum(lengths)
@@ -175,20 +85,32 @@ def token_table(tokenizer: Any, selected: Sequence[Encoded], special_ids: Sequen
     )
 
 
+def _digest(chunks: Sequence[bytes]) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(len(c).to_bytes(8, "little"))
+        h.update(c)
+    return h.hexdigest()[:16]
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
+
+
 def capture(loaded: LoadedModel, sentences: Sequence[Sentence], out_dir: Path, *, token_budget: int,
             max_length: int, batch_size: int = 16, dtype: str = "float16", progress: bool = False) -> CaptureResult:
     """Capture q, k, v and attention of every layer for sentences in order until ``token_budget`` tokens.
 
-    Files are written per batch (memory stays bounded) to temp names and renamed when complete; ``capture.json``
-    is written last.
+    Each forward batch is written to disk as it completes (memory stays bounded); a capture interrupted in the same
+    ``out_dir`` resumes from its committed batches (see `batches`). ``capture.json`` is written last.
     """
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
+    _check_dtype(dtype)
     facts, tok = loaded.facts, loaded.tokenizer
     if facts.input_kind != "text" or tok is None:
         raise InputError(f"{loaded.source}: capture() takes text; this model reads {facts.input_kind} "
                          "(use capture_images)")
-    out_dir = _prepare_dir(out_dir)
+    out_dir = Path(out_dir)
     # Longer inputs would index past the position table (the tokenizer knows offsets such as RoBERTa's).
     for limit in (getattr(text_config(loaded.model.config), "max_position_embeddings", None),
                   getattr(tok, "model_max_length", None)):
@@ -198,20 +120,25 @@ def capture(loaded: LoadedModel, sentences: Sequence[Sentence], out_dir: Path, *
     if not selected:
         raise InputError(f"{loaded.source}: no sentence fits the token budget of {token_budget} "
                          f"(of {len(sentences)} sentences)")
+    chunks = [selected[i:i + batch_size] for i in range(0, len(selected), batch_size)]
+    batches = [Batch(tuple(e.sentence_id for e in c), tuple(len(e.ids) for e in c), sum(len(e.ids) for e in c))
+               for c in chunks]
+    n_tokens = sum(b.count for b in batches)
+    plan = {"kind": "text", "source": loaded.source, "revision": loaded.revision, "facts": facts.to_json(),
+            "dtype": dtype, "batch_size": batch_size, "token_budget": token_budget, "max_length": max_length,
+            "selection": _digest([np.array([e.sentence_id, *e.ids], np.int64).tobytes() for e in selected])}
+    digest = plan_digest(plan)
+    if is_finished(out_dir, digest):
+        return load_capture(out_dir)
+    done = resume(out_dir, plan)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     device = next(loaded.model.parameters()).device
-    writers = [LayerWriter(out_dir, layer, dtype) for layer in range(facts.num_layers)]
-    sink = _BatchSink(writers, dtype)
-    n_tokens = sum(len(e.ids) for e in selected)
 
-    def batches() -> Iterator[tuple]:
-        for start in range(0, len(selected), batch_size):
-            batch = selected[start:start + batch_size]
-            inputs = pad_batch(batch, pad_id, device)
-            yield ([e.sentence_id for e in batch], [len(e.ids) for e in batch], inputs["attention_mask"], inputs,
-                   sum(len(e.ids) for e in batch))
+    def inputs_of(i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = pad_batch(chunks[i], pad_id, device)
+        return inputs["attention_mask"], inputs
 
-    _run_batches(loaded, writers, sink, batches(), n_tokens, "tok", progress)
+    sink = run_batches(loaded, out_dir, batches, inputs_of, dtype, done, "tok", progress)
     if weights := sink.qk_weights(facts):
         write_qk_weights(out_dir, weights, dtype)
     tokens = token_table(tok, selected, facts.special_token_ids)
@@ -219,9 +146,9 @@ def capture(loaded: LoadedModel, sentences: Sequence[Sentence], out_dir: Path, *
     write_json_atomic({
         "format_version": FORMAT_VERSION, "facts": facts.to_json(), "dtype": dtype, "source": loaded.source,
         "revision": loaded.revision, "num_tokens": n_tokens, "num_sentences": len(selected),
-        "token_budget": token_budget, "max_length": max_length,
+        "token_budget": token_budget, "max_length": max_length, "plan": digest, "num_batches": len(batches),
     }, out_dir / META_FILE)
-    return CaptureResult(facts, tokens, out_dir, dtype)
+    return CaptureResult(facts, tokens, out_dir, dtype, batches_total=len(batches), batches_reused=len(done))
 
 
 # --- images --------------------------------------------------------------------------------------------------------
@@ -288,8 +215,7 @@ def capture_images(loaded: LoadedModel, items: Sequence[ImageItem], out_dir: Pat
 
     The facts written with the capture describe the grid actually fed (the probe pass may have used another size).
     """
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
+    _check_dtype(dtype)
     facts, model = loaded.facts, loaded.model
     if facts.input_kind != "image":
         raise InputError(f"{loaded.source}: capture_images() takes images; this model reads {facts.input_kind}")
@@ -312,25 +238,38 @@ def capture_images(loaded: LoadedModel, items: Sequence[ImageItem], out_dir: Pat
     if trained != (size, size) and "interpolate_pos_encoding" in inspect.signature(model.forward).parameters:
         extra["interpolate_pos_encoding"] = True
     config.image_size = size
-    out_dir = _prepare_dir(out_dir)
+    out_dir = Path(out_dir)
+    images = [{"image_id": int(it.image_id), "name": it.name, "file": image_file(it.image_id),
+               "license": it.license, "attribution": it.attribution} for it in items]
+    batches = [Batch(tuple(ids[i:i + batch_size]), None, len(ids[i:i + batch_size]))
+               for i in range(0, len(ids), batch_size)]
+    plan = {"kind": "image", "source": loaded.source, "revision": loaded.revision, "facts": facts.to_json(),
+            "dtype": dtype, "batch_size": batch_size, "preprocessor": proc.to_json(), "extra": sorted(extra),
+            "images": images, "pixels": _digest([np.ascontiguousarray(it.pixels).tobytes() for it in items])}
+    digest = plan_digest(plan)
+    if is_finished(out_dir, digest):
+        return load_capture(out_dir)
+    done = resume(out_dir, plan)
     (out_dir / IMAGES_DIR).mkdir(exist_ok=True)
     param = next(model.parameters())
-    writers = [LayerWriter(out_dir, layer, dtype) for layer in range(facts.num_layers)]
-    sink = _BatchSink(writers, dtype)
 
-    def batches() -> Iterator[tuple]:
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
-            fitted = [proc.fit(it) for it in batch]
-            for it, pixels in zip(batch, fitted):
-                _save_png(pixels, out_dir / image_file(it.image_id))
-            x = torch.from_numpy(proc.normalize(fitted)).to(param.device, dtype=param.dtype)
-            yield [int(it.image_id) for it in batch], None, None, {"pixel_values": x, **extra}, len(batch)
+    def fitted(batch: Sequence[ImageItem]) -> list[np.ndarray]:
+        """The pictures the model sees; each is saved as images/<id>.png before its batch can be committed."""
+        out = [proc.fit(it) for it in batch]
+        for it, pixels in zip(batch, out):
+            _save_png(pixels, out_dir / image_file(it.image_id))
+        return out
 
-    _run_batches(loaded, writers, sink, batches(), len(items), "img", progress)
-    if len(sink.seq_lens) != 1:
-        raise RuntimeError(f"{loaded.source}: sequence length changed between images: {sorted(sink.seq_lens)}")
-    T = sink.seq_lens.pop()
+    def inputs_of(i: int) -> tuple[None, dict[str, Any]]:
+        x = proc.normalize(fitted(items[i * batch_size:(i + 1) * batch_size]))
+        return None, {"pixel_values": torch.from_numpy(x).to(param.device, dtype=param.dtype), **extra}
+
+    sink = run_batches(loaded, out_dir, batches, inputs_of, dtype, done, "img", progress)
+    fitted([it for it in items if not (out_dir / image_file(it.image_id)).exists()])
+    lengths = sequence_lengths(out_dir, len(batches))
+    if len(lengths) != 1:
+        raise RuntimeError(f"{loaded.source}: sequence length changed between images: {sorted(lengths)}")
+    T = lengths.pop()
     prefix = T - grid[0] * grid[1]
     if prefix < 0:
         raise RuntimeError(f"{loaded.source}: {T} tokens per image, fewer than the {grid[0]}x{grid[1]} patch grid")
@@ -340,12 +279,11 @@ def capture_images(loaded: LoadedModel, items: Sequence[ImageItem], out_dir: Pat
         write_qk_weights(out_dir, weights, dtype)
     tokens = image_token_table(ids, grid, prefix)
     write_table_atomic(tokens.to_arrow(), out_dir / TOKENS_FILE)
-    images = [{"image_id": int(it.image_id), "name": it.name, "file": image_file(it.image_id),
-               "license": it.license, "attribution": it.attribution} for it in items]
     lic, att = dataset_license(items)
     write_json_atomic({
         "format_version": FORMAT_VERSION, "facts": facts.to_json(), "dtype": dtype, "source": loaded.source,
         "revision": loaded.revision, "num_tokens": len(tokens), "num_sentences": len(items), "images": images,
-        "dataset_license": lic, "dataset_attribution": att, "preprocessor": proc.to_json(),
+        "dataset_license": lic, "dataset_attribution": att, "preprocessor": proc.to_json(), "plan": digest,
+        "num_batches": len(batches),
     }, out_dir / META_FILE)
-    return CaptureResult(facts, tokens, out_dir, dtype, images)
+    return CaptureResult(facts, tokens, out_dir, dtype, images, batches_total=len(batches), batches_reused=len(done))

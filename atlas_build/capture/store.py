@@ -1,19 +1,25 @@
 """On-disk layout of a capture (Arrow IPC files, written atomically) and its readers.
 
 ```
-<out_dir>/capture.json       format version, facts, dtype, counts — written last: its presence marks a finished capture
+<out_dir>/capture.json       format version, facts, dtype, counts, plan digest — written last: marks a finished capture
+<out_dir>/plan.json          what the batches below belong to (model, selection, batch size, dtype); see `batches`
 <out_dir>/tokens.arrow       one row per token (explicit token_id), see `TokenTable`
-<out_dir>/L<ll>.arrow        per layer, one row per token: q [H*d], k [KV*d], v [KV*dv] fixed-size lists
-<out_dir>/A<ll>.arrow        per layer, one row per sentence: sentence_id, n, attention [H*n*n] (the model's own)
-<out_dir>/weights.npz        optional: per layer W_Q [H, d, D] / W_K [KV, d, D] of the q/k projections (``q<l>``, ``k<l>``)
+<out_dir>/batches/<bbbbbb>/  one directory per forward batch, renamed into place only once complete:
+    qkv.arrow                per layer (record batch = layer), one row per token: q [H*d], k [KV*d], v [KV*dv]
+    attn.arrow               per layer, one row per sentence: sentence_id, n, attention [H*n*n] (the model's own)
+<out_dir>/weights.npz        optional: per layer W_Q [H, d, D] / W_K [KV, d, D] of the q/k projections (q<l>, k<l>)
 <out_dir>/images/<id>.png    image captures: the fitted square picture each image's patches come from
 ```
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,21 +30,33 @@ import pyarrow.ipc as ipc
 
 from .facts import ModelFacts
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "capture.json"
+PLAN_FILE = "plan.json"
 TOKENS_FILE = "tokens.arrow"
 WEIGHTS_FILE = "weights.npz"
 IMAGES_DIR = "images"
+BATCHES_DIR = "batches"
+QKV_FILE = "qkv.arrow"
+ATTN_FILE = "attn.arrow"
+# Fixed member timestamp of weights.npz, so identical weights give identical bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 NP_DTYPES = {"float16": np.float16, "float32": np.float32}
 PA_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 
 
-def layer_file(layer: int) -> str:
-    return f"L{layer:02d}.arrow"
+def batch_dir(out_dir: Path, index: int) -> Path:
+    return Path(out_dir) / BATCHES_DIR / f"{index:06d}"
 
 
-def attn_file(layer: int) -> str:
-    return f"A{layer:02d}.arrow"
+def committed_batches(out_dir: Path) -> set[int]:
+    """Indices of the batch directories that were renamed into place (complete)."""
+    base = Path(out_dir) / BATCHES_DIR
+    return {int(d.name) for d in base.iterdir() if d.name.isdigit()} if base.is_dir() else set()
+
+
+def plan_digest(plan: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tmp_path(path: Path) -> Path:
@@ -113,25 +131,29 @@ def _fixed(values: np.ndarray, dtype: str) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat, PA_DTYPES[dtype]), width)
 
 
-class LayerWriter:
-    """Appends per-batch q/k/v rows and per-sentence attention of one layer to temp files; `commit` renames them."""
+class BatchWriter:
+    """Writes one forward batch into a temporary directory: per layer, in layer order, one record batch of q/k/v rows
+    (``qkv.arrow``) and one of attention (``attn.arrow``). `commit` renames it to ``batches/<index>``."""
 
-    def __init__(self, out_dir: Path, layer: int, dtype: str):
+    def __init__(self, out_dir: Path, index: int, dtype: str):
         self.dtype = dtype
-        self.paths = (out_dir / layer_file(layer), out_dir / attn_file(layer))
+        self.final = batch_dir(out_dir, index)
+        self.tmp = self.final.with_name(f".{self.final.name}.tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
         self._qkv: ipc.RecordBatchFileWriter | None = None
         self._att: ipc.RecordBatchFileWriter | None = None
         self._sinks: list[pa.NativeFile] = []
 
-    def _open(self, path: Path, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
-        sink = pa.OSFile(str(tmp_path(path)), "wb")
+    def _open(self, name: str, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
+        sink = pa.OSFile(str(self.tmp / name), "wb")
         self._sinks.append(sink)
         return ipc.new_file(sink, schema)
 
     def write(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, sentence_ids: list[int], lengths: list[int],
               attention: np.ndarray) -> None:
-        """q [n, H, d], k/v [n, KV, d] for the batch's real tokens; attention: the sentences' [H, n_s, n_s]
-        probabilities flattened and concatenated in ``sentence_ids`` order."""
+        """Append the next layer. q [n, H, d], k/v [n, KV, d] for the batch's real tokens; attention: the sentences'
+        [H, n_s, n_s] probabilities flattened and concatenated in ``sentence_ids`` order."""
         qkv = pa.record_batch([_fixed(q, self.dtype), _fixed(k, self.dtype), _fixed(v, self.dtype)],
                               names=["q", "k", "v"])
         heads = q.shape[1]
@@ -143,14 +165,13 @@ class LayerWriter:
             pa.array(lengths, pa.uint16()),
             pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values),
         ], names=["sentence_id", "n", "attention"])
-        if self._qkv is None:
-            self._qkv = self._open(self.paths[0], qkv.schema)
-            self._att = self._open(self.paths[1], att.schema)
+        if self._qkv is None or self._att is None:
+            self._qkv = self._open(QKV_FILE, qkv.schema)
+            self._att = self._open(ATTN_FILE, att.schema)
         self._qkv.write_batch(qkv)
-        assert self._att is not None
         self._att.write_batch(att)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         for w in (self._qkv, self._att):
             if w is not None:
                 w.close()
@@ -160,54 +181,80 @@ class LayerWriter:
         self._sinks = []
 
     def commit(self) -> None:
-        self.close()
-        for p in self.paths:
-            os.replace(tmp_path(p), p)
+        self._close()
+        shutil.rmtree(self.final, ignore_errors=True)
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        self._close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _read_ipc(path: Path) -> ipc.RecordBatchFileReader:
     return ipc.open_file(pa.memory_map(str(path), "r"))
 
 
-def _column_array(table: pa.Table, name: str, width: int) -> np.ndarray:
-    col = table.column(name)
-    chunks = [c.values.to_numpy(zero_copy_only=False) for c in col.chunks]
-    flat = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return flat.astype(np.float32).reshape(-1, width)
+def _rows(batches: list[pa.RecordBatch], name: str, width: int) -> np.ndarray:
+    """One fixed-size-list column of several record batches as one float32 [N, width] array (a single copy)."""
+    out = np.empty((sum(b.num_rows for b in batches), width), np.float32)
+    row = 0
+    for b in batches:
+        out[row:row + b.num_rows] = b.column(name).values.to_numpy(zero_copy_only=False).reshape(b.num_rows, width)
+        row += b.num_rows
+    return out
 
 
 @dataclass
 class LayerCapture:
-    """Captured vectors of one layer (float32) and lazy access to its attention probabilities."""
+    """One layer of a capture: q/k/v as float32 arrays, each read from disk on first use, and lazy access to the
+    attention probabilities per sentence (a reader of attention alone never holds the vectors)."""
 
     layer: int
-    q: np.ndarray  # [N, num_heads, head_dim]: post-RoPE, exactly what enters the dot product
-    k: np.ndarray  # [N, num_kv_heads, head_dim]
-    v: np.ndarray  # [N, num_kv_heads, v_dim]
-    attn_path: Path | None = None
+    qkv_paths: tuple[Path, ...]
+    attn_paths: tuple[Path, ...]
+    widths: tuple[int, int]  # (num_heads, num_kv_heads)
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _index: dict[int, tuple[int, int]] | None = field(default=None, repr=False)
-    _reader: ipc.RecordBatchFileReader | None = field(default=None, repr=False)
+    _batches: list[pa.RecordBatch] = field(default_factory=list, repr=False)
 
-    def _ensure_index(self) -> ipc.RecordBatchFileReader:
-        if self._reader is None:
-            if self.attn_path is None:
-                raise ValueError("this LayerCapture has no attention file")
-            self._reader = _read_ipc(self.attn_path)
-            self._index = {}
-            for b in range(self._reader.num_record_batches):
-                ids = self._reader.get_batch(b).column(0).to_numpy()
-                for r, sid in enumerate(ids.tolist()):
-                    self._index[sid] = (b, r)
-        return self._reader
+    def _vectors(self, name: str, heads: int) -> np.ndarray:
+        if name not in self._arrays:
+            batches = [_read_ipc(p).get_batch(self.layer) for p in self.qkv_paths]
+            width = batches[0].schema.field(name).type.list_size
+            self._arrays[name] = _rows(batches, name, width).reshape(-1, heads, width // heads)
+        return self._arrays[name]
+
+    @property
+    def q(self) -> np.ndarray:
+        """[N, num_heads, head_dim]: post-RoPE, exactly what enters the dot product."""
+        return self._vectors("q", self.widths[0])
+
+    @property
+    def k(self) -> np.ndarray:
+        """[N, num_kv_heads, head_dim]."""
+        return self._vectors("k", self.widths[1])
+
+    @property
+    def v(self) -> np.ndarray:
+        """[N, num_kv_heads, v_dim]."""
+        return self._vectors("v", self.widths[1])
+
+    def _ensure_index(self) -> dict[int, tuple[int, int]]:
+        if self._index is None:
+            if not self.attn_paths:
+                raise ValueError("this LayerCapture has no attention files")
+            self._batches = [_read_ipc(p).get_batch(self.layer) for p in self.attn_paths]
+            self._index = {sid: (f, r) for f, b in enumerate(self._batches)
+                           for r, sid in enumerate(b.column(0).to_numpy().tolist())}
+        return self._index
 
     def attention(self, sentence_id: int) -> np.ndarray:
         """[num_heads, n, n] float32: the model's own attention probabilities for one sentence."""
-        reader = self._ensure_index()
-        assert self._index is not None
-        if sentence_id not in self._index:
+        index = self._ensure_index()
+        if sentence_id not in index:
             raise KeyError(f"sentence {sentence_id} is not in this capture")
-        b, r = self._index[sentence_id]
-        batch = reader.get_batch(b)
+        f, r = index[sentence_id]
+        batch = self._batches[f]
         n = int(batch.column(1)[r].as_py())
         flat = batch.column(2)[r].values.to_numpy(zero_copy_only=False)
         return flat.astype(np.float32).reshape(-1, n, n)
@@ -222,6 +269,9 @@ class CaptureResult:
     # Image captures: one dict per image (image_id, name, file, license, attribution); ``file`` is relative to
     # ``directory`` (the fitted square PNG the model saw).
     images: list[dict[str, Any]] = field(default_factory=list)
+    # Forward batches of the capture, and how many of them a resumed capture took from an interrupted run.
+    batches_total: int = 0
+    batches_reused: int = 0
 
     def layer(self, layer: int) -> LayerCapture:
         return read_layer(self.directory, layer)
@@ -241,20 +291,26 @@ def read_meta(out_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def batch_files(out_dir: Path, num_batches: int, name: str) -> list[Path]:
+    return [batch_dir(out_dir, b) / name for b in range(num_batches)]
+
+
 def read_layer(out_dir: Path, layer: int) -> LayerCapture:
-    """Load one layer's q/k/v as float32 arrays (attention is read lazily per sentence)."""
+    """One layer of a finished capture: q/k/v (float32) are read on first use, attention lazily per sentence."""
     out_dir = Path(out_dir)
     meta = read_meta(out_dir)
     facts = ModelFacts.from_json(meta["facts"])
     if not 0 <= layer < facts.num_layers:
         raise IndexError(f"layer {layer} out of range 0..{facts.num_layers - 1}")
-    table = _read_ipc(out_dir / layer_file(layer)).read_all()
-    H, KV, d = facts.num_heads, facts.num_kv_heads, facts.head_dim
-    q = _column_array(table, "q", H * d).reshape(-1, H, d)
-    k = _column_array(table, "k", KV * d).reshape(-1, KV, d)
-    vw = table.schema.field("v").type.list_size
-    v = _column_array(table, "v", vw).reshape(-1, KV, vw // KV)
-    return LayerCapture(layer, q, k, v, out_dir / attn_file(layer))
+    n = meta["num_batches"]
+    return LayerCapture(layer, tuple(batch_files(out_dir, n, QKV_FILE)), tuple(batch_files(out_dir, n, ATTN_FILE)),
+                        (facts.num_heads, facts.num_kv_heads))
+
+
+def sequence_lengths(out_dir: Path, num_batches: int) -> set[int]:
+    """The distinct sequence lengths of a capture's batches (from layer 0's attention rows)."""
+    return {int(n) for p in batch_files(out_dir, num_batches, ATTN_FILE)
+            for n in _read_ipc(p).get_batch(0).column(1).to_numpy().tolist()}
 
 
 def load_capture(out_dir: Path) -> CaptureResult:
@@ -262,20 +318,22 @@ def load_capture(out_dir: Path) -> CaptureResult:
     out_dir = Path(out_dir)
     meta = read_meta(out_dir)
     tokens = TokenTable.from_arrow(_read_ipc(out_dir / TOKENS_FILE).read_all())
+    n = int(meta["num_batches"])
     return CaptureResult(ModelFacts.from_json(meta["facts"]), tokens, out_dir, meta.get("dtype", "float16"),
-                         list(meta.get("images", [])))
+                         list(meta.get("images", [])), batches_total=n, batches_reused=n)
 
 
 def write_qk_weights(out_dir: Path, weights: dict[int, tuple[np.ndarray, np.ndarray]], dtype: str) -> None:
-    """Store per-layer (W_Q [H, d, D], W_K [KV, d, D]) in ``weights.npz`` (keys ``q<l>``/``k<l>``), atomically."""
-    arrays = {}
-    for layer, (wq, wk) in sorted(weights.items()):
-        arrays[f"q{layer}"] = np.asarray(wq, NP_DTYPES[dtype])
-        arrays[f"k{layer}"] = np.asarray(wk, NP_DTYPES[dtype])
+    """Store per-layer (W_Q [H, d, D], W_K [KV, d, D]) in ``weights.npz`` (keys ``q<l>``/``k<l>``), atomically and
+    byte-reproducibly (fixed member timestamps)."""
     path = Path(out_dir) / WEIGHTS_FILE
     tmp = tmp_path(path)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for layer, (wq, wk) in sorted(weights.items()):
+            for key, w in ((f"q{layer}", wq), (f"k{layer}", wk)):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(w, NP_DTYPES[dtype]), allow_pickle=False)
+                zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH), buf.getvalue())
     os.replace(tmp, path)
 
 
