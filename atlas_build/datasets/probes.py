@@ -39,6 +39,14 @@ def probe_catalogue() -> list[ProbeParams]:
 PROBE_FAMILIES = ("hue", "brightness", "gratings", "circles")
 
 
+_CATALOGUE = {p.name: p for p in probe_catalogue()}
+
+
+def probe_params(name: str) -> ProbeParams | None:
+    """The probe an image name denotes (``"grating-f8-a45"`` → gratings, freq 8, angle 45); None for other names."""
+    return _CATALOGUE.get(name)
+
+
 # --- synthetic probes ----------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ from html import escape
 from statistics import fmean
 from typing import Mapping, Sequence
 
+from .findings_vision import vision_section
+
 # Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
 PAPER = {
     "encoder": {"name": "BERT", "spearman": -0.938, "norm_gap": 0.41},
@@ -80,4 +82,5 @@ def findings_page(models: Sequence[Mapping]) -> str:
                 out.append(f"\n![{escape(label)} example: layer {l0} head {h0}](data/{name}/"
                            f"{thumbs[(l0, h0)][layout]}){{ width=\"160\" }}")
             out.append("")
+        out += vision_section(m)
     return "\n".join(out) + "\n"
