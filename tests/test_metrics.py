@@ -1,4 +1,4 @@
-"""Numerical tests of per-head scores, labels, trust measures and head similarity (atlas_build.metrics)."""
+"""Numerical tests of per-head scores, labels, trust measures and related heads (atlas_build.metrics)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from atlas_build.metrics import (
-    LABEL_RULES, LABELS, SCORE_NAMES, concentration, head_scores, head_similarity, label_head, similarity_matrix,
-    trust_scores,
+    LABEL_RULES, LABELS, SCORE_NAMES, attention_signature, concentration, head_scores, head_similarity, label_head,
+    related_heads, signature_plan, similarity_matrix, trust_scores,
 )
 from atlas_build.normalize import HeadSample, normalize
 
@@ -140,7 +140,7 @@ def test_geometry_decides_semantic_vs_positional(by, label, sign):
         attn[s] = a / a.sum(axis=1, keepdims=True)
     scores = head_scores(sample, attn, tokens_vocab=vocab)
     assert sign * scores["positional_vs_semantic"] > 0.5
-    assert scores["entropy"] < 0.85 and scores["locality"] < 0.6
+    assert scores["entropy"] < 0.75 and scores["locality"] < 0.3
     assert label_head(scores) == label
 
 
@@ -271,16 +271,90 @@ def test_trust_is_seeded_and_validates_shape():
         trust_scores(sample, sample.q, sample.k, perfect[:-1])
 
 
-def test_head_similarity():
-    lengths = [10, 14, 8]
-    prev = {s: _pattern("previous", n, True) for s, n in enumerate(lengths)}
-    prev2 = {s: _pattern("previous", n, True, strength=0.7) for s, n in reversed(list(enumerate(lengths)))}
-    sink = {s: _pattern("sink", n, True) for s, n in enumerate(lengths)}
-    assert head_similarity(prev, prev) == pytest.approx(1.0)
-    assert head_similarity(prev, prev2) > 0.95
-    assert head_similarity(prev, sink) < 0.3
-    assert head_similarity(prev, {99: prev[0]}) != head_similarity(prev, {99: prev[0]})  # nothing shared → NaN
-    m = similarity_matrix([prev, prev2, sink])
-    assert m.shape == (3, 3) and np.allclose(np.diag(m), 1)
-    assert m[0, 2] == pytest.approx(head_similarity(prev, sink))
-    assert np.allclose(m, m.T)
+def _model_heads(lengths, causal, seed=0):
+    """Eight heads: pairs sharing a pattern (previous, sink, self) at two strengths, plus two random heads."""
+    rng = np.random.default_rng(seed)
+    heads = {}
+    for h, (kind, strength) in enumerate([("previous", 0.9), ("sink", 0.9), ("self", 0.9), ("previous", 0.6),
+                                           ("sink", 0.6), ("self", 0.7)]):
+        heads[(h // 3, h % 3)] = {s: _pattern(kind, n, causal, strength) for s, n in enumerate(lengths)}
+    for h in (6, 7):
+        attn = {}
+        for s, n in enumerate(lengths):
+            a = rng.random((n, n)) ** 6 * (np.tril(np.ones((n, n))) if causal else 1)
+            attn[s] = a / a.sum(axis=1, keepdims=True)
+        heads[(h // 3, h % 3)] = attn
+    return heads
+
+
+def _related(sample, vocab, heads, **plan_kw):
+    plan = signature_plan(sample.sentence_id, sample.position, vocab, sample.causal, **plan_kw)
+    ids = sorted(heads)
+    sigs = [attention_signature(heads[lh], plan) for lh in ids]
+    return ids, sigs, related_heads(ids, sigs)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_heads_with_the_same_pattern_are_each_others_top_related(causal):
+    sample, vocab = _sample(LENGTHS, causal=causal)
+    ids, sigs, rel = _related(sample, vocab, _model_heads(LENGTHS, causal))
+    partner = {(0, 0): (1, 0), (0, 1): (1, 1), (0, 2): (1, 2)}
+    partner.update({v: k for k, v in partner.items()})
+    for lh, r in zip(ids, rel):
+        assert len(r) == 5 and all(set(e) == {"layer", "head", "similarity"} for e in r)
+        assert (r[0]["layer"], r[0]["head"]) != lh and lh not in [(e["layer"], e["head"]) for e in r]
+        sims = [e["similarity"] for e in r]
+        assert sims == sorted(sims, reverse=True)
+        if lh in partner:
+            assert (r[0]["layer"], r[0]["head"]) == partner[lh]
+            assert r[0]["similarity"] > 0.9 and r[0]["similarity"] > r[1]["similarity"] + 0.3
+    m = similarity_matrix(sigs)
+    assert np.array_equal(m, m.T) and np.allclose(np.diag(m), 1.0)
+    assert abs(m[ids.index((2, 0)), ids.index((2, 1))]) < 0.2  # unrelated heads: row lengths alone do not correlate
+    listed = {(a, (e["layer"], e["head"])): e["similarity"] for a, r in zip(ids, rel) for e in r}
+    for (a, b), v in listed.items():  # symmetric: a lists b with the same similarity as b lists a (when it does)
+        assert listed.get((b, a), v) == v
+        assert v == float(f"{m[ids.index(a), ids.index(b)]:.6g}")
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_related_heads_stable_under_sentence_reordering(causal):
+    rng = np.random.default_rng(3)
+    lengths = [9, 14, 5, 11, 20, 3, 16, 8]
+    sample, vocab = _sample(lengths, causal=causal, vocab_size=20)
+    heads = _model_heads(lengths, causal)
+    kw = {"max_sentences": 5, "max_entries": 400}  # a subset of sentences, long ones thinned
+    ids, sigs, rel = _related(sample, vocab, heads, **kw)
+    new_id = {s: int(v) for s, v in zip(range(len(lengths)), rng.permutation(len(lengths)) * 7 + 50)}
+    perm = rng.permutation(len(vocab))
+    s2 = HeadSample(sample.q[perm], sample.k[perm], np.array([new_id[s] for s in sample.sentence_id[perm]]),
+                    sample.position[perm], causal, sample.scaling)
+    heads2 = {lh: {new_id[s]: a for s, a in reversed(list(attn.items()))} for lh, attn in heads.items()}
+    ids2, sigs2, rel2 = _related(s2, vocab[perm], heads2, **kw)
+    assert ids2 == ids and rel2 == rel
+    assert all(np.array_equal(a, b) for a, b in zip(sigs, sigs2))
+    plan = signature_plan(sample.sentence_id, sample.position, vocab, causal, **kw)
+    assert len(plan.sentences) == 5 and 0 < sigs[0].size <= 400 + max(lengths)
+    assert sigs[0].dtype == np.float32
+
+
+def test_signature_plan_thins_long_sentences_evenly():
+    sid, pos = np.repeat([0, 1], 257), np.tile(np.arange(257), 2)
+    plan = signature_plan(sid, pos, None, False, max_entries=2 * 257 * 10)
+    assert [len(rows) for _, rows in plan.sentences] == [10, 10]
+    assert plan.sentences[0][1] == tuple(int(r) for r in np.linspace(0, 256, 10).round())
+    attn = {s: np.full((257, 257), 1 / 257) for s in (0, 1)}
+    assert attention_signature(attn, plan).size == 2 * 10 * 257
+
+
+def test_related_ties_missing_and_constant_signatures():
+    base = np.random.default_rng(0).random(50).astype(np.float32)
+    ids = [(0, h) for h in range(7)] + [(1, 0), (1, 1)]
+    sigs = [base] * 7 + [np.ones(50, np.float32), None]
+    rel = related_heads(ids, sigs)
+    assert rel[3] == [{"layer": 0, "head": h, "similarity": 1.0} for h in (0, 1, 2, 4, 5)]  # ties: (layer, head)
+    assert rel[7] == [] and rel[8] == []
+    assert all((1, 0) not in [(e["layer"], e["head"]) for e in r] for r in rel)
+    assert head_similarity(base, 2 * base + 1) == pytest.approx(1.0)
+    assert head_similarity(base, np.ones(50)) != head_similarity(base, np.ones(50))  # constant → NaN
+    assert related_heads([], []) == []

@@ -30,18 +30,19 @@ _OPS = {">=": operator.ge, "<=": operator.le}
 
 #: Ordered: the first matching rule gives the label. A missing or non-finite score never satisfies a condition.
 LABEL_RULES: tuple[LabelRule, ...] = (
-    LabelRule("first-token sink", (Condition("first_token", ">=", 0.5),),
-              "half or more of the attention goes to position 0 (attention sink / [CLS])"),
+    LabelRule("first-token sink", (Condition("first_token", ">=", 0.4),),
+              "two fifths or more of the attention goes to position 0 (attention sink / [CLS])"),
     LabelRule("previous-token", (Condition("previous_token", ">=", 0.5),),
               "half or more of the attention goes to the token just before"),
     LabelRule("self", (Condition("self", ">=", 0.5),),
               "half or more of the attention stays on the token itself"),
     LabelRule("same-token", (Condition("same_token", ">=", 0.4),),
               "much of the attention goes to earlier/other occurrences of the same token (duplicate-token heads)"),
-    LabelRule("broad", (Condition("entropy", ">=", 0.85),),
-              "attention spread almost uniformly over the allowed keys"),
-    LabelRule("positional", (Condition("locality", ">=", 0.6), Condition("positional_vs_semantic", ">=", 0.5)),
-              "attention stays within a short window, or queries/keys are organised by position rather than token"),
+    LabelRule("broad", (Condition("entropy", ">=", 0.75),),
+              "attention spread over many of the allowed keys"),
+    LabelRule("positional", (Condition("locality", ">=", 0.3), Condition("position_concentration", ">=", 0.5),
+                             Condition("positional_vs_semantic", ">=", 0.5)),
+              "attention favours nearby keys, or queries/keys are organised by position rather than token"),
     LabelRule("semantic", (Condition("positional_vs_semantic", "<=", -0.5),),
               "queries/keys of the same token cluster together regardless of position"),
 )

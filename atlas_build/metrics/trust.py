@@ -1,8 +1,6 @@
-"""How faithful a head's layout is, and how alike two heads' attention patterns are."""
+"""How faithful a head's layout is to its query/key vectors."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -10,7 +8,7 @@ from sklearn.manifold import trustworthiness
 
 from ..normalize import MAX_PAIRS, HeadSample, same_sentence_pairs
 
-__all__ = ["trust_scores", "head_similarity", "similarity_matrix"]
+__all__ = ["trust_scores"]
 
 
 def trust_scores(sample: HeadSample, qn: np.ndarray, kn: np.ndarray, coords: np.ndarray, *, k: int = 10,
@@ -51,56 +49,3 @@ def trust_scores(sample: HeadSample, qn: np.ndarray, kn: np.ndarray, coords: np.
             x = np.where(np.linalg.norm(x, axis=1, keepdims=True) > 0, x, 1e-12)
         out["trustworthiness"] = float(trustworthiness(x, coords[idx], n_neighbors=k_eff, metric=metric))
     return out
-
-
-def _pattern_vector(attn: Mapping[int, np.ndarray], sids: Sequence[int]) -> np.ndarray:
-    """Concatenated attention entries of the given sentences, lower triangle incl. diagonal, rows ≥ 1.
-
-    Row 0 and the strictly-upper triangle are dropped: they are fixed (1 / 0) in causal models and would inflate
-    the correlation; for bidirectional models this keeps the comparison well-defined and symmetric in usage.
-    """
-    parts = []
-    for s in sids:
-        a = np.asarray(attn[s], np.float64)
-        r, c = np.tril_indices(a.shape[0])
-        keep = r >= 1
-        parts.append(a[r[keep], c[keep]])
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def _shared(heads: Sequence[Mapping[int, np.ndarray]]) -> list[int]:
-    common = set(heads[0])
-    for h in heads[1:]:
-        common &= set(h)
-    shapes_ok = [s for s in sorted(common) if len({np.shape(h[s]) for h in heads}) == 1]
-    return shapes_ok
-
-
-def head_similarity(attn_a: Mapping[int, np.ndarray], attn_b: Mapping[int, np.ndarray]) -> float:
-    """Pearson correlation of two heads' attention patterns over the sentences both have (same shape).
-
-    Uses the lower triangle (incl. diagonal) of rows ≥ 1 of every shared sentence. NaN when nothing is shared or
-    a pattern is constant.
-    """
-    sids = _shared([attn_a, attn_b])
-    a, b = _pattern_vector(attn_a, sids), _pattern_vector(attn_b, sids)
-    if a.size < 2:
-        return float("nan")
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt(np.einsum("i,i->", a, a) * np.einsum("i,i->", b, b)))
-    return float(np.clip(np.einsum("i,i->", a, b) / den, -1.0, 1.0)) if den > 0 else float("nan")
-
-
-def similarity_matrix(heads: Sequence[Mapping[int, np.ndarray]]) -> np.ndarray:
-    """[H, H] matrix of `head_similarity` over the sentences shared by *all* heads (NaN for constant patterns)."""
-    if not heads:
-        return np.zeros((0, 0))
-    sids = _shared(heads)
-    x = np.stack([_pattern_vector(h, sids) for h in heads])
-    if x.shape[1] < 2:
-        return np.full((len(heads), len(heads)), np.nan)
-    x = x - x.mean(axis=1, keepdims=True)
-    nrm = np.linalg.norm(x, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sim = (x @ x.T) / np.outer(nrm, nrm)
-    return np.clip(sim, -1.0, 1.0)

@@ -5,23 +5,24 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..cache import StageCache, code_hash, stage_key
+from ..cache import StageCache, code_hash, confine_caches, stage_key
 from ..capture import CaptureResult, capture, capture_images, load_capture, load_model, read_layer
 from ..datasets import dataset_info, load_sentences
 from ..datasets.images import load_images
+from ..datasets.repeats import repeat_cap_mask
 from ..executor import make_executor
-from ..manifest import Manifest, ModelSpec, load_manifest
+from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 from ..normalize import HeadSample
 from ..project import ProjectionParams, align_sequence
 from ..site import build_site
 from .export_model import export_model
-from .heads import HeadResult, HeadTask, run_head
+from .heads import HeadResult, HeadTask, add_related, run_head
 
 Log = Callable[[str], None]
 
@@ -51,15 +52,18 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     report = BuildReport(site_dir=out / "site")
     exported = []
     executor = make_executor(jobs=jobs, scheduler=scheduler)
+    finished = False
     try:
         for spec in manifest.models:
             cap = _capture_stage(manifest, spec, cache, report, force, progress, device, log)
-            results = _heads_stage(manifest, spec, cap, cache, report, force, progress, executor, log)
+            has_point = _point_mask(cap, manifest.dataset(spec.dataset))
+            results = _heads_stage(manifest, spec, cap, has_point, cache, report, force, progress, executor, log)
             data_dir = staging / "docs" / "data" / spec.name
-            exported.append(export_model(manifest, spec, cap, results, data_dir))
+            exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
             log(f"[{spec.name}] exported {len(results)} heads")
+        finished = True
     finally:
-        executor.close()
+        executor.close(abort=not finished)
     build_site(manifest, exported, staging, out / "site")
     shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - start
@@ -71,7 +75,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
 def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, report: BuildReport, force: bool,
                    progress: bool, device: str | None, log: Log) -> CaptureResult:
     data = manifest.dataset(spec.dataset)
-    key = stage_key("capture", spec, data, manifest.build.batch_size, manifest.build.capture_dtype,
+    # The Zipf cap only picks which tokens get points (heads stage): it does not change what the model computes.
+    key = stage_key("capture", spec, replace(data, max_token_repeats=0), manifest.build.batch_size, manifest.build.capture_dtype,
                     code_hash("capture", "datasets"))
     unit = cache.unit_dir(spec.name, "capture", key)
     name = f"{spec.name}/capture"
@@ -81,6 +86,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         return load_capture(unit)
     log(f"[{spec.name}] capture: loading {spec.source}")
     build = manifest.build
+    confine_caches(cache.root)
     if not progress:
         from transformers.utils import logging as hf_logging
 
@@ -88,14 +94,14 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
     if data.kind == "images":
         items = load_images(data, manifest.base_dir)
         loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
-        cache.fresh(unit)
+        cache.resumable(unit, force)
         result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
                                 dtype=build.capture_dtype, progress=progress)
         unit_name = "images"
     else:
         sentences = load_sentences(data, manifest.base_dir)
         loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
-        cache.fresh(unit)
+        cache.resumable(unit, force)
         result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
                          batch_size=build.batch_size, dtype=build.capture_dtype, progress=progress)
         unit_name = "sentences"
@@ -103,18 +109,25 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
     cache.prune(spec.name, "capture", key)
     report.rebuilt.append(name)
     log(f"[{spec.name}] capture: {len(result.tokens.token_id)} tokens from "
-        f"{len(np.unique(result.tokens.sentence_id))} {unit_name}")
+        f"{len(np.unique(result.tokens.sentence_id))} {unit_name} "
+        f"({result.batches_reused} of {result.batches_total} batches reused)")
     return result
 
 
-def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache: StageCache,
+def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
+    """Which tokens carry query/key points: all, or the first `max_token_repeats` of each vocab id (text)."""
+    tok = cap.tokens
+    return repeat_cap_mask(tok.vocab_id, 0 if tok.is_image else data.max_token_repeats)
+
+
+def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, has_point: np.ndarray, cache: StageCache,
                  report: BuildReport, force: bool, progress: bool, executor, log: Log) -> list[HeadResult]:
     p = manifest.projections
     params = ProjectionParams(metric=p.metric, tsne_perplexity=p.tsne_perplexity,
                               umap_n_neighbors=p.umap_n_neighbors, umap_min_dist=p.umap_min_dist,
                               seed=manifest.build.seed)
     cap_key = cap.directory.name.split("-", 1)[1]
-    key = stage_key("heads", cap_key, p, manifest.build.seed,
+    key = stage_key("heads", cap_key, p, manifest.build.seed, manifest.dataset(spec.dataset).max_token_repeats,
                     code_hash("normalize", "project", "metrics", "pipeline/heads.py"))
     unit = cache.unit_dir(spec.name, "heads", key)
     unit.mkdir(parents=True, exist_ok=True)
@@ -135,6 +148,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
     tok = cap.tokens
     # Image tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
     vocab = None if tok.is_image else tok.vocab_id
+    points = None if has_point.all() else np.flatnonzero(has_point)
     for layer in todo_layers:
         lc = read_layer(cap.directory, layer)
         attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
@@ -149,7 +163,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
             tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
                                   vocab, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params,
                                   w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv]))
+                                  w_k=None if weights is None else weights[1][kv], points=points))
         for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)
@@ -159,7 +173,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cache:
         log(f"[{spec.name}] heads: layer {layer} done")
     cache.prune(spec.name, "heads", key)
     ordered = [results[k] for k in sorted(results)]
-    return _align_sequence(ordered)
+    return add_related(_align_sequence(ordered))
 
 
 def _align_sequence(results: list[HeadResult]) -> list[HeadResult]:

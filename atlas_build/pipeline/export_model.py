@@ -12,11 +12,11 @@ from ..capture import CaptureResult, read_layer
 from ..capture.store import read_meta
 from ..datasets import dataset_info
 from ..datasets.images import dataset_license
-from ..export import head_table, points_table, tokens_table, write_attention, write_manifest, write_table
-from ..export.thumbnails import write_thumbnail
-from ..export.tiles import write_tiles, zoom_levels
+from ..export import SentenceAttention, head_path, point_ids, tokens_table, write_manifest, write_table
+from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
+from ..metrics.vision import capture_patch_attributes, head_vision, vision_metrics
 from .heads import HeadResult
 
 
@@ -55,50 +55,52 @@ def _export_images(cap: CaptureResult, data_dir: Path) -> list[dict]:
 
 
 def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, results: list[HeadResult],
-                 data_dir: Path) -> ExportedModel:
+                 data_dir: Path, has_point: np.ndarray | None = None) -> ExportedModel:
+    """`has_point`: which tokens carry query/key points (default all; see the dataset's max_token_repeats)."""
     tok, facts = cap.tokens, cap.facts
-    write_table(data_dir / "tokens.arrow", tokens_table(tok.token_id, tok.sentence_id, tok.position,
-                                                        tok.sentence_length, tok.text, tok.special,
+    if has_point is None:
+        has_point = np.ones(len(tok.token_id), bool)
+    query_point, key_point = point_ids(has_point)
+    write_table(data_dir / "tokens.arrow", tokens_table(tok.token_id, tok.sentence_id, tok.position, tok.text,
+                                                        tok.special, query_point, key_point,
                                                         tok.patch_row, tok.patch_col))
     images = _export_images(cap, data_dir)
-    points = points_table(tok.token_id, tok.sentence_id, tok.position)
-    write_table(data_dir / "points.arrow", points)
-    point_id = points.column("point_id").to_numpy()
-    is_key = points.column("is_key").to_numpy().astype(bool)
+    num_points = 2 * int(has_point.sum())
+    is_key = np.arange(num_points) >= num_points // 2
+    token_ids = sentence_token_ids(tok.token_id, tok.sentence_id, tok.position)
+    opts = HeadFileOptions(causal=facts.causal, thumbnail_size=manifest.export.thumbnail_size,
+                           tile_threshold=manifest.export.tile_threshold,
+                           patch_grid=tuple(facts.patch_grid) if facts.input_kind == "image" else None,
+                           num_prefix_tokens=int(facts.num_prefix_tokens or 0))
     blocks = _sentence_blocks(cap)
     by_layer: dict[int, list[HeadResult]] = {}
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
     heads_meta = []
-    size = manifest.export.thumbnail_size
+    vision = capture_patch_attributes(cap)  # None for text models
     for layer, layer_results in sorted(by_layer.items()):
         lc = read_layer(cap.directory, layer)
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
         for res in layer_results:
-            stem = f"L{res.layer}H{res.head}"
-            table, ranges = head_table(point_id, res.layouts, res.norms)
-            write_table(data_dir / f"{stem}.arrow", table)
-            write_attention(data_dir / "attn" / f"{stem}.bin",
-                            [(sid, first, attn[sid][res.head]) for sid, first, _ in blocks])
-            thumbs, tiles = {}, {}
-            for name, coords in sorted(res.layouts.items()):
-                if coords.shape[1] == 2:
-                    rel = f"thumbs/{stem}_{name}.png"
-                    write_thumbnail(data_dir / rel, coords, is_key, size)
-                    thumbs[name] = rel
-                    if len(point_id) > manifest.export.tile_threshold:
-                        rel = f"tiles/{stem}_{name}"
-                        meta = write_tiles(data_dir / rel, coords, is_key, zoom_levels(len(point_id)))
-                        tiles[name] = {"dir": rel, **meta}
+            sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
+            tiles = write_head_files(data_dir, res.layer, res.head, res.layouts, res.norms, sentences, is_key, opts)
+            thumbs = {name: head_path("thumb", res.layer, res.head, name)
+                      for name, coords in sorted(res.layouts.items()) if coords.shape[1] == 2}
             heads_meta.append({
-                "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "file": f"{stem}.arrow",
-                "attn": f"attn/{stem}.bin", "thumbs": thumbs, "tiles": tiles, "ranges": ranges, "norm": res.normalization,
-                "metrics": res.metrics, "label": res.label, "trust": res.trust,
+                "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "thumbs": thumbs, "tiles": tiles,
+                "norm": res.normalization,
+                "metrics": res.metrics, "label": res.label, "trust": res.trust, "related": res.related,
             })
+            if vision is not None:
+                rec = heads_meta[-1]
+                rec["vision"] = head_vision(vision, res.layouts, {sid: attn[sid][res.head] for sid, _, _ in blocks},
+                                            seed=manifest.build.seed)
+                rec["metrics"] = {**rec["metrics"], **vision_metrics(rec["vision"])}
     data = manifest.dataset(spec.dataset)
     info = dataset_info(data)
     dataset = {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
-               "attribution": info.attribution, "num_sentences": len(blocks), "num_tokens": len(tok.token_id)}
+               "attribution": info.attribution, "num_sentences": len(blocks), "num_tokens": len(tok.token_id),
+               "max_token_repeats": data.max_token_repeats, "num_tokens_with_points": int(has_point.sum())}
     model = {**facts.to_json(), "name": spec.name, "title": spec.title or spec.name, "source": spec.source,
              "revision": _loaded_revision(cap) or spec.revision, "license": spec.license}
     if facts.input_kind == "image":
@@ -117,11 +119,13 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         "model": model,
         "dataset": dataset,
         "layouts": list(manifest.projections.layouts),
-        "points": {"file": "points.arrow", "count": int(len(point_id))},
+        "points": {"count": num_points},
+        "thumbnails": {"layouts": [n for n in manifest.projections.layouts if n.endswith("-2d")],
+                       "size": manifest.export.thumbnail_size},
         "tokens": {"file": "tokens.arrow", "count": int(len(tok.token_id))},
         "heads": heads_meta,
     }
     if images:
         doc["images"] = images
-    write_manifest(data_dir / "manifest.json", doc)
+    write_manifest(data_dir, doc)
     return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc)

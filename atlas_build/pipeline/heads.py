@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import atomic_path, write_json
-from ..metrics import head_scores, label_head, trust_scores
+from ..metrics import attention_signature, head_scores, label_head, related_heads, signature_plan, trust_scores
 from ..normalize import HeadSample, normalize
 from ..project import ProjectionParams, project
 
@@ -27,6 +27,7 @@ class HeadTask:
     params: ProjectionParams
     w_q: np.ndarray | None = None  # [d, D] the head's query projection rows, when the model exposes them
     w_k: np.ndarray | None = None  # [d, D] its key head's key projection rows
+    points: np.ndarray | None = None  # token rows that carry query/key points (Zipf cap); None: every token
 
 
 @dataclass
@@ -40,10 +41,15 @@ class HeadResult:
     metrics: dict[str, float]
     label: str
     trust: dict[str, dict[str, float]] = field(default_factory=dict)
+    signature: np.ndarray | None = None  #: attention signature (metrics.related); None in results saved without one
+    related: list[dict] = field(default_factory=list)  #: filled per model by `add_related`, not stored
 
     def save(self, path: Path) -> None:
         """Store arrays in .npy files and numbers in JSON under `path` (a directory), atomically per file."""
-        for name, arr in {**{f"layout_{k}": v for k, v in self.layouts.items()}, "norms": self.norms}.items():
+        arrays = {**{f"layout_{k}": v for k, v in self.layouts.items()}, "norms": self.norms}
+        if self.signature is not None:
+            arrays["signature"] = self.signature
+        for name, arr in arrays.items():
             with atomic_path(path / f"{name}.npy") as tmp:
                 with open(tmp, "wb") as fh:
                     np.save(fh, arr)
@@ -55,23 +61,40 @@ class HeadResult:
     def load(cls, path: Path) -> "HeadResult":
         meta = json.loads((path / "result.json").read_text())
         layouts = {k: np.load(path / f"layout_{k}.npy") for k in meta["layouts"]}
+        sig = path / "signature.npy"
         return cls(meta["layer"], meta["head"], meta["kv_head"], layouts, np.load(path / "norms.npy"),
-                   meta["normalization"], meta["metrics"], meta["label"], meta["trust"])
+                   meta["normalization"], meta["metrics"], meta["label"], meta["trust"],
+                   np.load(sig) if sig.exists() else None)
 
 
 def _round(d: dict[str, float]) -> dict[str, float]:
     return {k: float(f"{v:.6g}") for k, v in sorted(d.items()) if v is not None and np.isfinite(v)}
 
 
+def _subset(s: HeadSample, rows: np.ndarray) -> HeadSample:
+    return HeadSample(q=s.q[rows], k=s.k[rows], sentence_id=s.sentence_id[rows], position=s.position[rows],
+                      causal=s.causal, scaling=s.scaling)
+
+
 def run_head(task: HeadTask) -> HeadResult:
     """Normalize the head's joint query/key set, project it, and score it."""
     s = task.sample
-    qn, kn, norm = normalize(s, metric=task.params.metric)
+    ps = s if task.points is None else _subset(s, task.points)  # the points; scores still see every token
+    qn, kn, norm = normalize(ps, metric=task.params.metric)
     joint = np.concatenate([qn, kn]).astype(np.float32)
     layouts = project(joint, task.layouts, task.params)
-    norms = np.concatenate([np.linalg.norm(s.q, axis=1), np.linalg.norm(s.k, axis=1)]).astype(np.float32)
+    norms = np.concatenate([np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)]).astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k)
-    trust = {name: _round(trust_scores(s, qn, kn, coords)) for name, coords in layouts.items()}
+    trust = {name: _round(trust_scores(ps, qn, kn, coords)) for name, coords in layouts.items()}
+    plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), _round(metrics),
-                      label_head(metrics), trust)
+                      label_head(metrics), trust, attention_signature(task.attention, plan))
+
+
+def add_related(results: list[HeadResult]) -> list[HeadResult]:
+    """Set each result's `related` heads from one correlation matrix of all the model's signatures."""
+    for res, rel in zip(results, related_heads([(r.layer, r.head) for r in results],
+                                               [r.signature for r in results])):
+        res.related = rel
+    return results

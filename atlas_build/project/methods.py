@@ -52,9 +52,15 @@ def tsne_layout(
     seed: int,
     early_iter: int,
     n_iter: int,
+    exaggeration: float = 1.0,
+    dof: float = 1.0,
     threads: int = 1,
 ) -> np.ndarray:
-    """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D."""
+    """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D.
+
+    `exaggeration` multiplies P after the early-exaggeration phase; `dof` is the Student-t kernel's degrees of
+    freedom (1 = standard t-SNE, < 1 heavier tails, tighter clusters).
+    """
     from openTSNE import TSNE
     from openTSNE.affinity import PrecomputedAffinities
     from openTSNE.initialization import rescale
@@ -65,6 +71,8 @@ def tsne_layout(
         n_components=dims,
         early_exaggeration_iter=early_iter,
         n_iter=n_iter,
+        exaggeration=exaggeration,
+        dof=dof,
         negative_gradient_method="fft" if dims <= 2 else "bh",
         # Coarser interpolation grid: far fewer FFT boxes once clusters spread out (2x faster at 10k points),
         # same trustworthiness.
@@ -138,8 +146,14 @@ def umap_layout(
     seed: int,
     min_dist: float,
     n_epochs: int | None,
+    learning_rate: float = 1.0,
+    negative_sample_rate: int = 5,
 ) -> np.ndarray:
-    """UMAP SGD (umap-learn's cached numba kernel, sequential so it is deterministic) from an initial layout."""
+    """UMAP SGD (umap-learn's cached numba kernel, sequential so it is deterministic) from an initial layout.
+
+    `learning_rate` is the SGD's initial step (decaying linearly to 0); `negative_sample_rate` the repulsive
+    samples per attractive edge sample (umap-learn's defaults: 1.0 and 5).
+    """
     from umap.umap_ import find_ab_params, simplicial_set_embedding
 
     a, b = find_ab_params(1.0, min_dist)
@@ -148,11 +162,11 @@ def umap_layout(
         None,
         g.copy(),
         dims,
-        1.0,
+        learning_rate,
         a,
         b,
         1.0,
-        5,
+        negative_sample_rate,
         n_epochs if n_epochs is not None else (500 if g.shape[0] <= 10000 else 200),
         np.array(init, dtype=np.float32, order="C"),
         np.random.RandomState(seed),
