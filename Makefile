@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup demo test test-fast test-slow browser-deps bench clean
 
@@ -21,7 +22,7 @@ browser-deps:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium fonts-dejavu-core; fi; }
 
 demo: setup
-	$(BIN)/atlas build data_manifests/demo.toml -o build/demo
+	$(BIN)/atlas build data_manifests/demo.toml -o build/demo --jobs $(JOBS)
 	$(BIN)/atlas serve build/demo
 
 test: setup browser-deps
