@@ -62,8 +62,8 @@ def quality(x: np.ndarray, sent: np.ndarray, emb: np.ndarray, seed: int = 0) -> 
     return float(tw), float(spearmanr(dist, dot).statistic)
 
 
-def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
-    """Median wall seconds over `repeats` and the last result; prints wall and CPU (all threads) medians."""
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray, float]:
+    """Median wall seconds over `repeats`, the last result and median CPU seconds (all threads); prints both."""
     times, cpus, out = [], [], None
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -71,14 +71,14 @@ def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     print(f"wall {statistics.median(times):.2f} s, cpu {statistics.median(cpus):.2f} s", flush=True)
-    return statistics.median(times), np.asarray(out)
+    return statistics.median(times), np.asarray(out), statistics.median(cpus)
 
 
-def default_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray]]:
+def default_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray, float]]:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    res: dict[str, tuple[float, np.ndarray]] = {}
+    res: dict[str, tuple[float, np.ndarray, float]] = {}
     t0 = time.perf_counter()
     import umap
 
@@ -98,14 +98,14 @@ def default_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[st
     return res
 
 
-def ours_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray]]:
+def ours_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, tuple[float, np.ndarray, float]]:
     from atlas_build.project import ProjectionParams, project, warm_up
 
     t0 = time.perf_counter()
     warm_up()
     print(f"  ours import + warm-up: {time.perf_counter() - t0:.1f} s (once per worker)", flush=True)
     params = ProjectionParams()
-    res: dict[str, tuple[float, np.ndarray]] = {}
+    res: dict[str, tuple[float, np.ndarray, float]] = {}
     for lay in layouts:  # per layout (each includes its own kNN graph: the shared graph is counted in every row)
         print(f"  ours {lay}: ", end="")
         res[lay] = timed(lambda: project(x, [lay], params)[lay], repeats)
@@ -159,10 +159,10 @@ def main() -> None:
     print(f"\n{'layout':8} {'default s':>10} {'ours s':>8} {'ratio':>6} {'trust@10 def/ours':>18} "
           f"{'spearman def/ours':>18}")
     for lay in layouts:
-        t_o, e_o = ours[lay]
+        t_o, e_o, _ = ours[lay]
         tw_o, sp_o = quality(x, sent, e_o)
         if default:
-            t_d, e_d = default[lay]
+            t_d, e_d, _ = default[lay]
             tw_d, sp_d = quality(x, sent, e_d)
             print(f"{lay:8} {t_d:10.2f} {t_o:8.2f} {t_d / t_o:6.1f} {tw_d:8.4f} / {tw_o:.4f} {sp_d:8.3f} / {sp_o:.3f}")
         else:
@@ -171,8 +171,11 @@ def main() -> None:
     if default:
         t_def = sum(default[lay][0] for lay in two_d)
         t_our = ours["all"][0] if len(layouts) == 3 else sum(ours[lay][0] for lay in two_d)
+        c_def = sum(default[lay][2] for lay in two_d)
+        c_our = ours["all"][2] if len(layouts) == 3 else sum(ours[lay][2] for lay in two_d)
         print(f"\n2D pipeline per head: default {t_def:.1f} s, ours {t_our:.1f} s in one process "
-              f"(ratio {t_def / t_our:.1f}x)")
+              f"(ratio {t_def / t_our:.1f}x); CPU (all threads) default {c_def:.1f} s, ours {c_our:.1f} s "
+              f"(ratio {c_def / c_our:.1f}x)")
         if per_head_jobs2:
             print(f"ours with 2 workers: {per_head_jobs2:.1f} s per head (ratio {t_def / per_head_jobs2:.1f}x); "
                   f"144 heads: default {144 * t_def / 60:.0f} min, ours {144 * per_head_jobs2 / 60:.0f} min")
