@@ -37,8 +37,8 @@ class ProjectionParams:
     `umap_n_epochs`: None = umap-learn's default (500 up to 10k points, 200 above).
     `umap_learning_rate`/`umap_negative_sample_rate`: 0.35 and 8 (umap-learn: 1 and 5) with 200 epochs give a
     trustworthiness@10 at or above umap-learn's default runs on the benchmark head (whose own run-to-run spread is
-    ±0.00015), 0.01-0.02 above them on real MiniLM heads, and keep more of the PCA start's global structure (better
-    distance-vs-dot-product correlation).
+    ±0.00015), 0.002-0.02 above them on three real MiniLM heads, and keep more of the PCA start's global structure
+    (better distance-vs-dot-product correlation); the extra negative samples cost ~1.5 CPU-s per 10k-point head.
     `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA (makes a head depend on
     its neighbour: heads then run in order).
     """
