@@ -14,18 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from atlas_build.export.paths import HEAD_FILES as FILES
+
 VERSION = 2
 QMAX = 65535
-FILES = {
-    "head": "heads/L{layer}H{head}.json",
-    "coords": "coords/L{layer}H{head}_{layout}.arrow",
-    "norms": "norms/L{layer}H{head}.arrow",
-    "topk": "topk/L{layer}H{head}.arrow",
-    "attn": "attn/L{layer}H{head}.bin.gz",
-    "aggregate": "aggregate/L{layer}H{head}.json",
-    "thumb": "thumbs/L{layer}H{head}_{layout}.png",
-    "tiles": "tiles/L{layer}H{head}_{layout}",
-}
 
 
 def path(kind: str, layer: int, head: int, layout: str = "") -> str:
