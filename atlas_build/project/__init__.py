@@ -1,7 +1,8 @@
 """Layouts of one head's joint query-key set: PCA, t-SNE and UMAP in 2D and 3D.
 
 One exact kNN graph (blocked BLAS, cosine by default) is built per head and shared by t-SNE (openTSNE affinities,
-FFT gradients in 2D) and UMAP (fuzzy simplicial set from the same graph); both start from the PCA layout.
+FFT gradients in 2D) and UMAP (fuzzy simplicial set from the same graph, optimised by `umap_sgd`); both start from
+the PCA layout.
 Every layout is seeded and deterministic: the same input gives byte-identical output in any process and with any
 thread count. With `reference` (the adjacent head's layouts), each layout is Procrustes-aligned to it.
 """
@@ -29,16 +30,17 @@ class ProjectionParams:
     """Parameters of every layout; part of the cache key (they change the coordinates).
 
     `metric`: "cosine" (rows L2-normalised first, for PCA too) or "euclidean".
-    `tsne_early_iter`/`tsne_iter`: early-exaggeration and main iterations (with PCA init, 100/200 instead of
-    openTSNE's 250/500 gives equal trustworthiness and a better distance-vs-dot-product correlation).
+    `tsne_early_iter`/`tsne_iter`: early-exaggeration and main iterations. With PCA init, 50/200 instead of
+    openTSNE's 250/500 gives equal trustworthiness and a better distance-vs-dot-product correlation (on three real
+    MiniLM heads 50 early iterations are as good as 100 and 0 is worse).
     `tsne_exaggeration`/`tsne_dof`: main-phase exaggeration and Student-t degrees of freedom; 1.2 and 0.8 (instead
     of 1 and 1) raise trustworthiness@10 above scikit-learn's default t-SNE on the benchmark head
     (benchmarks/bench_projections.py) and improve the distance-vs-dot-product correlation, at no cost.
     `umap_n_epochs`: None = umap-learn's default (500 up to 10k points, 200 above).
     `umap_learning_rate`/`umap_negative_sample_rate`: 0.35 and 8 (umap-learn: 1 and 5) with 200 epochs give a
-    trustworthiness@10 at or above umap-learn's default runs on the benchmark head (whose own run-to-run spread is
-    ±0.00015), 0.002-0.02 above them on three real MiniLM heads, and keep more of the PCA start's global structure
-    (better distance-vs-dot-product correlation); the extra negative samples cost ~1.5 CPU-s per 10k-point head.
+    trustworthiness@10 at or above umap-learn's default runs on the benchmark head and on three real MiniLM heads,
+    and keep more of the PCA start's global structure (better distance-vs-dot-product correlation). Fewer negative
+    samples or epochs lose 0.01-0.02 trustworthiness on real heads.
     `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA (makes a head depend on
     its neighbour: heads then run in order).
     """
@@ -48,7 +50,7 @@ class ProjectionParams:
     umap_n_neighbors: int = 15
     umap_min_dist: float = 0.1
     seed: int = 0
-    tsne_early_iter: int = 100
+    tsne_early_iter: int = 50
     tsne_iter: int = 200
     tsne_exaggeration: float = 1.2
     tsne_dof: float = 0.8
@@ -143,7 +145,7 @@ def align_sequence(heads: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, 
 
 
 def warm_up() -> None:
-    """Import the projection libraries and load umap-learn's compiled numba kernels (once per worker process)."""
+    """Import the projection libraries and compile the UMAP kernel (once per worker process)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype(np.float32)
     project(x, ("tsne-2d", "umap-2d"), ProjectionParams(tsne_perplexity=5.0, tsne_early_iter=5, tsne_iter=5,

@@ -1,4 +1,4 @@
-"""The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (umap-learn).
+"""The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (own SGD kernel).
 
 Everything here is deterministic for a given input: no randomness except seeded generators, BLAS kept to one
 thread by the caller, t-SNE affinities copied per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import umap_sgd
 from .knn import KnnGraph
 
 _SMOOTH_K_TOLERANCE = 1e-5
@@ -149,33 +150,14 @@ def umap_layout(
     learning_rate: float = 1.0,
     negative_sample_rate: int = 5,
 ) -> np.ndarray:
-    """UMAP SGD (umap-learn's cached numba kernel, sequential so it is deterministic) from an initial layout.
+    """UMAP layout of the fuzzy graph `g` from an initial layout (umap-learn's SGD schedule, see `umap_sgd`).
 
     `learning_rate` is the SGD's initial step (decaying linearly to 0); `negative_sample_rate` the repulsive
-    samples per attractive edge sample (umap-learn's defaults: 1.0 and 5).
+    samples per attractive edge sample (umap-learn's defaults: 1.0 and 5); `n_epochs` None = umap-learn's default
+    (500 up to 10k points, 200 above).
     """
-    from umap.umap_ import find_ab_params, simplicial_set_embedding
-
-    a, b = find_ab_params(1.0, min_dist)
-    dims = init.shape[1]
-    emb, _ = simplicial_set_embedding(
-        None,
-        g.copy(),
-        dims,
-        learning_rate,
-        a,
-        b,
-        1.0,
-        negative_sample_rate,
-        n_epochs if n_epochs is not None else (500 if g.shape[0] <= 10000 else 200),
-        np.array(init, dtype=np.float32, order="C"),
-        np.random.RandomState(seed),
-        "euclidean",
-        {},
-        False,
-        {},
-        False,
-        parallel=False,
-        verbose=False,
-    )
+    a, b = umap_sgd.curve_params(min_dist)
+    epochs = n_epochs if n_epochs is not None else (500 if g.shape[0] <= 10000 else 200)
+    emb = umap_sgd.optimize(g, init, a=a, b=b, n_epochs=epochs, learning_rate=learning_rate,
+                            negative_sample_rate=negative_sample_rate, seed=seed)
     return np.asarray(emb, dtype=np.float64)

@@ -1,0 +1,129 @@
+"""UMAP's layout optimisation (umap-learn's SGD schedule) as one single-precision numba kernel.
+
+Same algorithm as umap-learn's `optimize_layout_euclidean`: every edge of the fuzzy graph is sampled in proportion to
+its weight, moves both ends together (clipped gradient), and each sample is followed by `negative_sample_rate`
+repulsive samples from uniformly drawn vertices; the step size decays linearly to 0. Two differences, both for speed:
+arithmetic is float32 (umap-learn promotes every distance and power to float64) and one sequential xorshift stream
+draws the negative samples (umap-learn keeps one per vertex so that it can run in parallel). At 10k points this is
+1.5x faster than umap-learn's kernel with trustworthiness@10 within its seed-to-seed spread
+(benchmarks/bench_projections.py). Compiled once per process (~1 s), never cached on disk.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+_CLIP = 4.0
+_NEG_EPS = 0.001  # umap-learn's softening of the repulsive gradient at distance 0
+_INIT_SPAN = 10.0  # umap-learn rescales every initial layout to [0, 10] per axis
+
+
+@numba.njit(fastmath=True, nogil=True, cache=False)
+def _sgd(emb, head, tail, epochs_per_sample, n_epochs, a, b, gamma, learning_rate, negative_sample_rate, seed):
+    n = emb.shape[0]
+    dim = emb.shape[1]
+    a = np.float32(a)
+    b = np.float32(b)
+    two_ab = np.float32(2.0 * a * b)
+    two_gb = np.float32(2.0 * gamma * b)
+    one = np.float32(1.0)
+    clip = np.float32(_CLIP)
+    neg_eps = np.float32(_NEG_EPS)
+    eps_neg = epochs_per_sample / max(negative_sample_rate, 1.0)
+    next_sample = epochs_per_sample.copy()
+    next_neg = eps_neg.copy()
+    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x2545F4914F6CDD1D)
+    nv = np.uint64(n)
+    for epoch in range(n_epochs):
+        alpha = np.float32(learning_rate * (1.0 - epoch / n_epochs))
+        for i in range(head.shape[0]):
+            if next_sample[i] > epoch:
+                continue
+            j = head[i]
+            k = tail[i]
+            d2 = np.float32(0.0)
+            for d in range(dim):
+                diff = emb[j, d] - emb[k, d]
+                d2 += diff * diff
+            coeff = np.float32(0.0)
+            if d2 > 0.0:
+                pb = d2**b
+                coeff = -two_ab * (pb / d2) / (a * pb + one)
+            for d in range(dim):
+                g = min(max(coeff * (emb[j, d] - emb[k, d]), -clip), clip) * alpha
+                emb[j, d] += g
+                emb[k, d] -= g
+            next_sample[i] += epochs_per_sample[i]
+            n_neg = int((epoch - next_neg[i]) / eps_neg[i]) if negative_sample_rate > 0 else 0
+            for _ in range(n_neg):
+                state ^= state >> np.uint64(12)
+                state ^= state << np.uint64(25)
+                state ^= state >> np.uint64(27)
+                r = (state * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(32)
+                k = np.int64((r * nv) >> np.uint64(32))
+                if k == j:
+                    continue
+                d2 = np.float32(0.0)
+                for d in range(dim):
+                    diff = emb[j, d] - emb[k, d]
+                    d2 += diff * diff
+                if d2 > 0.0:
+                    coeff = two_gb / ((neg_eps + d2) * (a * d2**b + one))
+                    for d in range(dim):
+                        emb[j, d] += min(max(coeff * (emb[j, d] - emb[k, d]), -clip), clip) * alpha
+            next_neg[i] += n_neg * eps_neg[i]
+    return emb
+
+
+def curve_params(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
+    """(a, b) of the low-dimensional kernel 1 / (1 + a d^2b) fitted to UMAP's offset exponential (as umap-learn)."""
+    from scipy.optimize import curve_fit
+
+    xv = np.linspace(0.0, spread * 3.0, 300)
+    yv = np.where(xv < min_dist, 1.0, np.exp(-(xv - min_dist) / spread))
+    params, _ = curve_fit(lambda x, a, b: 1.0 / (1.0 + a * x ** (2.0 * b)), xv, yv)
+    return float(params[0]), float(params[1])
+
+
+def _initial_layout(init: np.ndarray, seed: int) -> np.ndarray:
+    """umap-learn's treatment of an initial layout: jitter duplicate rows apart, then scale each axis to [0, 10]."""
+    emb = np.array(init, dtype=np.float64)
+    if np.unique(emb, axis=0).shape[0] < emb.shape[0]:
+        from sklearn.neighbors import KDTree
+
+        dist, _ = KDTree(emb).query(emb, k=2)
+        scale = 0.001 * float(np.mean(dist[:, 1])) or 1e-6
+        emb = emb + np.random.default_rng(seed).normal(scale=scale, size=emb.shape)
+    span = emb.max(axis=0) - emb.min(axis=0)
+    emb = _INIT_SPAN * (emb - emb.min(axis=0)) / np.where(span > 0, span, 1.0)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def optimize(
+    graph: sp.spmatrix,
+    init: np.ndarray,
+    *,
+    a: float,
+    b: float,
+    n_epochs: int,
+    learning_rate: float,
+    negative_sample_rate: int,
+    seed: int,
+) -> np.ndarray:
+    """Layout of the fuzzy `graph` [n, n] from `init` [n, dims]: float32 [n, dims], deterministic for a seed.
+
+    Edges lighter than max/n_epochs are dropped and the rest sampled every max/w epochs (umap-learn's schedule).
+    """
+    g = sp.coo_matrix(graph, copy=True)
+    g.sum_duplicates()
+    if g.nnz and n_epochs > 0:
+        g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
+        g.eliminate_zeros()
+    emb = _initial_layout(init, seed)
+    if g.nnz == 0 or n_epochs <= 0:
+        return emb
+    epochs_per_sample = (g.data.max() / g.data.astype(np.float64)).astype(np.float64)
+    return _sgd(emb, g.row.astype(np.int64), g.col.astype(np.int64), epochs_per_sample, int(n_epochs),
+                float(a), float(b), 1.0, float(learning_rate), float(negative_sample_rate), int(seed) % 2**63)
