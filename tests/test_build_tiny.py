@@ -113,3 +113,21 @@ def test_findings_page_numbers_equal_the_manifest(tiny_build: Path, data: Path) 
         assert f"<strong>{label}</strong> ({count} heads)" in page
     for h in heads:
         assert f'href="../models/tiny-bert/L{h["layer"]}/H{h["head"]}/"' in page
+
+
+def test_library_bars_are_silenced_only_while_loading(capsys) -> None:
+    """Without --progress, a library's own tqdm bar (e.g. the GGUF reader's) prints nothing while models load."""
+    from tqdm.auto import tqdm
+
+    from atlas_build.pipeline import _library_bars
+
+    with _library_bars(progress=False):
+        for _ in tqdm(range(3), desc="library bar"):
+            pass
+        for _ in tqdm(range(3), desc="chosen bar", disable=False):
+            pass
+    err = capsys.readouterr().err
+    assert "library bar" not in err and "chosen bar" in err
+    for _ in tqdm(range(3), desc="after"):
+        pass
+    assert "after" in capsys.readouterr().err

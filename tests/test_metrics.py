@@ -358,3 +358,20 @@ def test_related_ties_missing_and_constant_signatures():
     assert head_similarity(base, 2 * base + 1) == pytest.approx(1.0)
     assert head_similarity(base, np.ones(50)) != head_similarity(base, np.ones(50))  # constant → NaN
     assert related_heads([], []) == []
+
+
+def test_image_distances_are_2d_over_patches():
+    """CLS + a 2x2 patch grid per image: every patch gives half its attention to CLS and half to the diagonally
+    opposite patch. Distances are patch-centre distances over patches only (rows re-normalised), not |i - j|."""
+    grid_one = np.array([[-1, -1], [0, 0], [0, 1], [1, 0], [1, 1]])
+    sample, _ = _sample([5, 5], causal=False)
+    a = np.zeros((5, 5))
+    a[0] = 0.2
+    for i, j in ((1, 4), (2, 3), (3, 2), (4, 1)):
+        a[i, 0] = a[i, j] = 0.5
+    scores = head_scores(sample, {0: a, 1: a}, grid=np.vstack([grid_one, grid_one]))
+    uniform = (0 + 1 + 1 + np.sqrt(2)) / 4
+    assert scores["mean_distance"] == pytest.approx(np.sqrt(2), abs=1e-12)
+    assert scores["locality"] == pytest.approx(1 - np.sqrt(2) / uniform, abs=1e-12)
+    flat = head_scores(sample, {0: a, 1: a})  # the same attention read as a 1D sequence
+    assert flat["mean_distance"] != pytest.approx(scores["mean_distance"])

@@ -10,7 +10,7 @@ sentences; they do not depend on the order of sentences or tokens.
 | ``previous_token`` | [0, 1] | mean attention to position i − 1 (rows at position ≥ 2) |
 | ``self`` | [0, 1] | mean attention to position i (rows at position ≥ 1) |
 | ``same_token`` | [0, 1] | mean attention to *other* allowed positions with the same vocabulary id (rows having one) |
-| ``mean_distance`` | [0, n) | mean Σ_j A_ij·|i − j|, in tokens (rows at position ≥ 1) |
+| ``mean_distance`` | [0, n) | mean Σ_j A_ij·|i − j|, in tokens (rows at position ≥ 1); images: see below |
 | ``locality`` | [−1, 1] | 1 − mean_distance / mean distance of uniform attention over the same allowed keys |
 | ``entropy`` | [0, 1] | mean row entropy / log(number of allowed keys) (rows with ≥ 2 allowed keys) |
 | ``position_concentration`` | [−1, 1] | how much more similar (cosine, centred) same-position tokens are than random |
@@ -18,6 +18,10 @@ sentences; they do not depend on the order of sentences or tokens.
 | ``positional_vs_semantic`` | [−1, 1] | (pos − tok)/(|pos| + |tok|): +1 positional, −1 semantic |
 | ``wq_wk_correlation`` | [−1, 1] | Pearson correlation of the flattened W_Q and W_K of the head |
 | ``value_norm`` | [0, ∞) | mean ‖v‖ of the value vectors |
+
+For image tokens (a patch grid per image), ``mean_distance`` is the Euclidean distance between patch centres in
+patch units, over patch queries and patch keys only (prefix tokens such as CLS dropped, rows re-normalised over
+patches), and ``locality`` compares it with uniform attention over the image's patches.
 """
 
 from __future__ import annotations
@@ -43,11 +47,36 @@ def _vocab_by_sentence(sample: HeadSample, tokens_vocab: np.ndarray) -> dict[int
     return out
 
 
+def _grid_by_sentence(sample: HeadSample, grid: np.ndarray) -> dict[int, np.ndarray]:
+    """sentence id → [n, 2] (patch row, patch column) by position; -1 for prefix tokens and unknown positions."""
+    out: dict[int, np.ndarray] = {}
+    sid, pos = np.asarray(sample.sentence_id), np.asarray(sample.position)
+    for s in np.unique(sid):
+        rows = np.flatnonzero(sid == s)
+        g = np.full((int(pos[rows].max()) + 1, 2), -1.0)
+        g[pos[rows]] = grid[rows]
+        out[int(s)] = g
+    return out
+
+
+def _distances(n: int, grid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """([n, n] distance, [n] bool: takes part) — |i − j| over all tokens, or patch-centre distance over patches."""
+    i = np.arange(n)
+    if grid is None:
+        return np.abs(i[:, None] - i[None, :]).astype(np.float64), np.ones(n, bool)
+    g = np.full((n, 2), -1.0)
+    g[: min(n, len(grid))] = grid[:n]
+    patch = (g >= 0).all(axis=1)
+    return np.hypot(g[:, None, 0] - g[None, :, 0], g[:, None, 1] - g[None, :, 1]), patch
+
+
 def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
-                     vocab: Mapping[int, Mapping[int, int]] | None = None) -> dict[str, float]:
+                     vocab: Mapping[int, Mapping[int, int]] | None = None,
+                     grids: Mapping[int, np.ndarray] | None = None) -> dict[str, float]:
     """Attention-pattern scores (first/previous/self/same token, distance, locality, entropy).
 
-    ``vocab`` maps sentence id → {position → vocabulary id}; without it ``same_token`` is omitted.
+    ``vocab`` maps sentence id → {position → vocabulary id}; without it ``same_token`` is omitted. ``grids`` maps
+    sentence (image) id → [n, 2] patch (row, column) by position, -1 for prefix tokens: distances are then 2D.
     Rows that are all zero or non-finite (padding) are ignored; other rows are rescaled to sum to 1.
     """
     acc = {name: [0.0, 0] for name in ("first_token", "previous_token", "self", "same_token", "mean_distance",
@@ -75,9 +104,17 @@ def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
         add("first_token", a[r2, 0])
         add("previous_token", a[i[r2], i[r2] - 1])
         add("self", a[i[r1], i[r1]])
-        dist = np.abs(i[:, None] - i[None, :]).astype(np.float64)
-        add("mean_distance", (a * dist).sum(axis=1)[r1])
-        add("uniform_distance", ((dist * allowed).sum(axis=1) / n_allowed)[r1])
+        grid = None if grids is None else grids.get(sid)
+        dist, part = _distances(n, grid)
+        if grid is None:
+            add("mean_distance", (a * dist).sum(axis=1)[r1])
+            add("uniform_distance", ((dist * allowed).sum(axis=1) / n_allowed)[r1])
+        else:
+            keys = allowed & part[None, :]
+            mass, n_keys = (a * keys).sum(axis=1), keys.sum(axis=1)
+            rows = valid & part & (mass > 0) & (n_keys > 0)
+            add("mean_distance", (a * keys * dist).sum(axis=1)[rows] / mass[rows])
+            add("uniform_distance", (dist * keys).sum(axis=1)[rows] / n_keys[rows])
         with np.errstate(divide="ignore", invalid="ignore"):
             plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
         re = valid & (n_allowed >= 2)
@@ -151,14 +188,16 @@ def _weight_corr(w_q: np.ndarray, w_k: np.ndarray) -> float:
 
 def head_scores(sample: HeadSample, attention: Mapping[int, np.ndarray], *, v_norms: np.ndarray | None = None,
                 tokens_vocab: np.ndarray | None = None, w_q: np.ndarray | None = None,
-                w_k: np.ndarray | None = None) -> dict[str, float]:
+                w_k: np.ndarray | None = None, grid: np.ndarray | None = None) -> dict[str, float]:
     """All behaviour scores of one head (see the module docstring for names and ranges).
 
     ``attention`` maps sentence id → that sentence's [n, n] probability matrix (rows = queries, index = position);
-    ``tokens_vocab`` is the [N] vocabulary id of each sample token; ``w_q``/``w_k`` the head's projection weights.
+    ``tokens_vocab`` is the [N] vocabulary id of each sample token; ``w_q``/``w_k`` the head's projection weights;
+    ``grid`` the [N, 2] patch (row, column) of each sample token of an image model (-1 for prefix tokens).
     """
     vocab = None if tokens_vocab is None else _vocab_by_sentence(sample, tokens_vocab)
-    out = attention_scores(attention, sample.causal, vocab)
+    grids = None if grid is None else _grid_by_sentence(sample, np.asarray(grid, np.float64))
+    out = attention_scores(attention, sample.causal, vocab, grids)
     out.update(_geometry_scores(sample, tokens_vocab))
     if w_q is not None and w_k is not None:
         out["wq_wk_correlation"] = _weight_corr(w_q, w_k)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partialmethod
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +36,26 @@ class BuildReport:
     reused: list[str] = field(default_factory=list)
     rebuilt: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@contextmanager
+def _library_bars(progress: bool) -> Iterator[None]:
+    """Without progress, silence the libraries' own bars while models load (transformers' and its GGUF reader's)."""
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from tqdm import std
+
+    init = std.tqdm.__init__
+    # Bars that do not choose `disable` themselves (the GGUF reader's) default to off; explicit choices still win.
+    std.tqdm.__init__ = partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 def _stderr(msg: str) -> None:
@@ -87,20 +110,18 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
     log(f"[{spec.name}] capture: loading {spec.source}")
     build = manifest.build
     confine_caches(cache.root)
-    if not progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     if data.kind == "images":
         items = load_images(data, manifest.base_dir)
-        loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        with _library_bars(progress):
+            loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
         cache.resumable(unit, force)
         result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
                                 dtype=build.capture_dtype, progress=progress)
         unit_name = "images"
     else:
         sentences = load_sentences(data, manifest.base_dir)
-        loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        with _library_bars(progress):
+            loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
         cache.resumable(unit, force)
         result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
                          batch_size=build.batch_size, dtype=build.capture_dtype, progress=progress)
@@ -149,6 +170,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, has_po
     # Image tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
     vocab = None if tok.is_image else tok.vocab_id
     points = None if has_point.all() else np.flatnonzero(has_point)
+    grid = np.stack([tok.patch_row, tok.patch_col], axis=1).astype(np.int16) if tok.is_image else None
     for layer in todo_layers:
         lc = read_layer(cap.directory, layer)
         attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
@@ -163,7 +185,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, has_po
             tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
                                   vocab, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params,
                                   w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv], points=points))
+                                  w_k=None if weights is None else weights[1][kv], points=points, grid=grid))
         for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)

@@ -28,6 +28,7 @@ class HeadTask:
     w_q: np.ndarray | None = None  # [d, D] the head's query projection rows, when the model exposes them
     w_k: np.ndarray | None = None  # [d, D] its key head's key projection rows
     points: np.ndarray | None = None  # token rows that carry query/key points (Zipf cap); None: every token
+    grid: np.ndarray | None = None  # [N, 2] patch (row, column) per token of an image model, -1 for prefix tokens
 
 
 @dataclass
@@ -85,7 +86,7 @@ def run_head(task: HeadTask) -> HeadResult:
     layouts = project(joint, task.layouts, task.params)
     norms = np.concatenate([np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)]).astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
-                          w_k=task.w_k)
+                          w_k=task.w_k, grid=task.grid)
     trust = {name: _round(trust_scores(ps, qn, kn, coords)) for name, coords in layouts.items()}
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), _round(metrics),
