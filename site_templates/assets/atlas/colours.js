@@ -113,7 +113,7 @@ function colourPatches(encoding, attrs, features, put) {
       put(i, Number.isNaN(v) ? OTHER : encoding === "hue" ? hueColour(v) : ramp(GREYS, v));
     }
   }
-  if (encoding === "pixels") return { swatches: [["query frame", QUERY], ["key frame", KEY]], note: "each patch drawn with its own pixels" };
+  if (encoding === "pixels") return { swatches: [["query frame", QUERY], ["key frame", KEY]], note: "each patch drawn with its own pixels (its mean colour in the matrix thumbnails)" };
   if (encoding === "hue") return { gradients: [["", HUES]], from: "0°", to: "360°", swatches: [["grey / not a patch", OTHER]] };
   return { gradients: [["", GREYS]], from: "dark", to: "bright", swatches: none };
 }
