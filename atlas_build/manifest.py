@@ -38,6 +38,7 @@ class BuildSpec:
     capture_dtype: str = "float16"
     device: str = "auto"
     seed: int = 0
+    scheduler: str = ""  # Dask scheduler address for per-head work ("" = local process pool of --jobs workers)
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,8 @@ def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
         "capture_dtype": s(choices=("float16", "float32")),
         "device": s(pattern=re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$"), what="auto, cpu, mps, cuda or cuda:N"),
         "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
+        "scheduler": s(pattern=re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://\S+)?$"),
+                       what="a Dask scheduler address such as tcp://host:8786"),
     }))
     export = ExportSpec(**_fields(ctx, "export", data.get("export", {}), {
         "thumbnail_size": lambda k, v: _int(ctx, k, v, 32, 1024),

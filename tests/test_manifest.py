@@ -96,6 +96,7 @@ def test_good_manifest_parses_into_typed_specs() -> None:
     ("build.batch_size", 10**9, "build.batch_size", "from 1 to 4096"),
     ("build.device", "gpu", "build.device", "auto, cpu, mps, cuda or cuda:N"),
     ("build.capture_dtype", "float64", "build.capture_dtype", "expected one of float16, float32"),
+    ("build.scheduler", "localhost:8786", "build.scheduler", "a Dask scheduler address such as tcp://host:8786"),
     ("projections.layouts", ["pca-4d"], "projections.layouts[0]", "expected one of pca-2d"),
     ("projections.layouts", [], "projections.layouts", "non-empty list"),
     ("projections.layouts", ["pca-2d", "pca-2d"], "projections.layouts", "twice"),
@@ -169,3 +170,26 @@ def test_fuzzed_manifests_fail_only_with_manifest_errors(doc: dict) -> None:
         parse_manifest(doc, "fuzz.toml")
     except ManifestError as e:
         assert str(e).startswith("fuzz.toml: ")
+
+
+def test_manifest_scheduler_reaches_the_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[build] scheduler` selects the Dask executor; the CLI's --scheduler wins over it."""
+    import atlas_build.pipeline as pipeline
+
+    seen: list[str | None] = []
+
+    def fake_executor(*, jobs: int, scheduler: str | None) -> None:
+        seen.append(scheduler)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(pipeline, "make_executor", fake_executor)
+    path = tmp_path / "m.toml"
+    path.write_text('[build]\nscheduler = "tcp://10.0.0.5:8786"\n[[datasets]]\nname = "d"\nsource = "inline"\n'
+                    'sentences = ["One."]\n[[models]]\nname = "m"\nsource = "random:bert"\n'
+                    'tokenizer = "package:tok"\ndataset = "d"\n')
+    assert load_manifest(path).build.scheduler == "tcp://10.0.0.5:8786"
+    for cli in (None, "tcp://127.0.0.1:1"):
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.build(path, tmp_path / "out", scheduler=cli)
+    assert seen == ["tcp://10.0.0.5:8786", "tcp://127.0.0.1:1"]
+    assert parse_manifest(GOOD, "x.toml").build.scheduler == ""

@@ -64,7 +64,10 @@ def _stderr(msg: str) -> None:
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, scheduler: str | None = None,
           force: bool = False, progress: bool = False, device: str | None = None, log: Log = _stderr) -> BuildReport:
-    """Build the whole site for a manifest into `out_dir/site`; stage caches live in `out_dir/cache`."""
+    """Build the whole site for a manifest into `out_dir/site`; stage caches live in `out_dir/cache`.
+
+    Per-head work runs on a Dask cluster when `scheduler` (or else the manifest's `[build] scheduler`) names one.
+    """
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
     out = Path(out_dir).resolve()
@@ -74,7 +77,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
         shutil.rmtree(staging)
     report = BuildReport(site_dir=out / "site")
     exported = []
-    executor = make_executor(jobs=jobs, scheduler=scheduler)
+    executor = make_executor(jobs=jobs, scheduler=scheduler or manifest.build.scheduler or None)
     finished = False
     try:
         for spec in manifest.models:
