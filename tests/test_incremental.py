@@ -136,8 +136,11 @@ def _running(pid: int) -> bool:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_is_reported_and_leaves_no_workers(tmp_path: Path, sig: int, code: int) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1"}
+    # As a foreground build in a terminal: SIGINT not ignored, even when pytest itself runs in the background
+    # (a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(TINY), "-o", str(tmp_path / "b"),
-                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while _cached_units(tmp_path / "b" / "cache") < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
