@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..normalize import HeadSample
+from .vision import attention_distance
 
 __all__ = ["head_scores", "attention_scores", "concentration", "SCORE_NAMES"]
 
@@ -57,17 +58,6 @@ def _grid_by_sentence(sample: HeadSample, grid: np.ndarray) -> dict[int, np.ndar
         g[pos[rows]] = grid[rows]
         out[int(s)] = g
     return out
-
-
-def _distances(n: int, grid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """([n, n] distance, [n] bool: takes part) — |i − j| over all tokens, or patch-centre distance over patches."""
-    i = np.arange(n)
-    if grid is None:
-        return np.abs(i[:, None] - i[None, :]).astype(np.float64), np.ones(n, bool)
-    g = np.full((n, 2), -1.0)
-    g[: min(n, len(grid))] = grid[:n]
-    patch = (g >= 0).all(axis=1)
-    return np.hypot(g[:, None, 0] - g[None, :, 0], g[:, None, 1] - g[None, :, 1]), patch
 
 
 def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
@@ -105,16 +95,20 @@ def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
         add("previous_token", a[i[r2], i[r2] - 1])
         add("self", a[i[r1], i[r1]])
         grid = None if grids is None else grids.get(sid)
-        dist, part = _distances(n, grid)
         if grid is None:
+            dist = np.abs(i[:, None] - i[None, :]).astype(np.float64)
             add("mean_distance", (a * dist).sum(axis=1)[r1])
             add("uniform_distance", ((dist * allowed).sum(axis=1) / n_allowed)[r1])
         else:
-            keys = allowed & part[None, :]
-            mass, n_keys = (a * keys).sum(axis=1), keys.sum(axis=1)
-            rows = valid & part & (mass > 0) & (n_keys > 0)
-            add("mean_distance", (a * keys * dist).sum(axis=1)[rows] / mass[rows])
-            add("uniform_distance", (dist * keys).sum(axis=1)[rows] / n_keys[rows])
+            row, col = np.full(n, -1.0), np.full(n, -1.0)
+            m = min(n, len(grid))
+            row[:m], col[:m] = grid[:m, 0], grid[:m, 1]
+            patch = (row >= 0) & (col >= 0)
+            attended = (a * allowed)[:, patch].sum(axis=1) > 0
+            for name, weights in (("mean_distance", a * allowed), ("uniform_distance", allowed * attended[:, None])):
+                total, count = attention_distance(weights, row, col)
+                acc[name][0] += total
+                acc[name][1] += count
         with np.errstate(divide="ignore", invalid="ignore"):
             plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
         re = valid & (n_allowed >= 2)
