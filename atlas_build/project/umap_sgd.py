@@ -124,6 +124,6 @@ def optimize(
     emb = _initial_layout(init, seed)
     if g.nnz == 0 or n_epochs <= 0:
         return emb
-    epochs_per_sample = (g.data.max() / g.data.astype(np.float64)).astype(np.float64)
+    epochs_per_sample = g.data.max() / g.data.astype(np.float64)
     return _sgd(emb, g.row.astype(np.int64), g.col.astype(np.int64), epochs_per_sample, int(n_epochs),
                 float(a), float(b), 1.0, float(learning_rate), float(negative_sample_rate), int(seed) % 2**63)
