@@ -1,4 +1,4 @@
 """Attention Atlas: build static, browsable atlases of transformer attention heads (AttentionViz)."""
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

@@ -48,7 +48,8 @@ def test_tokens_points_and_coordinates_join_by_explicit_ids(data: Path) -> None:
     assert manifest["tokens"]["count"] == n and manifest["points"]["count"] == 2 * n
     text = tokens.column("text").to_pylist()
     assert text[0] == "[CLS]" and tokens.column("special").to_pylist()[0] is True
-    assert {"<", ">", "alert", "="} <= set(text), "markup in the data is tokenised and stored verbatim"
+    assert {" <", ">", "alert", "="} <= set(text), "markup in the data is tokenised and stored verbatim"
+    assert {"<", ">", "alert", "="} <= set(tokens.column("piece").to_pylist())
     tok_id = tokens.column("token_id").to_numpy()
     assert np.array_equal(np.sort(tok_id), np.arange(n))
     points = read_points(data, manifest)

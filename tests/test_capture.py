@@ -77,7 +77,9 @@ def test_token_table(bert: LoadedModel, bert_capture: CaptureResult) -> None:
     first = np.flatnonzero(t.sentence_id == 100)
     expected = bert.tokenizer(TEXTS[0])["input_ids"]
     assert t.vocab_id[first].tolist() == expected
-    assert [t.text[i] for i in first] == bert.tokenizer.convert_ids_to_tokens(expected)
+    assert [t.piece[i] for i in first] == bert.tokenizer.convert_ids_to_tokens(expected)
+    assert [t.text[i] for i in first] == ["[CLS]", "The", " quick", " brown", " fox", " jumps", " over", " the",
+                                          " lazy", " dog", ".", "[SEP]"]
     assert t.position[first].tolist() == list(range(len(expected)))
     assert set(t.sentence_length[first].tolist()) == {len(expected)}
     assert t.special[first].tolist() == [True] + [False] * (len(expected) - 2) + [True]
@@ -132,6 +134,7 @@ def test_token_budget_and_reopen(bert: LoadedModel, tmp_path: Path) -> None:
     again = load_capture(tmp_path)
     assert again.facts == r.facts and again.dtype == "float16"
     assert np.array_equal(again.tokens.sentence_id, r.tokens.sentence_id) and again.tokens.text == r.tokens.text
+    assert again.tokens.piece == r.tokens.piece
     lc = read_layer(tmp_path, 1)
     assert lc.q.dtype == np.float32 and lc.q.shape[0] == len(r.tokens)
     assert not list(tmp_path.glob("*.tmp"))

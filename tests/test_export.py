@@ -73,6 +73,13 @@ def test_tokens_carry_explicit_point_ids_in_the_narrowest_types(tmp_path: Path) 
                          patch_row=[-1, 0], patch_col=[-1, 300])
     assert image.schema.field("patch_row").type == pa.int8() and image.schema.field("patch_col").type == pa.int16()
     assert image.column("patch_col").to_pylist() == [-1, 300]
+    assert image.column("piece").to_pylist() == ["[CLS]", "patch r0 c0"]  # no piece given: the text
+    text = tokens_table([0, 1], [0, 0], [0, 1], ["An", " empire"], [False, False], [0, 1], [2, 3],
+                        piece=["An", "Ġempire"])
+    assert text.column_names[:5] == ["token_id", "sentence_id", "position", "text", "piece"]
+    assert text.schema.field("piece").type == pa.dictionary(pa.int8(), pa.string())
+    assert text.column("text").to_pylist() == ["An", " empire"]
+    assert text.column("piece").to_pylist() == ["An", "Ġempire"]
     with pytest.raises(ValueError, match="both a query and a key"):
         tokens_table([0], [0], [0], ["a"], [False], [0], [-1])
 

@@ -21,6 +21,7 @@ from .facts import text_config
 from .sources import LoadedModel
 from .store import (FORMAT_VERSION, IMAGES_DIR, META_FILE, TOKENS_FILE, CaptureResult, TokenTable, load_capture,
                     plan_digest, sequence_lengths, tmp_path, write_json_atomic, write_qk_weights, write_table_atomic)
+from .token_text import readable_texts
 
 TOKENIZE_CHUNK = 256
 
@@ -29,6 +30,20 @@ TOKENIZE_CHUNK = 256
 class Encoded:
     sentence_id: int
     ids: tuple[int, ...]
+    text: str = ""
+    # Character span of each token in ``text`` (fast tokenizers), None when the tokenizer gives none.
+    offsets: tuple[tuple[int, int], ...] | None = None
+
+
+def _encode(tokenizer: Any, texts: list[str], max_length: int) -> tuple[list[list[int]], list | None]:
+    """Input ids and, when the tokenizer can give them, character offsets of every token."""
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
+            return enc["input_ids"], enc["offset_mapping"]
+        except (NotImplementedError, ValueError, KeyError):
+            pass
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], None
 
 
 def select_sentences(tokenizer: Any, sentences: Sequence[Sentence], token_budget: int,
@@ -43,17 +58,30 @@ def select_sentences(tokenizer: Any, sentences: Sequence[Sentence], token_budget
     special = {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None}
     for start in range(0, len(sentences), TOKENIZE_CHUNK):
         chunk = sentences[start:start + TOKENIZE_CHUNK]
-        enc = tokenizer([s.text for s in chunk], truncation=True, max_length=max_length)["input_ids"]
-        for s, ids in zip(chunk, enc):
+        enc, spans = _encode(tokenizer, [s.text for s in chunk], max_length)
+        for j, (s, ids) in enumerate(zip(chunk, enc)):
             if not ids or all(i in special for i in ids):
                 continue
             if total + len(ids) > token_budget:
                 return out
-            out.append(Encoded(s.sentence_id, tuple(int(i) for i in ids)))
+            offsets = None if spans is None else tuple((int(a), int(b)) for a, b in spans[j])
+            out.append(Encoded(s.sentence_id, tuple(int(i) for i in ids), s.text, offsets))
             total += len(ids)
             if total == token_budget:
                 return out
     return out
+
+
+def _nothing_selected(tokenizer: Any, sentences: Sequence[Sentence], token_budget: int, max_length: int,
+                      source: str) -> str:
+    """Why no sentence was selected, naming the manifest key to change."""
+    added = len(tokenizer("", truncation=False)["input_ids"]) if sentences else 0
+    if max_length <= added:
+        return (f"{source}: a sequence length of {max_length} tokens (models[].max_tokens, capped by the model's "
+                f"position table) leaves no room for text: the tokenizer adds {added} special tokens to every "
+                "sentence; raise max_tokens")
+    return (f"{source}: the first sentence needs more tokens than the dataset's token budget of {token_budget} "
+            "(datasets[].max_tokens); raise the budget")
 
 
 def pad_batch(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -68,12 +96,20 @@ def pad_batch(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> di
 
 
 def token_table(tokenizer: Any, selected: Sequence[Encoded], special_ids: Sequence[int]) -> TokenTable:
+    """One row per selected token: its raw tokenizer piece and its readable text (see `token_text`)."""
     lengths = [len(e.ids) for e in selected]
     N = sum(lengths)
     vocab = np.fromiter((i for e in selected for i in e.ids), np.int64, N)
+    specials = {int(i) for i in special_ids}
     text: list[str] = []
+    piece: list[str] = []
     for e in selected:
-        text.extend(str(t) for t in tokenizer.convert_ids_to_tokens(list(e.ids)))
+        pieces = [str(t) for t in tokenizer.convert_ids_to_tokens(list(e.ids))]
+        # A special id with a real span in the sentence (e.g. [UNK]) stands for that text.
+        flags = [i in specials and (e.offsets is None or e.offsets[k][0] == e.offsets[k][1])
+                 for k, i in enumerate(e.ids)]
+        piece.extend(pieces)
+        text.extend(readable_texts(tokenizer, e.text, e.ids, pieces, flags, e.offsets))
     return TokenTable(
         token_id=np.arange(N, dtype=np.uint32),
         sentence_id=np.repeat(np.array([e.sentence_id for e in selected], np.uint32), lengths),
@@ -82,6 +118,7 @@ def token_table(tokenizer: Any, selected: Sequence[Encoded], special_ids: Sequen
         vocab_id=vocab,
         special=np.isin(vocab, np.array(list(special_ids), np.int64)),
         text=text,
+        piece=piece,
     )
 
 
@@ -118,8 +155,7 @@ def capture(loaded: LoadedModel, sentences: Sequence[Sentence], out_dir: Path, *
             max_length = min(max_length, limit)
     selected = select_sentences(tok, sentences, token_budget, max_length)
     if not selected:
-        raise InputError(f"{loaded.source}: no sentence fits the token budget of {token_budget} "
-                         f"(of {len(sentences)} sentences)")
+        raise InputError(_nothing_selected(tok, sentences, token_budget, max_length, loaded.source))
     chunks = [selected[i:i + batch_size] for i in range(0, len(selected), batch_size)]
     batches = [Batch(tuple(e.sentence_id for e in c), tuple(len(e.ids) for e in c), sum(len(e.ids) for e in c))
                for c in chunks]
@@ -191,6 +227,7 @@ def image_token_table(image_ids: Sequence[int], grid: tuple[int, int], num_prefi
         vocab_id=np.full(N, -1, np.int64),
         special=cols["prefix"],
         text=one * len(image_ids),
+        piece=one * len(image_ids),
         patch_row=cols["patch_row"],
         patch_col=cols["patch_col"],
     )

@@ -3,7 +3,7 @@
 ```
 <out_dir>/capture.json       format version, facts, dtype, counts, plan digest — written last: marks a finished capture
 <out_dir>/plan.json          what the batches below belong to (model, selection, batch size, dtype); see `batches`
-<out_dir>/tokens.arrow       one row per token (explicit token_id), see `TokenTable`
+<out_dir>/tokens.arrow       one row per token (explicit token_id, readable text and raw piece), see `TokenTable`
 <out_dir>/batches/<bbbbbb>/  one directory per forward batch, renamed into place only once complete:
     qkv.arrow                per layer (record batch = layer), one row per token: q [H*d], k [KV*d], v [KV*dv]
     attn.arrow               per layer, one row per sentence: sentence_id, n, attention [H*n*n] (the model's own)
@@ -30,7 +30,7 @@ import pyarrow.ipc as ipc
 
 from .facts import ModelFacts
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 META_FILE = "capture.json"
 PLAN_FILE = "plan.json"
 TOKENS_FILE = "tokens.arrow"
@@ -73,7 +73,9 @@ class TokenTable:
     sentence_length: np.ndarray  # uint16
     vocab_id: np.ndarray  # int64
     special: np.ndarray  # bool
+    # What each token stands for in its sentence (see `token_text`), and the tokenizer's raw piece.
     text: list[str] = field(default_factory=list)
+    piece: list[str] = field(default_factory=list)
     # Image models only: the patch's row/column in the image's grid (int16), -1 for CLS/register tokens.
     patch_row: np.ndarray | None = None
     patch_col: np.ndarray | None = None
@@ -94,6 +96,7 @@ class TokenTable:
             "vocab_id": pa.array(self.vocab_id, pa.int64()),
             "special": pa.array(self.special, pa.bool_()),
             "text": pa.array(self.text, pa.string()),
+            "piece": pa.array(self.piece, pa.string()),
         }
         if self.patch_row is not None and self.patch_col is not None:
             cols["patch_row"] = pa.array(np.asarray(self.patch_row, np.int16), pa.int16())
@@ -106,7 +109,7 @@ class TokenTable:
         patch = "patch_row" in t.column_names and "patch_col" in t.column_names
         return cls(col("token_id", np.uint32), col("sentence_id", np.uint32), col("position", np.uint16),
                    col("sentence_length", np.uint16), col("vocab_id", np.int64), col("special", np.bool_),
-                   t.column("text").to_pylist(),
+                   t.column("text").to_pylist(), t.column("piece").to_pylist(),
                    col("patch_row", np.int16) if patch else None, col("patch_col", np.int16) if patch else None)
 
 

@@ -84,8 +84,10 @@ def point_ids(has_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray, text: Sequence[str],
                  special: np.ndarray, query_point: np.ndarray, key_point: np.ndarray,
-                 patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None) -> pa.Table:
-    """One row per token with its explicit query/key point ids (null for tokens without points).
+                 patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None,
+                 piece: Sequence[str] | None = None) -> pa.Table:
+    """One row per token with its readable ``text``, its raw tokenizer ``piece`` (default: the text) and its
+    explicit query/key point ids (null for tokens without points).
 
     Image models add ``patch_row``/``patch_col`` (narrowest signed type; -1 for CLS/register tokens)."""
     q, k = np.asarray(query_point, np.int64), np.asarray(key_point, np.int64)
@@ -97,6 +99,7 @@ def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.nda
         "sentence_id": smallest_uint(sentence_id),
         "position": smallest_uint(position),
         "text": dictionary_text(text),
+        "piece": dictionary_text(text if piece is None else piece),
         "special": pa.array(np.asarray(special, bool), pa.bool_()),
         "query_point": smallest_uint(q, None if valid.all() else valid),
         "key_point": smallest_uint(k, None if valid.all() else valid),

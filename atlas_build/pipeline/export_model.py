@@ -63,7 +63,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     query_point, key_point = point_ids(has_point)
     write_table(data_dir / "tokens.arrow", tokens_table(tok.token_id, tok.sentence_id, tok.position, tok.text,
                                                         tok.special, query_point, key_point,
-                                                        tok.patch_row, tok.patch_col))
+                                                        tok.patch_row, tok.patch_col, piece=tok.piece))
     images = _export_images(cap, data_dir)
     num_points = 2 * int(has_point.sum())
     is_key = np.arange(num_points) >= num_points // 2

@@ -1,4 +1,4 @@
-"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 2).
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 3).
 
 Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
 whatever the exporter happens to do."""
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 2
+VERSION = 3
 QMAX = 65535
 
 
@@ -49,6 +49,7 @@ class TokenRow:
     query_point: int | None
     key_point: int | None
     patch: tuple[int, int] | None = None
+    piece: str | None = None  # the tokenizer's raw piece; None: the same as the text
 
 
 def write_tokens(file: Path, rows: list[TokenRow], version: int = VERSION) -> None:
@@ -58,6 +59,7 @@ def write_tokens(file: Path, rows: list[TokenRow], version: int = VERSION) -> No
         "sentence_id": pa.array([r.sentence for r in rows], pa.uint32()),
         "position": pa.array([r.position for r in rows], pa.uint16()),
         "text": pa.array([r.text for r in rows], pa.string()).dictionary_encode(),
+        "piece": pa.array([r.text if r.piece is None else r.piece for r in rows], pa.string()).dictionary_encode(),
         "special": pa.array([r.special for r in rows], pa.bool_()),
         "query_point": pa.array([r.query_point for r in rows], pa.uint32()),
         "key_point": pa.array([r.key_point for r in rows], pa.uint32()),

@@ -32,7 +32,11 @@ SENTENCES = [
     ["[CLS]", "the", "cat", "sat", "[SEP]"],
     ["[CLS]", HOSTILE, "is", "here", "[SEP]"],
     ["[CLS]", "the", "dog", "ran", ".", "[SEP]"],
+    ["<|endoftext|>", "An", " empire", " café", "", " 😀"],
 ]
+#: Raw byte-level BPE pieces of the last sentence (the others' pieces are their texts); "ĠðŁĺ" + "Ģ" split 😀.
+BYTE_LEVEL = 3
+PIECES = {(BYTE_LEVEL, 2): "Ġempire", (BYTE_LEVEL, 3): "ĠcafÃ©", (BYTE_LEVEL, 4): "ĠðŁĺ", (BYTE_LEVEL, 5): "Ģ"}
 NO_POINTS = (2, 5)  # (sentence, position) of the token without query/key points
 LAYOUTS = ["pca-2d", "tsne-2d", "pca-3d"]
 TOKEN_ID0, POINT_ID0 = 100, 5000
@@ -95,7 +99,8 @@ def _tokens(synth: Synth) -> list[sf.TokenRow]:
     rows = []
     for s, words in enumerate(SENTENCES):
         for pos, word in enumerate(words):
-            rows.append(sf.TokenRow(TOKEN_ID0 + len(rows) * 3, s, pos, word, word.startswith("["), None, None))
+            rows.append(sf.TokenRow(TOKEN_ID0 + len(rows) * 3, s, pos, word, word.startswith(("[", "<|")), None, None,
+                                    piece=PIECES.get((s, pos))))
     with_points = [r for r in rows if (r.sentence, r.position) != NO_POINTS]
     slots = np.random.default_rng(0).permutation(2 * len(with_points))
     for k, r in enumerate(with_points):

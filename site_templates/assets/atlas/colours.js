@@ -1,5 +1,7 @@
 // Colour encodings of points. Every encoding returns packed RGB per point plus a legend description.
 
+import { normalizeToken } from "./token-text.js";
+
 export const QUERY = [0x1b, 0x9e, 0x77];
 export const KEY = [0xe7, 0x29, 0x8a];
 
@@ -41,7 +43,6 @@ const HUES = [0, 1, 2, 3, 4, 5, 6].map((k) => hueColour(k / 6));
 const PUNCT = [0xe6, 0xab, 0x02];
 const OTHER = [0x9e, 0x9e, 0x9e];
 const PUNCT_RE = /^[\p{P}\p{S}]+$/u;
-const MARKERS = /^(##|Ġ|▁|Ċ)+/u;
 
 export function ramp(stops, t) {
   const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (stops.length - 1);
@@ -58,12 +59,8 @@ export function hex(rgb) {
   return "#" + rgb.map((c) => c.toString(16).padStart(2, "0")).join("");
 }
 
-export function normalizeToken(text) {
-  return text.replace(MARKERS, "").trim().toLowerCase();
-}
-
 export function isPunctuation(text) {
-  const t = text.replace(MARKERS, "").trim();
+  const t = normalizeToken(text);
   return t.length > 0 && PUNCT_RE.test(t);
 }
 

@@ -1,7 +1,8 @@
-// Loading the files of docs/reference/formats.md (schema version 2). Rows are joined by explicit ids only: tokens
+// Loading the files of docs/reference/formats.md (schema version 3). Rows are joined by explicit ids only: tokens
 // name their query/key point ids, and every per-point file of a head lists its points in ascending point id order.
 
 import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, fetchJson, loadTable, versionError } from "./fetch.js";
+import { displayToken } from "./token-text.js";
 
 export { AtlasDataError, SCHEMA_VERSION, prefetch } from "./fetch.js";
 
@@ -77,7 +78,9 @@ async function readModel(base) {
     id: tt.numbers("token_id"),
     sentence: tt.numbers("sentence_id"),
     position: tt.numbers("position"),
-    text: tt.strings("text"),
+    // What each token stands for, drawn with visible whitespace marks (token-text.js), and the tokenizer's piece.
+    text: tt.strings("text").map(displayToken),
+    piece: tt.strings("piece"),
     special: Uint8Array.from(tt.numbers("special")),
     patchRow: tt.has("patch_row") ? Int16Array.from(tt.numbers("patch_row")) : new Int16Array(tt.rows).fill(-1),
     patchCol: tt.has("patch_col") ? Int16Array.from(tt.numbers("patch_col")) : new Int16Array(tt.rows).fill(-1),

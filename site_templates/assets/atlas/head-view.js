@@ -4,7 +4,7 @@
 // file, the tokens and the current layout; other layouts, norms and attention load when asked for.
 
 import { AtlasDataError, loadHeadDetail, loadLayout, loadManifest, loadModel, loadNorms, prefetch } from "./data.js";
-import { colourPoints, encodingsFor, normalizeToken } from "./colours.js";
+import { colourPoints, encodingsFor } from "./colours.js";
 import { Disposer, download, el, hashIsState, isTyping, readHash, select, showError, writeHash } from "./dom.js";
 import { HeadDetail } from "./head-detail.js";
 import { HeadNav } from "./head-nav.js";
@@ -13,6 +13,7 @@ import { drawLines, drawRings, placeLabels, viewToSvg } from "./overlay.js";
 import { Scatter } from "./scatter.js";
 import { legendElement, sidePanel } from "./panels.js";
 import { TileLayer } from "./tiles.js";
+import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const DIM = 0.15;
 const LINE_COLOUR = "#3b4a6b";
@@ -120,7 +121,7 @@ class HeadView {
     if (fallback) fallback.hidden = true;
     this.layoutSelect = select(this.layouts.map((id) => ({ id, label: id })), s.layout, "layout");
     this.colourSelect = select(this.encodings, s.colour, "colour");
-    this.search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens", "aria-label": "search tokens" });
+    this.search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens", "aria-label": "search tokens", title: TOKEN_KEY });
     this.search.value = s.search;
     this.count = el("span", { class: "atlas-search-count", "aria-live": "polite" });
     this.sizeBox = el("input", { type: "checkbox", class: "atlas-size-norm" });
@@ -220,6 +221,7 @@ class HeadView {
     const [x, y] = this.scatter.project(i);
     this.tooltip.replaceChildren(
       el("div", { class: "atlas-tip-token", text: a.text[i] }),
+      el("div", { class: "atlas-tip-piece", text: pieceNote(this.model.tokens.piece[a.tokenRow[i]], a.text[i]) }),
       el("div", { class: "atlas-tip-kind", text: a.isKey[i] ? "key" : "query" }),
       el("div", { class: "atlas-tip-pos", text: `position ${a.position[i] + 1} of ${a.length[i]}` }),
       el("div", { class: "atlas-tip-sentence", text: this.groupName(a.sentence[i]) }),
@@ -311,6 +313,7 @@ class HeadView {
     this.count.textContent = hits ? `${hitCount} point${hitCount === 1 ? "" : "s"}` : "";
     this.count.dataset.count = hits ? String(hitCount) : "";
     this.legend.replaceChildren(legendElement(legend));
+    if (!this.isImage) this.legend.append(el("p", { class: "atlas-token-key", text: `tokens: ${TOKEN_KEY}` }));
     this.overlay = { hits, selRow, selSentence, lines: this.overlay && this.overlay.selRow === selRow ? this.overlay.lines : [] };
     this.root.dataset.lines = String(this.overlay.lines.length);
     this.scatter.setOverlay((ctx, project) => this.drawOverlay(ctx, project));

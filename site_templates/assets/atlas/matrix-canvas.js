@@ -193,6 +193,7 @@ export class MatrixCanvas {
     hover.cell.link.setAttribute("href", this.hooks.href(hover.cell, info.pointId));
     this.tooltip.replaceChildren(
       el("div", { class: "atlas-tip-token", text: info.text }),
+      el("div", { class: "atlas-tip-piece", text: info.piece || "" }),
       el("div", { class: "atlas-tip-kind", text: info.kind }),
       el("div", { class: "atlas-tip-pos", text: `position ${info.position + 1} of ${info.length} · ${info.group}` }),
     );

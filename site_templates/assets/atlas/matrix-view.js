@@ -6,10 +6,11 @@
 // with a count per head. Layout and colour switch, sort by a behaviour score, filter by label; a click opens the head.
 
 import { AtlasDataError, loadLayout, loadManifest, loadModel, loadNorms } from "./data.js";
-import { PIXEL_ENCODINGS, colourPoints, encodingsFor, normalizeToken } from "./colours.js";
+import { PIXEL_ENCODINGS, colourPoints, encodingsFor } from "./colours.js";
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
 import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
 import { MatrixCanvas } from "./matrix-canvas.js";
+import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const CONCURRENCY = 4;
 
@@ -69,7 +70,7 @@ class MatrixView {
     const colourSel = select(this.encodings, s.colour, "colour");
     const sortSel = select(this.sorts, s.sort, "sort heads");
     const labelSel = select([{ id: "", label: "all labels" }, ...labels.filter(Boolean).map((id) => ({ id, label: id }))], s.label, "label");
-    const search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens in every head", "aria-label": "search tokens" });
+    const search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens in every head", "aria-label": "search tokens", title: TOKEN_KEY });
     search.value = s.search;
     this.count = el("span", { class: "atlas-search-count", "aria-live": "polite" });
     d.on(layoutSel, "change", () => ((s.layout = layoutSel.value), this.showThumbs(), this.changed()));
@@ -342,7 +343,8 @@ class MatrixView {
     const a = this.model.attrs;
     const sid = a.sentence[row];
     const image = isImageModel(this.model) ? imageInfo(this.model, sid) : null;
-    return { text: a.text[row], kind: a.isKey[row] ? "key" : "query", group: image ? `image ${image.name}` : `sentence ${sid}`,
+    return { text: a.text[row], piece: pieceNote(this.model.tokens.piece[a.tokenRow[row]], a.text[row]),
+      kind: a.isKey[row] ? "key" : "query", group: image ? `image ${image.name}` : `sentence ${sid}`,
       position: a.position[row], length: a.length[row], pointId: a.pointId[row] };
   }
 
