@@ -1,4 +1,4 @@
-"""Site stage: generate mkdocs-material pages from `site_templates/` and the exported data, build, publish atomically."""
+"""Site stage: generate mkdocs-material pages from `site_templates/` and the exported data, and build them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..errors import AtlasError
 from ..fsutil import write_bytes
 from ..manifest import Manifest
 from .findings import findings_page
+from .markup import html_text, http_url, md_link_or_text, md_paragraphs, md_text
 from .pages import head_page, matrix_page
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
     tpl = templates_dir()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpl / "pages")), autoescape=False,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(md=md_text, md_paragraphs=md_paragraphs, md_link=md_link_or_text)
     ctx_models = [{"name": m.name, "title": m.title, **m.manifest} for m in models]
     _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models))
     shutil.copyfile(tpl / "pages" / "about.md", docs / "about.md")
@@ -51,27 +53,29 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
         for i, h in enumerate(heads):
             prev = heads[i - 1] if i > 0 else None
             nxt = heads[i + 1] if i + 1 < len(heads) else None
-            page = head_page(m.name, m.title, m.manifest, h, prev, nxt, manifest.site.base_url)
+            page = head_page(m.name, m.title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url))
             _write_text(docs / "models" / m.name / f"L{h['layer']}" / f"H{h['head']}.md", page)
-        nav_models.append({m.title: f"models/{m.name}/index.md"})
+        nav_models.append({html_text(m.title): f"models/{m.name}/index.md"})
     _write_text(docs / "findings.md", findings_page(ctx_models))
     return [{"Home": "index.md"}, {"Models": nav_models}, {"Findings": "findings.md"}, {"How to read": "about.md"}]
 
 
 def mkdocs_config(manifest: Manifest, nav: list, docs: Path, site_dir: Path) -> dict:
+    """The mkdocs configuration: the site's name and description HTML-escaped (mkdocs-material prints them as
+    HTML), its URLs only when they are http(s)."""
     base = yaml.safe_load((templates_dir() / "mkdocs.base.yml").read_text())
     base["theme"]["custom_dir"] = str(templates_dir() / base["theme"]["custom_dir"])
     base.update({
-        "site_name": manifest.site.title,
-        "site_description": manifest.site.description,
+        "site_name": html_text(manifest.site.title),
+        "site_description": html_text(manifest.site.description),
         "docs_dir": str(docs),
         "site_dir": str(site_dir),
         "nav": nav,
+        "hooks": [str(Path(__file__).with_name("mkdocs_hooks.py"))],
     })
-    if manifest.site.base_url:
-        base["site_url"] = manifest.site.base_url
-    if manifest.site.repo_url:
-        base["repo_url"] = manifest.site.repo_url
+    for key, url in (("site_url", manifest.site.base_url), ("repo_url", manifest.site.repo_url)):
+        if http_url(url):
+            base[key] = http_url(url)
     return base
 
 
@@ -90,25 +94,18 @@ def _reproducible() -> Iterator[None]:
 
 
 def build_site(manifest: Manifest, models: Sequence["ExportedModel"], staging: Path, site_dir: Path) -> None:
-    """Generate pages under `staging/docs`, run mkdocs into a sibling directory, then swap it into `site_dir`."""
+    """Generate pages under `staging/docs` and run mkdocs into `site_dir` (emptied first); publishing it is the
+    caller's (see `atlas_build.outdir.publish`)."""
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
     docs = staging / "docs"
     nav = generate_docs(manifest, models, docs)
-    new_site = site_dir.with_name(site_dir.name + ".new")
-    if new_site.exists():
-        shutil.rmtree(new_site)
+    if site_dir.exists():
+        shutil.rmtree(site_dir)
     cfg_path = staging / "mkdocs.yml"
-    _write_text(cfg_path, yaml.safe_dump(mkdocs_config(manifest, nav, docs, new_site), sort_keys=True))
+    _write_text(cfg_path, yaml.safe_dump(mkdocs_config(manifest, nav, docs, site_dir), sort_keys=True))
     logging.getLogger("mkdocs").setLevel(logging.WARNING)
     with _reproducible():
         config = load_config(str(cfg_path))
         mkdocs_build(config)
-    old = site_dir.with_name(site_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if site_dir.exists():
-        os.replace(site_dir, old)
-    os.replace(new_site, site_dir)
-    shutil.rmtree(old, ignore_errors=True)

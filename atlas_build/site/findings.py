@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from html import escape
 from statistics import fmean
 from typing import Mapping, Sequence
 
 from .findings_vision import vision_section
+from .markup import md_text
 
 # Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
 PAPER = {
@@ -56,7 +56,7 @@ def findings_page(models: Sequence[Mapping]) -> str:
         s = model_summary(m)
         family = "decoder" if m["model"]["causal"] else "encoder"
         ref = PAPER[family]
-        name, title = m["name"], escape(m["title"])
+        name, title = m["name"], md_text(m["title"])
         out += [f"## {title}", "",
                 "| measure | this atlas | paper |", "|---|---|---|",
                 f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | "
@@ -76,10 +76,10 @@ def findings_page(models: Sequence[Mapping]) -> str:
         for label in sorted(s["labels"], key=lambda x: (LABEL_ORDER.index(x) if x in LABEL_ORDER else 99, x)):
             heads = s["labels"][label]
             links = ", ".join(f"[L{l} H{h}](models/{name}/L{l}/H{h}.md)" for l, h in heads)
-            out.append(f"**{escape(label)}** ({len(heads)} heads): {links}")
+            out.append(f"**{md_text(label)}** ({len(heads)} heads): {links}")
             l0, h0 = heads[0]
             if layout and layout in thumbs[(l0, h0)]:
-                out.append(f"\n![{escape(label)} example: layer {l0} head {h0}](data/{name}/"
+                out.append(f"\n![{md_text(label)} example: layer {l0} head {h0}](data/{name}/"
                            f"{thumbs[(l0, h0)][layout]}){{ width=\"160\" }}")
             out.append("")
         out += vision_section(m)

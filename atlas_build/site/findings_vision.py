@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from html import escape
 from statistics import fmean
 
 from ..metrics.vision import NEIGHBOURS, VISION_ATTRIBUTES, sorting_metric
+from .markup import md_text
 
 LABELS = {"hue": "mean hue (hue gradients)", "brightness": "mean brightness (brightness gradients)",
           "grating_frequency": "spatial frequency (gratings)", "grating_angle": "angle (gratings)"}
@@ -70,7 +70,7 @@ def vision_section(model: Mapping) -> list[str]:
            f"{NEIGHBOURS} nearest layout neighbours from *other* probe images ÷ the same over random pairs "
            "(1: sorted, 0: chance; queries and keys scored apart, then averaged). Heads ranked by the mean over the "
            "layouts (the `<attribute>_sorting` metrics the matrix view sorts by).", "",
-           "| attribute | head | " + " | ".join(escape(x) for x in layouts) + " | mean |",
+           "| attribute | head | " + " | ".join(md_text(x) for x in layouts) + " | mean |",
            "|---|---|" + "---|" * (len(layouts) + 1)]
     for attribute in VISION_ATTRIBUTES:
         label = LABELS.get(attribute, attribute)

@@ -1,4 +1,5 @@
-"""Markdown for the generated pages. Every dataset-derived string goes through `html.escape`."""
+"""Markdown for the generated pages. Every manifest- or dataset-derived string goes through `markup`: `md_text` in
+Markdown, `html.escape` in raw HTML blocks, `html_text` in front matter titles, `http_url` for URLs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Mapping
 
 from ..export import head_path
 from ..fsutil import dumps_json
+from .markup import html_text, http_url, md_text
 
 HEAD_URL = "L{layer}/H{head}/"
 #: Score tables stay on the page but out of the search index, which every page loads (label, layer, head and
@@ -72,21 +74,22 @@ def matrix_page(name: str, title: str, manifest: Mapping) -> str:
              + (f" ({model['num_kv_heads']} key/value heads)" if model["num_kv_heads"] != model["num_heads"] else "")
              + f", head dimension {model['head_dim']}, {'causal' if model['causal'] else 'bidirectional'}"
              + f"; {manifest['dataset']['num_tokens']} tokens from {manifest['dataset']['num_sentences']} sentences.")
-    body = (f"# {escape(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
+    body = (f"# {md_text(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
             f'<div class="atlas-view" data-view="matrix" data-data="../../data/{name}/">\n'
             f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
-    meta = {"title": title, "description": f"Every attention head of {title}", "hide": ["navigation", "toc"],
+    meta = {"title": html_text(title), "description": html_text(f"Every attention head of {title}"),
+            "hide": ["navigation", "toc"],
             "atlas_preload": _preload("../../", "matrix-view.js", [f"data/{name}/manifest.json"])}
     return _front_matter(meta) + body
 
 
 def _fmt(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
+    return f"{v:.4g}" if isinstance(v, float) else md_text(v)
 
 
 def _table(rows: Mapping[str, object]) -> str:
     lines = ["| measure | value |", "|---|---|"]
-    lines += [f"| {escape(k.replace('_', ' '))} | {_fmt(v)} |" for k, v in sorted(rows.items())]
+    lines += [f"| {md_text(k.replace('_', ' '))} | {_fmt(v)} |" for k, v in sorted(rows.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -96,9 +99,10 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     layer, head = h["layer"], h["head"]
     layout = _first_2d(manifest)
     thumb = f"../../../../data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
+    base_url = http_url(base_url)
     og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb
-    meta = {"title": f"{title} · layer {layer} · head {head}",
-            "description": f"{title} layer {layer} head {head}: {h['label']} head",
+    meta = {"title": html_text(f"{title} · layer {layer} · head {head}"),
+            "description": html_text(f"{title} layer {layer} head {head}: {h['label']} head"),
             "og_image": og, "hide": ["toc"],
             "atlas_preload": _preload("../../../../", "head-view.js", [
                 f"data/{name}/manifest.json", f"data/{name}/{head_path('head', layer, head)}",
@@ -114,13 +118,13 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
                    f'L{nxt["layer"]} H{nxt["head"]} →</a>')
     trust = {f"{layout_name} {k}": v for layout_name, t in h.get("trust", {}).items() for k, v in t.items()}
     body = [
-        f"# Layer {layer} · Head {head} <small class=\"atlas-label\">{escape(h['label'])}</small>\n",
+        f"# Layer {layer} · Head {head} <small class=\"atlas-label\">{md_text(h['label'])}</small>\n",
         f'<nav class="atlas-headnav">{" ".join(nav)}</nav>\n',
         f'<div class="atlas-view" data-view="head" data-data="../../../../data/{name}/" '
         f'data-layer="{layer}" data-head="{head}">'
         + (f'<img class="atlas-fallback" src="{thumb}" alt="layer {layer} head {head}" width="320">' if thumb else "")
         + "</div>\n",
-        f"Model: [{escape(title)}](../index.md) · key/value head {h['kv_head']} · label **{escape(h['label'])}**\n",
+        f"Model: [{md_text(title)}](../index.md) · key/value head {h['kv_head']} · label **{md_text(h['label'])}**\n",
         f"## Behaviour scores {SEARCH_EXCLUDE}\n", _table(h["metrics"]),
         f"## Normalization {SEARCH_EXCLUDE}\n", _table(h["norm"]),
     ]

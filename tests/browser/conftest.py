@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -82,6 +82,22 @@ def tiny_site(tiny_build: Path) -> Iterator[tuple[str, Path]]:
         yield server.url, tiny_build / "site"
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def serve() -> Iterator[Callable[[Path], str]]:
+    """serve(root) → the URL of a StaticServer over `root`, closed at the end of the session."""
+    servers: list[StaticServer] = []
+
+    def start(root: Path) -> str:
+        servers.append(StaticServer(root))
+        return servers[-1].url
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
 
 
 _vision: dict[str, object] = {}
