@@ -1,19 +1,26 @@
-"""Content-keyed stage cache: a unit's key hashes its manifest section, upstream keys and the code version."""
+"""Content-keyed stage cache: a unit's key hashes its named inputs (manifest section, upstream keys, data and model
+file digests, library versions, code version); each unit records those inputs so a rebuild can say what changed."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import re
 import shutil
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .fsutil import dumps_json, write_bytes
+from .fingerprint import explain_change
+from .fsutil import dumps_json, write_bytes, write_json
 
 DONE_MARKER = "DONE"
+INPUTS_FILE = "INPUTS.json"
+#: A unit directory's name: only names of this form are ever pruned (a user's folder in the cache is left alone).
+UNIT_RE = re.compile(r"^(?P<stage>[a-z]+)-(?P<key>[0-9a-f]{16})$")
 # Caches third-party libraries would otherwise create outside the build directory, and where they go under the stage
 # cache: torch makes its compile-cache directory (in TMPDIR) whenever torch._dynamo is imported; the build compiles
 # nothing, so the directory stays empty.
@@ -48,9 +55,9 @@ def code_hash(*paths: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def stage_key(stage: str, *parts: Any) -> str:
-    """A short hex key; identical inputs (and code version) give identical keys."""
-    payload = dumps_json({"stage": stage, "version": __version__, "parts": _plain(parts)})
+def stage_key(stage: str, inputs: dict[str, Any]) -> str:
+    """A short hex key over named inputs; identical inputs (and package version) give identical keys."""
+    payload = dumps_json({"stage": stage, "version": __version__, "inputs": _plain(inputs)})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -62,6 +69,28 @@ class StageCache:
 
     def unit_dir(self, model: str, stage: str, key: str) -> Path:
         return self.root / model / f"{stage}-{key}"
+
+    def record_inputs(self, unit: Path, inputs: dict[str, Any]) -> None:
+        """Keep the named inputs of a unit beside it (what `why` compares a later key against)."""
+        unit.mkdir(parents=True, exist_ok=True)
+        write_json(unit / INPUTS_FILE, _plain(inputs))
+
+    def why(self, model: str, stage: str, key: str, inputs: dict[str, Any]) -> str:
+        """Why a unit is computed: resuming it, the inputs that differ from the newest other unit of the same
+        stage, or a plain reason when there is none to compare with."""
+        if (self.unit_dir(model, stage, key) / INPUTS_FILE).is_file():
+            return "resuming an interrupted run"
+        base = self.root / model
+        units = [d for d in base.glob(f"{stage}-*") if UNIT_RE.match(d.name) and (d / INPUTS_FILE).is_file()] \
+            if base.is_dir() else []
+        if not units:
+            return "not built before"
+        newest = max(units, key=lambda d: (d / INPUTS_FILE).stat().st_mtime_ns)
+        try:
+            old = json.loads((newest / INPUTS_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return "earlier inputs unreadable"
+        return f"changed: {explain_change(old, _plain(inputs)) or 'package version'}"
 
     def is_done(self, path: Path) -> bool:
         return (path / DONE_MARKER).exists()
@@ -85,11 +114,12 @@ class StageCache:
         return path
 
     def prune(self, model: str, stage: str, keep: str) -> None:
-        """Drop other keys of the same stage so the cache does not grow per rebuild."""
+        """Drop other units of the same stage so the cache does not grow per rebuild (unit directories only)."""
         base = self.root / model
         if base.is_dir():
             for d in base.glob(f"{stage}-*"):
-                if d.name != f"{stage}-{keep}":
+                m = UNIT_RE.match(d.name)
+                if m and m["stage"] == stage and m["key"] != keep and d.is_dir() and not d.is_symlink():
                     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -55,10 +55,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .cache import confine_caches
+    from .manifest import load_manifest
+    from .outdir import check_location
 
     if args.jobs < 1:
         raise InputError(f"--jobs: expected a positive integer, got {args.jobs}")
-    out = args.out or Path("build") / args.manifest.stem
+    load_manifest(args.manifest)  # every manifest problem at once, before the slow imports
+    out = check_location(args.out or Path("build") / args.manifest.stem)
     confine_caches(out / "cache")  # before torch is imported
     from .pipeline import build
 
@@ -71,23 +74,27 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
+    from .validate import validate
 
     status = 0
     for path in args.manifests:
-        try:
-            m = load_manifest(path)
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
+        result = validate(path)
+        for problem in result.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if result.problems:
             status = 2
+            print(f"{path}: {len(result.problems)} problem{'s' * (len(result.problems) != 1)}", file=sys.stderr)
         else:
-            print(f"{path}: ok ({len(m.models)} models, {len(m.datasets)} datasets, "
-                  f"layouts {', '.join(m.projections.layouts)})")
+            print(f"{path}: ok")
+            for line in result.estimate:
+                print(f"  {line}")
     return status
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    root = args.dir / "site" if (args.dir / "site" / "index.html").is_file() else args.dir
+    from .outdir import servable
+
+    root = servable(args.dir) or args.dir
     if not (root / "index.html").is_file():
         raise InputError(f"{args.dir}: no built site here (expected index.html or site/index.html); "
                          "run `atlas build MANIFEST` first")
@@ -127,8 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
     except AtlasError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for problem in getattr(e, "problems", [e]):
+            print(f"error: {problem}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the file system refused something no input check could foresee (full disk, permissions)
+        print(f"error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "), file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

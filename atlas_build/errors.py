@@ -18,7 +18,17 @@ class ManifestError(InputError):
 
     def __init__(self, path: str, key: str, message: str):
         self.path, self.key = path, key
+        self.problems: list[ManifestError] = [self]
         super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+
+    @classmethod
+    def collect(cls, problems: list["ManifestError"]) -> "ManifestError":
+        """One error standing for several: the first's path and key, every problem's line in the message."""
+        first = problems[0]
+        err = cls(first.path, first.key, "")
+        err.problems = list(problems)
+        err.args = ("\n".join(str(p) for p in problems),)
+        return err
 
 
 class SourceError(InputError):

@@ -1,7 +1,7 @@
 """Load and validate `data_manifests/*.toml` into typed, frozen specs.
 
-Validation happens up front and is strict: unknown keys are errors and every message names the file, the
-key path (``models[0].source``) and what was expected.
+Validation happens up front and is strict: unknown keys are errors, every problem in the file is reported (not
+only the first), and every message names the file, the key path (``models[0].source``) and what was expected.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ManifestError
+from .fsutil import read_regular
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 PACKAGE_RE = re.compile(r"^package:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 RANDOM_RE = re.compile(r"^random:[a-z0-9_]+$")
+# Config keys that name a count or a size (num_hidden_layers, hidden_size, head_dim, ...): positive integers.
+COUNT_KEY_RE = re.compile(r"^(num|n)_|_(size|dim|heads|layers|embeddings|positions)$")
+URL_RE = re.compile(r"^https?://[^\s\"'<>`\\]+$")
 LAYOUT_METHODS = ("pca", "tsne", "umap")
 LAYOUTS = tuple(f"{m}-{d}d" for m in LAYOUT_METHODS for d in (2, 3))
 MAX_TOKEN_BUDGET = 2_000_000
+MAX_MANIFEST_BYTES = 16 * 2**20
 TEXT_FORMATS = ("auto", "text", "jsonl", "csv", "json")
 
 
@@ -117,12 +122,32 @@ class Manifest:
 # --- validation primitives -------------------------------------------------------------------------------------
 
 
+class _Recorded(Exception):
+    """A table could not be built from values whose problems are already recorded."""
+
+
 class _Ctx:
+    """Collects problems: `fail` makes one to raise, `check` runs a check and records its problem instead."""
+
     def __init__(self, path: str):
         self.path = path
+        self.problems: list[ManifestError] = []
 
     def fail(self, key: str, message: str) -> ManifestError:
         return ManifestError(self.path, key, message)
+
+    def check(self, fn: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+        try:
+            return fn(*args)
+        except ManifestError as e:
+            self.problems.extend(e.problems)
+        except _Recorded:
+            pass
+        return default
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise ManifestError.collect(self.problems)
 
 
 def _describe(value: Any) -> str:
@@ -167,16 +192,25 @@ def _table(ctx: _Ctx, key: str, v: Any) -> dict[str, Any]:
 
 def _fields(ctx: _Ctx, key: str, raw: Any, spec: dict[str, Callable[[str, Any], Any]],
             required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check a table against a field spec: unknown keys and missing required keys are errors."""
+    """Check a table against a field spec: unknown keys, bad values and missing required keys are recorded; a bad
+    value falls back to its default, and a missing required key makes the whole table fail."""
     table = _table(ctx, key, raw)
     prefix = f"{key}." if key else ""
-    for k in table:
+    out: dict[str, Any] = {}
+    for k, v in table.items():
         if k not in spec:
-            raise ctx.fail(f"{prefix}{k}", f"unknown key (expected one of: {', '.join(sorted(spec))})")
-    for k in required:
-        if k not in table:
-            raise ctx.fail(f"{prefix}{k}", "required key is missing")
-    return {k: spec[k](f"{prefix}{k}", v) for k, v in table.items()}
+            ctx.problems.append(ctx.fail(f"{prefix}{k}", f"unknown key (expected one of: {', '.join(sorted(spec))})"))
+            continue
+        before = len(ctx.problems)
+        value = ctx.check(spec[k], f"{prefix}{k}", v)
+        if len(ctx.problems) == before:
+            out[k] = value
+    missing = [ctx.fail(f"{prefix}{k}", "required key is missing") for k in required if k not in table]
+    if missing:
+        raise ManifestError.collect(missing)
+    if any(k not in out for k in required):
+        raise _Recorded  # a required value was bad: already reported
+    return out
 
 
 def _model_source(ctx: _Ctx, key: str, v: Any) -> str:
@@ -186,6 +220,14 @@ def _model_source(ctx: _Ctx, key: str, v: Any) -> str:
     if (PACKAGE_RE.match(v) or RANDOM_RE.match(v) or is_path_like(v) or HUB_ID_RE.match(v)) and "\x00" not in v:
         return v
     raise ctx.fail(key, f"expected {what}, got {_describe(v)}")
+
+
+def _url(ctx: _Ctx, key: str, v: Any) -> str:
+    """An absolute http(s) URL or "": other schemes (javascript:, data:) would become live links on every page."""
+    v = _str(ctx, key, v, what="an http(s) URL")
+    if v and not URL_RE.match(v):
+        raise ctx.fail(key, f"expected an absolute http:// or https:// URL without spaces or quotes, got {_describe(v)}")
+    return v
 
 
 def is_path_like(source: str) -> bool:
@@ -212,6 +254,8 @@ def _config(ctx: _Ctx, key: str, v: Any) -> tuple[tuple[str, Any], ...]:
     for k, item in table.items():
         if isinstance(item, dict):
             raise ctx.fail(f"{key}.{k}", "nested tables are not supported in a model config")
+        if COUNT_KEY_RE.search(k) and (isinstance(item, bool) or not isinstance(item, int) or item < 1):
+            raise ctx.fail(f"{key}.{k}", f"a count or size: expected a positive integer, got {_describe(item)}")
     return tuple(sorted(table.items()))
 
 
@@ -278,39 +322,43 @@ def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
 
 
 def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
-    """Validate a parsed TOML document; raises ManifestError naming the first problem."""
+    """Validate a parsed TOML document; raises one ManifestError listing every problem (``.problems``)."""
     ctx = _Ctx(str(path))
     top = {"site", "build", "datasets", "models", "projections", "export"}
     for k in data:
         if k not in top:
-            raise ctx.fail(k, f"unknown key (expected one of: {', '.join(sorted(top))})")
+            ctx.problems.append(ctx.fail(k, f"unknown key (expected one of: {', '.join(sorted(top))})"))
     s = lambda **kw: (lambda k, v: _str(ctx, k, v, **kw))  # noqa: E731
-    site = SiteSpec(**_fields(ctx, "site", data.get("site", {}),
-                              {"title": s(), "description": s(), "base_url": s(), "repo_url": s()}))
-    build = BuildSpec(**_fields(ctx, "build", data.get("build", {}), {
+    site = ctx.check(lambda: SiteSpec(**_fields(ctx, "site", data.get("site", {}), {
+        "title": s(), "description": s(), "base_url": lambda k, v: _url(ctx, k, v),
+        "repo_url": lambda k, v: _url(ctx, k, v)})))
+    build = ctx.check(lambda: BuildSpec(**_fields(ctx, "build", data.get("build", {}), {
         "batch_size": lambda k, v: _int(ctx, k, v, 1, 4096),
         "capture_dtype": s(choices=("float16", "float32")),
         "device": s(pattern=re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$"), what="auto, cpu, mps, cuda or cuda:N"),
         "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
         "scheduler": s(pattern=re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://\S+)?$"),
                        what="a Dask scheduler address such as tcp://host:8786"),
-    }))
-    export = ExportSpec(**_fields(ctx, "export", data.get("export", {}), {
+    })))
+    export = ctx.check(lambda: ExportSpec(**_fields(ctx, "export", data.get("export", {}), {
         "thumbnail_size": lambda k, v: _int(ctx, k, v, 32, 1024),
         "tile_threshold": lambda k, v: _int(ctx, k, v, 1000, 100_000_000),
-    }))
-    projections = _parse_projections(ctx, data.get("projections", {}))
-    datasets = _parse_list(ctx, data, "datasets", _parse_dataset)
-    models = _parse_list(ctx, data, "models", _parse_model)
+    })))
+    projections = ctx.check(_parse_projections, ctx, data.get("projections", {}))
+    datasets = ctx.check(_parse_list, ctx, data, "datasets", _parse_dataset, default=())
+    models = ctx.check(_parse_list, ctx, data, "models", _parse_model, default=())
     names = {d.name: d for d in datasets}
     for i, m in enumerate(models):
         if m.dataset not in names:
-            raise ctx.fail(f"models[{i}].dataset", f"expected one of the datasets ({', '.join(sorted(names))}), "
-                                                   f"got {_describe(m.dataset)}")
+            if datasets:
+                ctx.problems.append(ctx.fail(f"models[{i}].dataset", "expected one of the datasets "
+                                             f"({', '.join(sorted(names))}), got {_describe(m.dataset)}"))
+            continue
         # A random text model borrows a tokenizer; an image model reads pixels (no tokenizer).
         if m.source.startswith("random:") and not m.tokenizer and names[m.dataset].kind != "images":
-            raise ctx.fail(f"models[{i}].tokenizer", "a random: model over a text dataset needs a tokenizer source "
-                                                     "(e.g. package:NAME)")
+            ctx.problems.append(ctx.fail(f"models[{i}].tokenizer", "a random: model over a text dataset needs a "
+                                                                   "tokenizer source (e.g. package:NAME)"))
+    ctx.raise_problems()
     return Manifest(Path(path), site, build, datasets, models, projections, export)
 
 
@@ -320,22 +368,28 @@ def _parse_list(ctx: _Ctx, data: dict[str, Any], key: str, parse: Callable) -> t
         raise ctx.fail(key, f"required: at least one [[{key}]] table")
     if not isinstance(raw, list) or not raw:
         raise ctx.fail(key, f"expected a non-empty array of tables ([[{key}]]), got {_describe(raw)}")
-    items = tuple(parse(ctx, f"{key}[{i}]", item) for i, item in enumerate(raw))
+    parsed = [ctx.check(parse, ctx, f"{key}[{i}]", item) for i, item in enumerate(raw)]
     seen: set[str] = set()
-    for i, item in enumerate(items):
+    for i, item in enumerate(parsed):
+        if item is None:
+            continue
         if item.name in seen:
-            raise ctx.fail(f"{key}[{i}].name", f"duplicate name {item.name!r}")
+            ctx.problems.append(ctx.fail(f"{key}[{i}].name", f"duplicate name {item.name!r}"))
         seen.add(item.name)
-    return items
+    return tuple(item for item in parsed if item is not None)
 
 
 def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_regular(p, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise ManifestError(str(path), "", "file not found") from None
+    except IsADirectoryError:
+        raise ManifestError(str(path), "", "is a directory, expected a TOML file") from None
+    except ValueError as e:
+        raise ManifestError(str(path), "", str(e).removeprefix(f"{p} ")) from None
     except OSError as e:
         raise ManifestError(str(path), "", f"cannot read: {e.strerror or e}") from None
     try:

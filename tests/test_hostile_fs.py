@@ -50,7 +50,7 @@ def test_full_build_writes_only_under_its_output_directory(tmp_path: Path) -> No
     assert (out / "site" / "models" / "tiny-bert" / "L1" / "H3" / "index.html").is_file()
     assert {name: snapshot(d) for name, d in places.items()} == before
     assert before["tmp"] == {} and before["home"] == {}
-    assert sorted(p.name for p in out.iterdir()) == ["cache", "site"]
+    assert sorted(p.name for p in out.iterdir()) == [".atlas-build.json", ".atlas.lock", "cache", "site"]
 
 
 HOSTILE = {

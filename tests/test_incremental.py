@@ -162,8 +162,8 @@ def test_stage_keys_follow_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "stage" / "a.py").write_text("x = 1\n")
     monkeypatch.setattr(cache, "PACKAGE_DIR", tmp_path)
     before = cache.code_hash("stage")
-    assert cache.stage_key("s", {"a": 1}, before) == cache.stage_key("s", {"a": 1}, cache.code_hash("stage"))
+    assert cache.stage_key("s", {"a": 1, "code": before}) == cache.stage_key("s", {"a": 1, "code": cache.code_hash("stage")})
     (tmp_path / "stage" / "a.py").write_text("x = 2\n")
     after = cache.code_hash("stage")
     assert after != before
-    assert cache.stage_key("s", {"a": 1}, before) != cache.stage_key("s", {"a": 1}, after)
+    assert cache.stage_key("s", {"a": 1, "code": before}) != cache.stage_key("s", {"a": 1, "code": after})

@@ -9,6 +9,7 @@ directory or ``.gguf`` file (relative to the manifest's directory), else a hub i
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib.metadata
 import os
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import SourceError
+from ..fingerprint import DigestMemo, hub_revision, path_digest
 from ..manifest import ModelSpec, is_path_like
 from ..packages import package_dir
 from . import hook, onnx_import
@@ -115,6 +117,24 @@ def resolve(source: str, base_dir: Path, gguf_file: str = "", revision: str = "m
     return _Resolved(source, gguf_file, revision, hub=True)
 
 
+def source_digest(source: str, base_dir: Path, memo: DigestMemo, gguf_file: str = "", revision: str = "main") -> str:
+    """Digest of the files a model or tokenizer source loads: an installed package's or local folder's files, a
+    local file, or for a hub id the cached commit of its revision ("" for random: models, whose config is in the
+    manifest). Reads no weights into torch."""
+    if source.startswith("random:"):
+        return ""
+    if source.startswith("package:"):
+        return memo.tree(package_dir(source[len("package:"):], source), source)
+    if is_path_like(source) or source.endswith(".onnx") or Path(source).expanduser().is_absolute() \
+            or (base_dir / source).exists():
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not path.exists():
+            raise SourceError(source, f"no such file or directory: {path}")
+        return path_digest(path, source, memo)
+    return f"hub:{hub_revision(source, revision) or revision}"
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
         os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes")
@@ -165,6 +185,15 @@ def _load_processor(res: _Resolved, source: str) -> Any:
         return None
 
 
+def unknown_model_type(model_type: str) -> str:
+    """One line for an unknown ``random:`` model type, with the closest known names."""
+    from transformers import CONFIG_MAPPING
+
+    close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING.keys()), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else " (see transformers' CONFIG_MAPPING for the names)"
+    return f"unknown model type {model_type!r}{hint}"
+
+
 def _build_random(spec: ModelSpec, base_dir: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
     from transformers import AutoConfig, AutoModel
     model_type = spec.source[len("random:"):]
@@ -172,10 +201,13 @@ def _build_random(spec: ModelSpec, base_dir: Path, dtype: torch.dtype) -> tuple[
     cfg = spec.config_dict()
     if tokenizer is not None and "vocab_size" not in cfg:
         cfg["vocab_size"] = len(tokenizer)
+    from transformers import CONFIG_MAPPING
+    if model_type not in CONFIG_MAPPING:
+        raise SourceError(spec.source, unknown_model_type(model_type))
     try:
         config = AutoConfig.for_model(model_type, **cfg)
-    except ValueError as e:
-        raise SourceError(spec.source, f"unknown model type {model_type!r}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise SourceError(spec.source, f"invalid config: {str(e).splitlines()[0][:200]}") from None
     torch.manual_seed(spec.seed)
     try:
         model = AutoModel.from_config(config, dtype=dtype)

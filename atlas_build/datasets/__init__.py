@@ -7,7 +7,10 @@ budget is reached, so the order *is* the seeded sample.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
+import os
+import stat
 import json
 import random
 import re
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InputError, SourceError
+from ..fingerprint import DigestMemo, path_digest
+from ..fsutil import read_regular
 from ..manifest import DatasetSpec
 from ..packages import package_dir
 
@@ -59,13 +64,15 @@ def resolve_path(source: str, base_dir: Path) -> Path:
 
 def _read_text(path: Path, source: str) -> str:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise SourceError(source, f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB")
-        data = path.read_bytes()
+        data = read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise SourceError(source, f"file not found: {path}") from None
     except IsADirectoryError:
         raise SourceError(source, f"{path} is a directory, expected a file") from None
+    except ValueError as e:
+        raise SourceError(source, str(e)) from None
+    except OSError as e:
+        raise SourceError(source, f"cannot read {path}: {e.strerror or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -161,6 +168,50 @@ def load_sentences(spec: DatasetSpec, base_dir: Path) -> list[Sentence]:
     if spec.source != "inline":
         random.Random(spec.seed).shuffle(pool)
     return [Sentence(i, s) for i, s in enumerate(pool[: spec.max_sentences])]
+
+
+def check_source(spec: DatasetSpec, base_dir: Path) -> None:
+    """The dataset's file or folder exists and has the right kind (regular file, folder), without reading it."""
+    from .images import IMAGE_SOURCES
+
+    if spec.source == "inline":
+        return
+    if spec.source.startswith("hf:"):
+        if importlib.util.find_spec("datasets") is None:
+            raise SourceError(spec.source, "the `datasets` package is not installed (pip install datasets)")
+        return
+    if spec.kind == "images" and all(p in IMAGE_SOURCES for p in spec.source.split("+")):
+        return
+    path = resolve_path(spec.source, base_dir)
+    try:
+        st = path.stat()
+    except OSError:
+        raise SourceError(spec.source, f"no such folder: {path}" if spec.kind == "images"
+                          else f"file not found: {path}") from None
+    if spec.kind == "images":
+        if not stat.S_ISDIR(st.st_mode):
+            raise SourceError(spec.source, f"{path} is not a folder")
+    elif stat.S_ISDIR(st.st_mode):
+        raise SourceError(spec.source, f"{path} is a directory, expected a file")
+    elif not stat.S_ISREG(st.st_mode):
+        raise SourceError(spec.source, f"{path} is not a regular file")
+    elif st.st_size > MAX_FILE_BYTES:
+        raise SourceError(spec.source, f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    elif not os.access(path, os.R_OK):
+        raise SourceError(spec.source, f"{path} is not readable")
+
+
+def dataset_digest(spec: DatasetSpec, base_dir: Path, memo: DigestMemo) -> str:
+    """Digest of the files a dataset reads ("" for inline sentences, hub datasets and built-in image catalogues,
+    whose content the manifest entry, the library versions and the code already pin)."""
+    from .images import IMAGE_SOURCES
+
+    check_source(spec, base_dir)
+    if spec.source == "inline" or spec.source.startswith("hf:"):
+        return ""
+    if spec.kind == "images" and all(p in IMAGE_SOURCES for p in spec.source.split("+")):
+        return ""
+    return path_digest(resolve_path(spec.source, base_dir), spec.source, memo)
 
 
 def dataset_info(spec: DatasetSpec) -> DatasetInfo:

@@ -1,4 +1,8 @@
-"""Orchestrates the stages for every model of a manifest, reusing cached units, and publishes the site atomically."""
+"""Orchestrates the stages for every model of a manifest, reusing cached units, and publishes the site atomically.
+
+Each cached unit's key names its inputs: the manifest entries, the upstream unit's key, the digests of the data and
+model files it reads, the versions of the libraries that compute it, and the code of its stages. A changed input
+recomputes exactly the units it feeds, and the log says which input changed."""
 
 from __future__ import annotations
 
@@ -16,14 +20,18 @@ import numpy as np
 
 from ..cache import StageCache, code_hash, confine_caches, stage_key
 from ..capture import CaptureResult, capture, capture_images, load_capture, load_model, read_layer
-from ..datasets import dataset_info, load_sentences
+from ..capture.sources import source_digest
+from ..datasets import dataset_digest, dataset_info, load_sentences
 from ..datasets.images import load_images
 from ..datasets.repeats import repeat_cap_mask
 from ..executor import make_executor
+from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 from ..normalize import HeadSample
+from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
 from ..project import ProjectionParams, align_sequence
 from ..site import build_site
+from ..validate import resolve_sources
 from .export_model import export_model
 from .heads import HeadResult, HeadTask, add_related, run_head
 
@@ -70,47 +78,69 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     """
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
-    out = Path(out_dir).resolve()
-    cache = StageCache(out / "cache")
-    staging = out / ".staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    report = BuildReport(site_dir=out / "site")
-    exported = []
-    executor = make_executor(jobs=jobs, scheduler=scheduler or manifest.build.scheduler or None)
-    finished = False
-    try:
-        for spec in manifest.models:
-            cap = _capture_stage(manifest, spec, cache, report, force, progress, device, log)
-            has_point = _point_mask(cap, manifest.dataset(spec.dataset))
-            results = _heads_stage(manifest, spec, cap, has_point, cache, report, force, progress, executor, log)
-            data_dir = staging / "docs" / "data" / spec.name
-            exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
-            log(f"[{spec.name}] exported {len(results)} heads")
-        finished = True
-    finally:
-        executor.close(abort=not finished)
-    build_site(manifest, exported, staging, out / "site")
-    shutil.rmtree(staging, ignore_errors=True)
+    resolve_sources(manifest)  # every unresolvable source at once, before anything is written
+    with claim(Path(out_dir)) as out:
+        cache = StageCache(out / CACHE)
+        memo = DigestMemo(cache.root / "_digests.json")
+        staging = out / STAGING
+        if staging.exists():
+            shutil.rmtree(staging)
+        report = BuildReport(site_dir=out / SITE)
+        exported = []
+        executor = make_executor(jobs=jobs, scheduler=scheduler or manifest.build.scheduler or None)
+        finished = False
+        try:
+            for spec in manifest.models:
+                cap, cap_key = _capture_stage(manifest, spec, cache, memo, report, force, progress, device, log)
+                has_point = _point_mask(cap, manifest.dataset(spec.dataset))
+                results = _heads_stage(manifest, spec, cap, cap_key, has_point, cache, report, force, progress,
+                                       executor, log)
+                data_dir = staging / "docs" / "data" / spec.name
+                exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
+                log(f"[{spec.name}] exported {len(results)} heads")
+            finished = True
+        finally:
+            executor.close(abort=not finished)
+            memo.save()
+        build_site(manifest, exported, staging, out / NEW_SITE)
+        publish(out)
+        shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - start
     log(f"site written to {report.site_dir} ({len(report.reused)} units reused, {len(report.rebuilt)} rebuilt, "
         f"{report.seconds:.1f} s)")
     return report
 
 
-def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, report: BuildReport, force: bool,
-                   progress: bool, device: str | None, log: Log) -> CaptureResult:
+def capture_inputs(manifest: Manifest, spec: ModelSpec, memo: DigestMemo) -> dict:
+    """The named inputs of a model's capture unit."""
     data = manifest.dataset(spec.dataset)
-    # The Zipf cap only picks which tokens get points (heads stage): it does not change what the model computes.
-    key = stage_key("capture", spec, replace(data, max_token_repeats=0), manifest.build.batch_size, manifest.build.capture_dtype,
-                    code_hash("capture", "datasets"))
+    base = manifest.base_dir
+    return {
+        "model entry": spec,
+        # The Zipf cap only picks which tokens get points (heads stage): it does not change what the model computes.
+        "dataset entry": replace(data, max_token_repeats=0),
+        "dataset files": dataset_digest(data, base, memo),
+        "model files": source_digest(spec.source, base, memo, spec.gguf_file, spec.revision),
+        "tokenizer files": source_digest(spec.tokenizer, base, memo) if spec.tokenizer else "",
+        "batching": [manifest.build.batch_size, manifest.build.capture_dtype],
+        "libraries": library_versions("capture"),
+        "code": code_hash("capture", "datasets"),
+    }
+
+
+def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo: DigestMemo, report: BuildReport,
+                   force: bool, progress: bool, device: str | None, log: Log) -> tuple[CaptureResult, str]:
+    data = manifest.dataset(spec.dataset)
+    inputs = capture_inputs(manifest, spec, memo)
+    key = stage_key("capture", inputs)
     unit = cache.unit_dir(spec.name, "capture", key)
     name = f"{spec.name}/capture"
     if cache.is_done(unit) and not force:
         log(f"[{spec.name}] capture: reused ({key})")
         report.reused.append(name)
-        return load_capture(unit)
-    log(f"[{spec.name}] capture: loading {spec.source}")
+        return load_capture(unit), key
+    reason = "--force" if force else cache.why(spec.name, "capture", key, inputs)
+    log(f"[{spec.name}] capture: computing ({reason}); loading {spec.source}")
     build = manifest.build
     confine_caches(cache.root)
     if data.kind == "images":
@@ -118,6 +148,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         with _library_bars(progress):
             loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
         cache.resumable(unit, force)
+        cache.record_inputs(unit, inputs)
         result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
                                 dtype=build.capture_dtype, progress=progress)
         unit_name = "images"
@@ -126,6 +157,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
         with _library_bars(progress):
             loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
         cache.resumable(unit, force)
+        cache.record_inputs(unit, inputs)
         result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
                          batch_size=build.batch_size, dtype=build.capture_dtype, progress=progress)
         unit_name = "sentences"
@@ -135,7 +167,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, repor
     log(f"[{spec.name}] capture: {len(result.tokens.token_id)} tokens from "
         f"{len(np.unique(result.tokens.sentence_id))} {unit_name} "
         f"({result.batches_reused} of {result.batches_total} batches reused)")
-    return result
+    return result, key
 
 
 def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
@@ -144,17 +176,22 @@ def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
     return repeat_cap_mask(tok.vocab_id, 0 if tok.is_image else data.max_token_repeats)
 
 
-def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, has_point: np.ndarray, cache: StageCache,
-                 report: BuildReport, force: bool, progress: bool, executor, log: Log) -> list[HeadResult]:
+def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_key: str, has_point: np.ndarray,
+                 cache: StageCache, report: BuildReport, force: bool, progress: bool, executor,
+                 log: Log) -> list[HeadResult]:
     p = manifest.projections
     params = ProjectionParams(metric=p.metric, tsne_perplexity=p.tsne_perplexity,
                               umap_n_neighbors=p.umap_n_neighbors, umap_min_dist=p.umap_min_dist,
                               seed=manifest.build.seed)
-    cap_key = cap.directory.name.split("-", 1)[1]
-    key = stage_key("heads", cap_key, p, manifest.build.seed, manifest.dataset(spec.dataset).max_token_repeats,
-                    code_hash("normalize", "project", "metrics", "pipeline/heads.py"))
+    inputs = {"capture": cap_key, "projections": p, "seed": manifest.build.seed,
+              "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
+              "libraries": library_versions("heads"),
+              "code": code_hash("normalize", "project", "metrics", "pipeline/heads.py")}
+    key = stage_key("heads", inputs)
     unit = cache.unit_dir(spec.name, "heads", key)
-    unit.mkdir(parents=True, exist_ok=True)
+    if force or not cache.is_done(unit):
+        log(f"[{spec.name}] heads: computing ({'--force' if force else cache.why(spec.name, 'heads', key, inputs)})")
+    cache.record_inputs(unit, inputs)
     facts = cap.facts
     results: dict[tuple[int, int], HeadResult] = {}
     todo_layers = []
@@ -196,6 +233,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, has_po
             results[(res.layer, res.head)] = res
             report.rebuilt.append(f"{spec.name}/L{res.layer}H{res.head}")
         log(f"[{spec.name}] heads: layer {layer} done")
+    cache.mark_done(unit)
     cache.prune(spec.name, "heads", key)
     ordered = [results[k] for k in sorted(results)]
     return add_related(_align_sequence(ordered))

@@ -1,0 +1,154 @@
+"""`atlas validate`: every problem of a manifest, whether its files and model sources resolve (no weights are
+loaded), and an estimate of what a build of it will cost."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .datasets import check_source
+from .errors import InputError, ManifestError
+from .manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
+
+#: Measured CPU-seconds per layout for one head of 10k points (benchmarks/bench_projections.py, 2-core machine;
+#: 3D t-SNE from the Barnes-Hut runs of docs/reference/projections.md). Other sizes scale as n·log n.
+LAYOUT_SECONDS_10K = {"pca-2d": 0.02, "pca-3d": 0.03, "tsne-2d": 6.8, "tsne-3d": 180.0, "umap-2d": 5.2,
+                      "umap-3d": 7.0}
+HEAD_OVERHEAD_SECONDS_10K = 1.5  # normalisation, scores and trust measures of one head
+CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
+LARGE_HEAD_POINTS = 100_000
+
+
+@dataclass
+class Validation:
+    problems: list[str] = field(default_factory=list)
+    estimate: list[str] = field(default_factory=list)
+
+
+def validate(path: str | Path) -> Validation:
+    """Check a manifest fully; the problems are one line each, naming the key or source at fault."""
+    result = Validation()
+    try:
+        manifest = load_manifest(path)
+        configs = resolve_sources(manifest)
+    except ManifestError as e:
+        result.problems = [str(p) for p in e.problems]
+        return result
+    result.estimate = estimate(manifest, configs)
+    return result
+
+
+def resolve_sources(manifest: Manifest) -> dict[str, Any]:
+    """Check that every dataset and model source resolves, without loading weights; returns each model's config
+    (None where unknown before loading). Raises one ManifestError listing every source that does not resolve."""
+    problems: list[ManifestError] = []
+
+    def collect(key: str, check: Callable[[], Any]) -> Any:
+        try:
+            return check()
+        except InputError as e:
+            problems.append(ManifestError(str(manifest.path), key, str(e)))
+            return None
+
+    for i, d in enumerate(manifest.datasets):
+        collect(f"datasets[{i}].source", lambda: check_source(d, manifest.base_dir))
+    configs = {}
+    for i, m in enumerate(manifest.models):
+        configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir))
+        if m.tokenizer:
+            collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir))
+    if problems:
+        raise ManifestError.collect(problems)
+    return configs
+
+
+def model_config(spec: ModelSpec, base_dir: Path) -> Any:
+    """The model's transformers config, read without weights (None for an ONNX import, whose shape is read at
+    load); SourceError when the source does not resolve."""
+    from transformers import AutoConfig, CONFIG_MAPPING
+
+    from .capture import onnx_import
+    from .capture.sources import _from_pretrained, resolve, unknown_model_type
+    from .errors import SourceError
+
+    if spec.source.startswith("random:"):
+        model_type = spec.source[len("random:"):]
+        if model_type not in CONFIG_MAPPING:
+            raise SourceError(spec.source, unknown_model_type(model_type))
+        try:
+            return AutoConfig.for_model(model_type, **spec.config_dict())
+        except (ValueError, TypeError) as e:
+            raise SourceError(spec.source, f"invalid config: {str(e).splitlines()[0][:200]}") from None
+    if onnx_import.resolve_onnx(spec.source, base_dir) is not None:
+        return None
+    return _from_pretrained(spec.source, resolve(spec.source, base_dir, spec.gguf_file, spec.revision), AutoConfig)
+
+
+def check_tokenizer(spec: ModelSpec, base_dir: Path) -> None:
+    from .capture.sources import resolve
+
+    resolve(spec.tokenizer, base_dir, tokenizer=True)
+
+
+def _heads(config: Any) -> tuple[int, int, int] | None:
+    """(layers, query heads, hidden size) from a config, or None."""
+    from .capture.facts import text_config
+
+    c = text_config(config)
+    layers, heads, hidden = (getattr(c, a, None) for a in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    return (layers, heads, hidden) if all(isinstance(v, int) for v in (layers, heads, hidden)) else None
+
+
+def _points(manifest: Manifest, spec: ModelSpec, config: Any) -> int:
+    data = manifest.dataset(spec.dataset)
+    if data.kind != "images":
+        if data.source == "inline":  # a known text: about 1.5 tokens a word plus two special tokens a sentence
+            return 2 * min(data.max_tokens, sum(int(1.5 * len(s.split())) + 2 for s in data.sentences))
+        return 2 * data.max_tokens
+    patch = getattr(config, "patch_size", 14) if config is not None else 14
+    per_image = (data.image_size // patch) ** 2 + 1
+    count = len(data.images) if data.images else data.max_images
+    return 2 * per_image * min(count, data.max_images)
+
+
+def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
+    """Estimated CPU-seconds of one head's per-head work at ``points`` points."""
+    scale = points * math.log(max(points, 2)) / (10_000 * math.log(10_000))
+    return scale * (HEAD_OVERHEAD_SECONDS_10K + sum(LAYOUT_SECONDS_10K[name] for name in layouts))
+
+
+def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
+    """What a build of the manifest will do, one line per model and a total (upper bounds: the token budgets)."""
+    lines = []
+    total = 0.0
+    layouts = manifest.projections.layouts
+    for spec in manifest.models:
+        config = configs.get(spec.name)
+        shape = _heads(config) if config is not None else None
+        points = _points(manifest, spec, config)
+        if shape is None:
+            lines.append(f"{spec.name}: up to {points:,} points per head; head count known once the model loads")
+            continue
+        layers, heads, hidden = shape
+        per_head = head_seconds(points, layouts)
+        capture = 2 * 12 * layers * hidden**2 * (points // 2) / CAPTURE_FLOPS
+        seconds = capture + layers * heads * per_head
+        total += seconds
+        lines.append(f"{spec.name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
+                     f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head)")
+        if points > LARGE_HEAD_POINTS:
+            lines.append(f"  warning: {points:,} points per head is large: t-SNE and UMAP time grows faster than "
+                         f"the point count, and heads over {manifest.export.tile_threshold:,} points get tile pyramids")
+    lines.append(f"total: about {_duration(total)} of CPU time (divide by --jobs for wall time); estimates from "
+                 "the benchmarks of a 2-core machine")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
