@@ -35,6 +35,11 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def round6(v: float) -> float:
+    """The precision every stored score and measure keeps: 6 significant digits."""
+    return float(f"{float(v):.6g}")
+
+
 def write_json(path: Path, obj: Any) -> None:
     write_bytes(path, (dumps_json(obj) + "\n").encode("utf-8"))
 

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from .errors import ManifestError
 from .fsutil import read_regular
+from .project.layouts import LAYOUT_NAMES as LAYOUTS
+from .project.layouts import METRICS
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -22,8 +24,6 @@ RANDOM_RE = re.compile(r"^random:[a-z0-9_]+$")
 # Config keys that name a count or a size (num_hidden_layers, hidden_size, head_dim, ...): positive integers.
 COUNT_KEY_RE = re.compile(r"^(num|n)_|_(size|dim|heads|layers|embeddings|positions)$")
 URL_RE = re.compile(r"^https?://[^\s\"'<>`\\]+$")
-LAYOUT_METHODS = ("pca", "tsne", "umap")
-LAYOUTS = tuple(f"{m}-{d}d" for m in LAYOUT_METHODS for d in (2, 3))
 MAX_TOKEN_BUDGET = 2_000_000
 MAX_MANIFEST_BYTES = 16 * 2**20
 TEXT_FORMATS = ("auto", "text", "jsonl", "csv", "json")
@@ -313,7 +313,7 @@ def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
 def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
     spec = {
         "layouts": lambda k, v: _layouts(ctx, k, v),
-        "metric": lambda k, v: _str(ctx, k, v, choices=("cosine", "euclidean")),
+        "metric": lambda k, v: _str(ctx, k, v, choices=METRICS),
         "tsne_perplexity": lambda k, v: _float(ctx, k, v, 2.0, 500.0),
         "umap_n_neighbors": lambda k, v: _int(ctx, k, v, 2, 500),
         "umap_min_dist": lambda k, v: _float(ctx, k, v, 0.0, 1.0),

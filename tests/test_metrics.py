@@ -13,6 +13,7 @@ from atlas_build.metrics import (
     related_heads, signature_plan, similarity_matrix, trust_scores,
 )
 from atlas_build.normalize import HeadSample, normalize
+from atlas_build.normalize.joint import JointSet
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reference" / "head-labels.md"
 
@@ -238,8 +239,9 @@ def _circle_head(n_sent=20, length=15, seed=0):
 
 def test_trust_perfect_layout_beats_random():
     sample, perfect = _circle_head()
-    good = trust_scores(sample, sample.q, sample.k, perfect)
-    bad = trust_scores(sample, sample.q, sample.k, np.random.default_rng(1).normal(size=perfect.shape))
+    good = trust_scores(sample, JointSet.of(sample.q, sample.k), perfect, metric="cosine")
+    bad = trust_scores(sample, JointSet.of(sample.q, sample.k), np.random.default_rng(1).normal(size=perfect.shape),
+                       metric="cosine")
     assert good["spearman_layout_dot"] == pytest.approx(-1.0)
     assert abs(bad["spearman_layout_dot"]) < 0.15
     assert good["trustworthiness"] > 0.99 and good["trustworthiness"] > bad["trustworthiness"] + 0.3
@@ -255,8 +257,8 @@ def test_trust_pca_of_low_rank_normalized_head():
     x = np.concatenate([qn, kn])
     xc = x - x.mean(0)
     pca = xc @ np.linalg.svd(xc, full_matrices=False)[2][:3].T   # rank 3 → 3-D PCA is exact
-    good = trust_scores(sample, qn, kn, pca, metric="euclidean", sample_size=500)
-    bad = trust_scores(sample, qn, kn, rng.normal(size=pca.shape), metric="euclidean", sample_size=500)
+    good = trust_scores(sample, JointSet.of(qn, kn), pca, metric="euclidean", sample_size=500)
+    bad = trust_scores(sample, JointSet.of(qn, kn), rng.normal(size=pca.shape), metric="euclidean", sample_size=500)
     assert good["trustworthiness"] == pytest.approx(1.0, abs=1e-9)
     assert good["trustworthiness"] > bad["trustworthiness"] + 0.3
     assert good["spearman_layout_dot"] < bad["spearman_layout_dot"] - 0.2
@@ -265,10 +267,10 @@ def test_trust_pca_of_low_rank_normalized_head():
 def test_trust_is_seeded_and_validates_shape():
     sample, perfect = _circle_head()
     noisy = perfect + np.random.default_rng(3).normal(scale=0.3, size=perfect.shape)
-    a = trust_scores(sample, sample.q, sample.k, noisy, sample_size=100, seed=4)
-    assert a == trust_scores(sample, sample.q, sample.k, noisy, sample_size=100, seed=4)
+    a = trust_scores(sample, JointSet.of(sample.q, sample.k), noisy, metric="cosine", sample_size=100, seed=4)
+    assert a == trust_scores(sample, JointSet.of(sample.q, sample.k), noisy, metric="cosine", sample_size=100, seed=4)
     with pytest.raises(ValueError):
-        trust_scores(sample, sample.q, sample.k, perfect[:-1])
+        trust_scores(sample, JointSet.of(sample.q, sample.k), perfect[:-1], metric="cosine")
 
 
 def _model_heads(lengths, causal, seed=0):

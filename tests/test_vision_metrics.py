@@ -10,7 +10,7 @@ import pytest
 from atlas_build.datasets.patches import patch_columns
 from atlas_build.datasets.probes import make_probe, probe_params
 from atlas_build.metrics.vision import (PatchAttributes, attention_distance, capture_patch_attributes,
-                                        circular_difference, head_vision, layout_sorting, mean_attention_distance,
+                                        circular_difference, head_vision, layout_sorting,
                                         neighbour_agreement, patch_means, token_attributes)
 
 GRID = (3, 4)
@@ -131,19 +131,11 @@ def test_attention_one_row_down_has_distance_one_and_prefix_is_dropped() -> None
     for i in range(PREFIX, n):
         r = row[i] + 1 if row[i] + 1 < GRID[0] else row[i] - 1
         a[i, PREFIX + r * GRID[1] + col[i]] = 0.5
-    assert mean_attention_distance([(a, row, col)]) == pytest.approx(1.0)
+    total, count = attention_distance(a, row, col)
+    assert total / count == pytest.approx(1.0)
     diag = np.zeros((n, n))
     diag[PREFIX, PREFIX + GRID[1] + 1] = 1.0  # (0, 0) -> (1, 1)
     assert attention_distance(diag, row, col) == pytest.approx((np.sqrt(2), 1))
-
-
-def test_mean_attention_distance_pools_query_patches() -> None:
-    row, col = _grid_tokens()
-    n = len(row)
-    uniform = np.full((n, n), 1 / n)
-    s, c = attention_distance(uniform, row, col)
-    both = mean_attention_distance([(np.eye(n), row, col), (uniform, row, col)])
-    assert both == pytest.approx(s / (2 * c)) and mean_attention_distance([]) is None
 
 
 def test_head_vision_scores_2d_layouts_only() -> None:
@@ -158,8 +150,8 @@ def test_head_vision_scores_2d_layouts_only() -> None:
     ring = _hue_ring(np.nan_to_num(hue), rng)
     joint = np.concatenate([ring, ring])
     layouts = {"umap-2d": joint, "pca-3d": rng.normal(size=(len(joint), 3))}
-    out = head_vision(attrs, layouts, {i: np.eye(len(image_id) // n_img) for i in range(n_img)}, k=5)
-    assert out["attention_distance"] == 0.0
+    out = head_vision(attrs, layouts, k=5)
+    assert "attention_distance" not in out, "the attention distance is the mean_distance score"
     assert list(out["sorting"]) == ["umap-2d"] and list(out["sorting"]["umap-2d"]) == ["hue"]
     expected = layout_sorting(joint, hue, image_id, period=1.0, k=5)
     assert out["sorting"]["umap-2d"]["hue"] == pytest.approx(expected, rel=1e-5) and expected > 0.8

@@ -1,5 +1,6 @@
 """Export stage: the schema-versioned files under data/<model>/ that the site reads, and a reader for them."""
 
+from .colours import colour_manifest
 from .paths import HEAD_FILES, head_path
 from .reader import (HeadCoords, Points, read_attention, read_coords, read_head, read_head_detail, read_json,
                      read_manifest, read_norms, read_points, read_table, read_topk)
@@ -10,8 +11,8 @@ from .writer import (attention_blob, coords_table, norms_table, point_ids, quant
 
 __all__ = [
     "HEAD_FILES", "KEY_COLOUR", "QUERY_COLOUR", "HeadCoords", "Points", "SentenceAttention", "attention_blob",
-    "coords_table", "head_path", "norms_table", "patch_aggregate", "point_ids", "quantize", "read_attention",
-    "read_coords", "read_head", "read_head_detail", "read_json", "read_manifest", "read_norms", "read_points",
-    "read_table", "read_topk", "relative_aggregate", "thumbnail_png", "tokens_table", "top_targets", "topk_table",
-    "write_attention", "write_manifest", "write_table", "write_thumbnail",
+    "colour_manifest", "coords_table", "head_path", "norms_table", "patch_aggregate", "point_ids", "quantize",
+    "read_attention", "read_coords", "read_head", "read_head_detail", "read_json", "read_manifest", "read_norms",
+    "read_points", "read_table", "read_topk", "relative_aggregate", "thumbnail_png", "tokens_table", "top_targets",
+    "topk_table", "write_attention", "write_manifest", "write_table", "write_thumbnail",
 ]

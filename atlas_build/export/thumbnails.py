@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import write_bytes
+from .colours import KEY as KEY_COLOUR
+from .colours import QUERY as QUERY_COLOUR
+from .colours import hex_rgb
 
-QUERY_COLOUR = "#1b9e77"
-KEY_COLOUR = "#e7298a"
 MIN_ALPHA = 110
 SPREAD_BELOW = 0.12
 PALETTE = 256
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
-    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], np.float64)
+    return np.array(hex_rgb(hex_colour), np.float64)
 
 
 def aggregate(coords: np.ndarray, is_key: np.ndarray, size: int, extent: tuple[float, float, float, float]

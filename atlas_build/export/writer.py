@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from .. import SCHEMA_VERSION
 from ..fsutil import atomic_path, write_bytes, write_json
+from ..normalize.joint import point_ids
 from .paths import HEAD_FILES, head_path
 
 QMAX = 65535
@@ -72,14 +73,6 @@ def dictionary_text(text: Sequence[str]) -> pa.DictionaryArray:
     kind = pa.int8() if len(codes) <= 2**7 else pa.int16() if len(codes) <= 2**15 else pa.int32()
     return pa.DictionaryArray.from_arrays(pa.array(idx.astype(kind.to_pandas_dtype()), kind),
                                           pa.array(list(codes), pa.string()))
-
-
-def point_ids(has_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Point ids per token (-1: no point): queries 0..m-1 then keys m..2m-1, both in token order."""
-    mask = np.asarray(has_point, bool)
-    rank = np.cumsum(mask) - 1
-    m = int(mask.sum())
-    return np.where(mask, rank, -1), np.where(mask, rank + m, -1)
 
 
 def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray, text: Sequence[str],

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..fsutil import round6
+
 __all__ = ["SIGNATURE_ENTRIES", "SIGNATURE_SENTENCES", "TOP_RELATED", "SignaturePlan", "attention_signature",
            "head_similarity", "related_heads", "signature_plan", "similarity_matrix"]
 
@@ -109,10 +111,6 @@ def head_similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(similarity_matrix([sig_a, sig_b])[0, 1])
 
 
-def _round6(v: float) -> float:
-    return float(f"{v:.6g}")
-
-
 def related_heads(heads: Sequence[tuple[int, int]], signatures: Sequence[np.ndarray | None],
                   top: int = TOP_RELATED) -> list[list[dict]]:
     """For each (layer, head), its `top` most similar other heads as {"layer", "head", "similarity"}.
@@ -128,6 +126,6 @@ def related_heads(heads: Sequence[tuple[int, int]], signatures: Sequence[np.ndar
     sim = similarity_matrix([signatures[i] for i in use])
     out: list[list[dict]] = [[] for _ in heads]
     for a, i in enumerate(use):
-        cands = [(-_round6(sim[a, b]), heads[j]) for b, j in enumerate(use) if b != a and np.isfinite(sim[a, b])]
+        cands = [(-round6(sim[a, b]), heads[j]) for b, j in enumerate(use) if b != a and np.isfinite(sim[a, b])]
         out[i] = [{"layer": int(lh[0]), "head": int(lh[1]), "similarity": 0.0 - neg} for neg, lh in sorted(cands)[:top]]
     return out

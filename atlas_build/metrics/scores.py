@@ -31,13 +31,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..normalize import HeadSample
+from .registry import SCORE_NAMES, ordered
 from .vision import attention_distance
 
 __all__ = ["head_scores", "attention_scores", "concentration", "SCORE_NAMES"]
-
-SCORE_NAMES = ("first_token", "previous_token", "self", "same_token", "mean_distance", "locality", "entropy",
-               "position_concentration", "token_concentration", "positional_vs_semantic", "wq_wk_correlation",
-               "value_norm")
 
 
 def _vocab_by_sentence(sample: HeadSample, tokens_vocab: np.ndarray) -> dict[int, dict[int, int]]:
@@ -197,4 +194,4 @@ def head_scores(sample: HeadSample, attention: Mapping[int, np.ndarray], *, v_no
         out["wq_wk_correlation"] = _weight_corr(w_q, w_k)
     if v_norms is not None and np.size(v_norms):
         out["value_norm"] = float(np.mean(np.asarray(v_norms, np.float64)))
-    return {k: out[k] for k in SCORE_NAMES if k in out}
+    return ordered(out)

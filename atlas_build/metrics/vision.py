@@ -24,12 +24,13 @@ from each query patch to the key patches, with CLS/register tokens dropped on bo
 re-normalised over the patch keys.
 
 `head_vision` gives a head's full ``vision`` record (per 2D layout); `vision_metrics` its flat summary
-(``patch_distance``, ``<attribute>_sorting`` = mean over the layouts) for the head's ``metrics``.
+(``<attribute>_sorting`` = mean over the layouts) for the head's ``metrics``. Both are computed with the head's
+other scores (`pipeline.heads.run_head`); the attention distance is the ``mean_distance`` score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,13 +38,15 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..datasets.patches import patch_grid
+from ..fsutil import round6
+from ..normalize.joint import halves
 from ..datasets.probes import probe_params
 
 if TYPE_CHECKING:
     from ..capture.store import CaptureResult
 
 __all__ = ["VISION_ATTRIBUTES", "PatchAttributes", "patch_means", "token_attributes", "circular_difference",
-           "neighbour_agreement", "layout_sorting", "attention_distance", "mean_attention_distance", "head_vision",
+           "neighbour_agreement", "layout_sorting", "attention_distance", "head_vision",
            "vision_metrics", "sorting_metric", "capture_patch_attributes"]
 
 VISION_ATTRIBUTES = ("hue", "brightness", "grating_frequency", "grating_angle")
@@ -172,8 +175,7 @@ def layout_sorting(coords: np.ndarray, values: np.ndarray, groups: np.ndarray, *
     n = len(values)
     if len(coords) != 2 * n:
         raise ValueError(f"a joint [Q; K] layout of {n} tokens has {2 * n} rows, got {len(coords)}")
-    scores = [neighbour_agreement(coords[half * n:(half + 1) * n], values, groups, k=k, period=period, seed=seed)
-              for half in (0, 1)]
+    scores = [neighbour_agreement(part, values, groups, k=k, period=period, seed=seed) for part in halves(coords)]
     found = [s for s in scores if s is not None]
     return float(np.mean(found)) if found else None
 
@@ -191,34 +193,18 @@ def attention_distance(attention: np.ndarray, patch_row: np.ndarray,
     return float(((a * dist).sum(axis=1)[ok] / total[ok]).sum()), int(ok.sum())
 
 
-def mean_attention_distance(blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float | None:
-    """Mean `attention_distance` over every query patch of (attention, patch_row, patch_col) blocks."""
-    total, count = 0.0, 0
-    for attention, row, col in blocks:
-        s, c = attention_distance(attention, row, col)
-        total, count = total + s, count + c
-    return total / count if count else None
-
-
-def _g6(v: float) -> float:
-    return float(f"{v:.6g}")
-
-
-def head_vision(attrs: PatchAttributes, layouts: Mapping[str, np.ndarray], attention: Mapping[int, np.ndarray], *,
-                k: int = NEIGHBOURS, seed: int = 0) -> dict:
-    """A head's ``{"attention_distance": d, "sorting": {layout: {attribute: score}}}`` (2D layouts only; keys
-    that cannot be computed are omitted). ``attention`` maps image id → the head's [n, n] attention."""
+def head_vision(attrs: PatchAttributes, layouts: Mapping[str, np.ndarray], *, k: int = NEIGHBOURS,
+                seed: int = 0) -> dict:
+    """A head's ``{"sorting": {layout: {attribute: score}}}`` (2D layouts only; keys that cannot be computed are
+    omitted). Its attention distance is the ``mean_distance`` score."""
     out: dict = {}
-    dist = mean_attention_distance((attention[i], *attrs.grids[i]) for i in sorted(attention) if i in attrs.grids)
-    if dist is not None:
-        out["attention_distance"] = _g6(dist)
     sorting = {}
     for name, coords in sorted(layouts.items()):
         if coords.shape[1] != 2:
             continue
         scores = {a: layout_sorting(coords, attrs.values[a], attrs.image_id, period=PERIODS[a], k=k, seed=seed)
                   for a in VISION_ATTRIBUTES if a in attrs.values}
-        scores = {a: _g6(s) for a, s in scores.items() if s is not None}
+        scores = {a: round6(s) for a, s in scores.items() if s is not None}
         if scores:
             sorting[name] = scores
     if sorting:
@@ -227,15 +213,13 @@ def head_vision(attrs: PatchAttributes, layouts: Mapping[str, np.ndarray], atten
 
 
 def vision_metrics(vision: Mapping) -> dict[str, float]:
-    """Flat per-head scores for manifest.json's ``metrics`` (sortable in the matrix view): ``patch_distance``
-    (the attention distance) and ``<attribute>_sorting`` (the sorting score's mean over the 2D layouts)."""
+    """Flat per-head scores for the head's ``metrics`` (sortable in the matrix view): ``<attribute>_sorting``, the
+    sorting score's mean over the 2D layouts."""
     out = {}
-    if "attention_distance" in vision:
-        out["patch_distance"] = float(vision["attention_distance"])
     for a in VISION_ATTRIBUTES:
         found = [scores[a] for scores in vision.get("sorting", {}).values() if a in scores]
         if found:
-            out[sorting_metric(a)] = _g6(float(np.mean(found)))
+            out[sorting_metric(a)] = round6(float(np.mean(found)))
     return out
 
 

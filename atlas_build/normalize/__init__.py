@@ -38,6 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from ..fsutil import round6
+from ..project.layouts import METRICS
+
 __all__ = [
     "C_MAX",
     "C_MIN",
@@ -48,6 +51,7 @@ __all__ = [
     "apply_normalization",
     "normalize",
     "same_sentence_pairs",
+    "sample_pairs",
     "weighted_corr",
 ]
 
@@ -56,7 +60,6 @@ PAIR_SEED = 0        #: seed of that subsample
 C_MIN, C_MAX = 1.0 / 16.0, 16.0
 _GRID_LOG2 = np.arange(-4.0, 4.0 + 1e-9, 0.25)  # includes 0 → c = 1
 _EPS = 1e-12
-METRICS = ("cosine", "euclidean")  #: layout metrics accepted (recorded; the c objective does not depend on it)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,7 @@ class Normalization:
 
 
 def _round6(v: float) -> float:
-    v = float(v)
-    return float(f"{v:.6g}") if np.isfinite(v) else 0.0
+    return round6(v) if np.isfinite(v) else 0.0
 
 
 def same_sentence_pairs(sentence_id: np.ndarray, position: np.ndarray, causal: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -213,10 +215,14 @@ def _objective(dist: np.ndarray, dot: np.ndarray, metric: str = "euclidean") -> 
     return weighted_corr(-dist, dot, w)
 
 
-def _sample_pairs(sample: HeadSample, max_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_pairs(sample: HeadSample, max_pairs: int = MAX_PAIRS,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The head's same-sentence (query, key) pairs (causal: key position ≤ query position), a seeded subsample of
+    ``max_pairs`` when there are more (``rng``, default seeded with `PAIR_SEED`)."""
     qi, kj = same_sentence_pairs(sample.sentence_id, sample.position, sample.causal)
     if qi.size > max_pairs:
-        sel = np.sort(np.random.default_rng(PAIR_SEED).choice(qi.size, size=max_pairs, replace=False))
+        rng = np.random.default_rng(PAIR_SEED) if rng is None else rng
+        sel = np.sort(rng.choice(qi.size, size=max_pairs, replace=False))
         qi, kj = qi[sel], kj[sel]
     return qi, kj
 
@@ -244,7 +250,7 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
     if len(sample.sentence_id) != q.shape[0] or len(sample.position) != q.shape[0]:
         raise ValueError("sentence_id and position must have one entry per token")
     out_dtype = np.result_type(np.asarray(sample.q).dtype, np.float32)
-    qi, kj = _sample_pairs(sample, max_pairs)
+    qi, kj = sample_pairs(sample, max_pairs)
     geo = _PairGeometry(q, k, qi, kj)
     dot = geo.qk
 

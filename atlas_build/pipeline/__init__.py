@@ -27,6 +27,7 @@ from ..datasets.repeats import repeat_cap_mask
 from ..executor import make_executor
 from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
+from ..metrics.vision import capture_patch_attributes
 from ..normalize import HeadSample
 from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
 from ..project import ProjectionParams, align_sequence
@@ -180,9 +181,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
                  cache: StageCache, report: BuildReport, force: bool, progress: bool, executor,
                  log: Log) -> list[HeadResult]:
     p = manifest.projections
-    params = ProjectionParams(metric=p.metric, tsne_perplexity=p.tsne_perplexity,
-                              umap_n_neighbors=p.umap_n_neighbors, umap_min_dist=p.umap_min_dist,
-                              seed=manifest.build.seed)
+    params = ProjectionParams.from_spec(p, seed=manifest.build.seed)
     inputs = {"capture": cap_key, "projections": p, "seed": manifest.build.seed,
               "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
               "libraries": library_versions("heads"),
@@ -211,6 +210,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
     vocab = None if tok.is_image else tok.vocab_id
     points = None if has_point.all() else np.flatnonzero(has_point)
     grid = np.stack([tok.patch_row, tok.patch_col], axis=1).astype(np.int16) if tok.is_image else None
+    patches = capture_patch_attributes(cap) if todo_layers else None  # None for text models
     for layer in todo_layers:
         lc = read_layer(cap.directory, layer)
         attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
@@ -225,7 +225,8 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
             tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
                                   vocab, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params,
                                   w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv], points=points, grid=grid))
+                                  w_k=None if weights is None else weights[1][kv], points=points, grid=grid,
+                                  patches=patches))
         for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)

@@ -12,11 +12,13 @@ from ..capture import CaptureResult, read_layer
 from ..capture.store import read_meta
 from ..datasets import dataset_info
 from ..datasets.images import dataset_license
-from ..export import SentenceAttention, head_path, point_ids, tokens_table, write_manifest, write_table
+from ..export import SentenceAttention, colour_manifest, head_path, tokens_table, write_manifest, write_table
 from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
-from ..metrics.vision import capture_patch_attributes, head_vision, vision_metrics
+from ..metrics.registry import for_model
+from ..normalize.joint import is_key as key_mask
+from ..normalize.joint import point_ids
 from .heads import HeadResult
 
 
@@ -66,7 +68,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
                                                         tok.patch_row, tok.patch_col, piece=tok.piece))
     images = _export_images(cap, data_dir)
     num_points = 2 * int(has_point.sum())
-    is_key = np.arange(num_points) >= num_points // 2
+    is_key = key_mask(num_points)
     token_ids = sentence_token_ids(tok.token_id, tok.sentence_id, tok.position)
     opts = HeadFileOptions(causal=facts.causal, thumbnail_size=manifest.export.thumbnail_size,
                            tile_threshold=manifest.export.tile_threshold,
@@ -77,7 +79,6 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
     heads_meta = []
-    vision = capture_patch_attributes(cap)  # None for text models
     for layer, layer_results in sorted(by_layer.items()):
         lc = read_layer(cap.directory, layer)
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
@@ -91,11 +92,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
                 "norm": res.normalization,
                 "metrics": res.metrics, "label": res.label, "trust": res.trust, "related": res.related,
             })
-            if vision is not None:
-                rec = heads_meta[-1]
-                rec["vision"] = head_vision(vision, res.layouts, {sid: attn[sid][res.head] for sid, _, _ in blocks},
-                                            seed=manifest.build.seed)
-                rec["metrics"] = {**rec["metrics"], **vision_metrics(rec["vision"])}
+            if facts.input_kind == "image":
+                heads_meta[-1]["vision"] = res.vision
     data = manifest.dataset(spec.dataset)
     info = dataset_info(data)
     dataset = {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
@@ -119,6 +117,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         "model": model,
         "dataset": dataset,
         "layouts": list(manifest.projections.layouts),
+        "scores": for_model(facts.input_kind),
+        "colours": colour_manifest(),
         "points": {"count": num_points},
         "thumbnails": {"layouts": [n for n in manifest.projections.layouts if n.endswith("-2d")],
                        "size": manifest.export.thumbnail_size},

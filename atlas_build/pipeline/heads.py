@@ -1,4 +1,5 @@
-"""The per-head unit of work: normalize → project → metrics. Pure: arrays in, arrays and numbers out."""
+"""The per-head unit of work: normalize → project → metrics (every score, vision ones included). Pure: arrays in,
+arrays and numbers out."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import numpy as np
 
 from ..fsutil import atomic_path, write_json
 from ..metrics import attention_signature, head_scores, label_head, related_heads, signature_plan, trust_scores
+from ..metrics.registry import ordered, rounded
+from ..metrics.vision import PatchAttributes, head_vision, vision_metrics
 from ..normalize import HeadSample, normalize
+from ..normalize.joint import JointSet
 from ..project import ProjectionParams, project
 
 
@@ -29,6 +33,7 @@ class HeadTask:
     w_k: np.ndarray | None = None  # [d, D] its key head's key projection rows
     points: np.ndarray | None = None  # token rows that carry query/key points (Zipf cap); None: every token
     grid: np.ndarray | None = None  # [N, 2] patch (row, column) per token of an image model, -1 for prefix tokens
+    patches: PatchAttributes | None = None  # image models: probe attributes per token (vision scores)
 
 
 @dataclass
@@ -43,6 +48,7 @@ class HeadResult:
     label: str
     trust: dict[str, dict[str, float]] = field(default_factory=dict)
     signature: np.ndarray | None = None  #: attention signature (metrics.related); None in results saved without one
+    vision: dict = field(default_factory=dict)  #: image models: sorting scores per 2D layout (metrics.vision)
     related: list[dict] = field(default_factory=list)  #: filled per model by `add_related`, not stored
 
     def save(self, path: Path) -> None:
@@ -56,7 +62,8 @@ class HeadResult:
                     np.save(fh, arr)
         write_json(path / "result.json", {
             "layer": self.layer, "head": self.head, "kv_head": self.kv_head, "layouts": sorted(self.layouts),
-            "normalization": self.normalization, "metrics": self.metrics, "label": self.label, "trust": self.trust})
+            "normalization": self.normalization, "metrics": self.metrics, "label": self.label, "trust": self.trust,
+            "vision": self.vision})
 
     @classmethod
     def load(cls, path: Path) -> "HeadResult":
@@ -65,11 +72,7 @@ class HeadResult:
         sig = path / "signature.npy"
         return cls(meta["layer"], meta["head"], meta["kv_head"], layouts, np.load(path / "norms.npy"),
                    meta["normalization"], meta["metrics"], meta["label"], meta["trust"],
-                   np.load(sig) if sig.exists() else None)
-
-
-def _round(d: dict[str, float]) -> dict[str, float]:
-    return {k: float(f"{v:.6g}") for k, v in sorted(d.items()) if v is not None and np.isfinite(v)}
+                   np.load(sig) if sig.exists() else None, meta.get("vision", {}))
 
 
 def _subset(s: HeadSample, rows: np.ndarray) -> HeadSample:
@@ -82,15 +85,18 @@ def run_head(task: HeadTask) -> HeadResult:
     s = task.sample
     ps = s if task.points is None else _subset(s, task.points)  # the points; scores still see every token
     qn, kn, norm = normalize(ps, metric=task.params.metric)
-    joint = np.concatenate([qn, kn]).astype(np.float32)
-    layouts = project(joint, task.layouts, task.params)
-    norms = np.concatenate([np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)]).astype(np.float32)
+    joint = JointSet.of(qn, kn, task.points)
+    layouts = project(joint.x.astype(np.float32), task.layouts, task.params)
+    norms = JointSet.of(np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)).x.astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k, grid=task.grid)
-    trust = {name: _round(trust_scores(ps, qn, kn, coords)) for name, coords in layouts.items()}
+    vision = {} if task.patches is None else head_vision(task.patches, layouts, seed=task.params.seed)
+    metrics = ordered({**metrics, **vision_metrics(vision)})
+    trust = {name: rounded(trust_scores(ps, joint, coords, metric=task.params.metric))
+             for name, coords in layouts.items()}
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
-    return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), _round(metrics),
-                      label_head(metrics), trust, attention_signature(task.attention, plan))
+    return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
+                      label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision)
 
 
 def add_related(results: list[HeadResult]) -> list[HeadResult]:

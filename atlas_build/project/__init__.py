@@ -10,19 +10,18 @@ thread count. With `reference` (the adjacent head's layouts), each layout is Pro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import methods
 from .align import align
-from .knn import KnnGraph, exact_knn, prepare
+from .knn import prepare
+from .layouts import LAYOUT_NAMES, LAYOUTS, METRICS, MIN_GRAPH_POINTS, Layout, Shared
 
-__all__ = ["LAYOUTS", "ProjectionParams", "align", "align_sequence", "parse_layout", "project", "warm_up", "KnnGraph"]
-
-LAYOUTS: tuple[str, ...] = ("pca-2d", "pca-3d", "tsne-2d", "tsne-3d", "umap-2d", "umap-3d")
-_MIN_POINTS = 8  # below this t-SNE/UMAP are meaningless: they fall back to PCA coordinates
+__all__ = ["LAYOUTS", "LAYOUT_NAMES", "METRICS", "Layout", "ProjectionParams", "align", "align_sequence",
+           "parse_layout", "project", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,18 @@ class ProjectionParams:
     umap_negative_sample_rate: int = 8
     warm_start: bool = False
 
+    @classmethod
+    def from_spec(cls, spec: Any, seed: int) -> "ProjectionParams":
+        """The parameters a manifest's `[projections]` table sets (fields of the same name), with the build seed."""
+        names = {f.name for f in fields(cls)}
+        return cls(seed=seed, **{f.name: getattr(spec, f.name) for f in fields(spec) if f.name in names})
+
 
 def parse_layout(layout: str) -> tuple[str, int]:
     """'tsne-2d' -> ('tsne', 2); raises ValueError for an unknown id."""
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    method, dims = layout.split("-")
-    return method, int(dims[0])
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUT_NAMES)}")
+    return LAYOUTS[layout].method, LAYOUTS[layout].dims
 
 
 def project(
@@ -94,35 +98,21 @@ def project(
         if lay in parsed and np.shape(ref) != (n, parsed[lay][1]):
             raise ValueError(f"reference[{lay!r}] has shape {np.shape(ref)}, expected {(n, parsed[lay][1])}")
     with threadpool_limits(limits=1, user_api="blas"):
+        from . import methods
+
         xp = prepare(x, params.metric)
-        base = methods.pca_basis(xp, 3)
-        need_graph = n >= _MIN_POINTS and any(m != "pca" for m, _ in parsed.values())
-        graph = p = fuzzy = None
-        if need_graph:
-            k = max(int(3 * params.tsne_perplexity), params.umap_n_neighbors)
-            graph = exact_knn(xp, k, params.metric)
+        shared = Shared(xp, params, methods.pca_basis(xp, 3), threads)
         out: dict[str, np.ndarray] = {}
-        for lay, (method, dims) in parsed.items():
-            init = base[:, :dims]
+        for lay in parsed:
+            layout = LAYOUTS[lay]
+            init = shared.basis[:, :layout.dims]
             ref = reference.get(lay)
             if params.warm_start and ref is not None:
                 init = np.asarray(ref, dtype=np.float64)
-            if method == "pca" or graph is None:
-                emb = base[:, :dims]
-            elif method == "tsne":
-                if p is None:
-                    p = methods.tsne_affinities(graph, params.tsne_perplexity)
-                emb = methods.tsne_layout(
-                    p, init, seed=params.seed, early_iter=params.tsne_early_iter, n_iter=params.tsne_iter,
-                    exaggeration=params.tsne_exaggeration, dof=params.tsne_dof, threads=threads,
-                )
+            if layout.needs_graph and n < MIN_GRAPH_POINTS:
+                emb = shared.basis[:, :layout.dims]
             else:
-                if fuzzy is None:
-                    fuzzy = methods.umap_graph(graph, params.umap_n_neighbors)
-                emb = methods.umap_layout(
-                    fuzzy, init, seed=params.seed, min_dist=params.umap_min_dist, n_epochs=params.umap_n_epochs,
-                    learning_rate=params.umap_learning_rate, negative_sample_rate=params.umap_negative_sample_rate,
-                )
+                emb = layout.compute(shared, init, layout.dims)
             out[lay] = align(emb, ref) if ref is not None else np.ascontiguousarray(emb, dtype=np.float32)
     return out
 

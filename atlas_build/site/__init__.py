@@ -56,7 +56,7 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
             page = head_page(m.name, m.title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url))
             _write_text(docs / "models" / m.name / f"L{h['layer']}" / f"H{h['head']}.md", page)
         nav_models.append({html_text(m.title): f"models/{m.name}/index.md"})
-    _write_text(docs / "findings.md", findings_page(ctx_models))
+    _write_text(docs / "findings.md", findings_page([m.manifest for m in models]))
     return [{"Home": "index.md"}, {"Models": nav_models}, {"Findings": "findings.md"}, {"How to read": "about.md"}]
 
 

@@ -48,7 +48,7 @@ def _f(v: float, digits: int = 3) -> str:
 
 
 def findings_page(models: Sequence[Mapping]) -> str:
-    """Markdown for every model: `models` are dicts with `name`, `title` and the exported manifest keys."""
+    """Markdown for every model, from the models' exported manifest.json documents."""
     out = ["# Findings", "",
            "Every number on this page is measured by the build from the exported `manifest.json` files and set "
            "beside the value the AttentionViz paper reports for the closest model family.", ""]
@@ -56,7 +56,7 @@ def findings_page(models: Sequence[Mapping]) -> str:
         s = model_summary(m)
         family = "decoder" if m["model"]["causal"] else "encoder"
         ref = PAPER[family]
-        name, title = m["name"], md_text(m["title"])
+        name, title = m["model"]["name"], md_text(m["model"]["title"])
         out += [f"## {title}", "",
                 "| measure | this atlas | paper |", "|---|---|---|",
                 f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | "

@@ -40,8 +40,8 @@ def distance_by_layer(manifest: Mapping) -> dict[int, tuple[float, float, float]
     """layer → (mean, min, max) attention distance over its heads, in patch-grid units."""
     by_layer: dict[int, list[float]] = defaultdict(list)
     for h in manifest["heads"]:
-        if "patch_distance" in h.get("metrics", {}):
-            by_layer[h["layer"]].append(h["metrics"]["patch_distance"])
+        if "mean_distance" in h.get("metrics", {}):
+            by_layer[h["layer"]].append(h["metrics"]["mean_distance"])
     return {layer: (fmean(v), min(v), max(v)) for layer, v in sorted(by_layer.items())}
 
 
@@ -64,7 +64,7 @@ def vision_section(model: Mapping) -> list[str]:
     """Markdown lines for one image model (nothing for a model without ``vision`` entries)."""
     if not any("vision" in h for h in model["heads"]):
         return []
-    name, layouts = model["name"], _layouts(model)
+    name, layouts = model["model"]["name"], _layouts(model)
     out = ["### Heads that sort probe patches", "",
            "Sorting score per 2D layout: 1 − mean |Δattribute| between each query (key) patch point and its "
            f"{NEIGHBOURS} nearest layout neighbours from *other* probe images ÷ the same over random pairs "
@@ -82,7 +82,7 @@ def vision_section(model: Mapping) -> list[str]:
         out += ["", "### Attention distance by layer", "",
                 "Attention-weighted mean distance from each query patch to the key patches, in patch-grid units "
                 "([CLS]/register tokens dropped, rows re-normalised), over the heads of each layer "
-                "(the `patch_distance` metric).", "",
+                "(the `mean_distance` score).", "",
                 "| layer | mean distance | min over heads | max over heads |", "|---|---|---|---|"]
         out += [f"| {layer} | {_f(m, 2)} | {_f(lo, 2)} | {_f(hi, 2)} |" for layer, (m, lo, hi) in distance.items()]
     best = best_wq_wk(model)

@@ -7,8 +7,10 @@ import io
 import numpy as np
 from PIL import Image
 
-QUERY_RGB = (0x1B, 0x9E, 0x77)
-KEY_RGB = (0xE7, 0x29, 0x8A)
+from atlas_build.export.colours import KEY, QUERY, hex_rgb
+
+QUERY_RGB = hex_rgb(QUERY)
+KEY_RGB = hex_rgb(KEY)
 VIEW = ".atlas-view"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
 VERSION = 3
@@ -160,4 +161,4 @@ def manifest(model: dict, dataset: dict, layouts: list[str], n_tokens: int, n_po
     return {"schema_version": version, "model": model, "dataset": dataset, "layouts": layouts,
             "tokens": {"file": "tokens.arrow", "count": n_tokens}, "points": {"count": n_points}, "files": FILES,
             "thumbnails": {"layouts": [name for name in layouts if name.endswith("-2d")], "size": 48},
-            "heads": [h.summary() for h in heads], **extra}
+            "heads": [h.summary() for h in heads], "colours": colour_manifest(), **extra}

@@ -146,7 +146,7 @@ def test_matrix_view_sorts_heads_by_vision_scores(vision_site, tab):
     page = tab.page
     page.goto(f"{url}models/{model_dir.name}/")
     page.wait_for_function("document.querySelector('.atlas-view').dataset.loaded === 'true'")
-    for metric in ("hue_sorting", "grating_angle_sorting", "patch_distance"):
+    for metric in ("hue_sorting", "grating_angle_sorting", "mean_distance"):
         page.locator("select[aria-label='sort heads']").select_option(f"{metric}:desc")
         best = max(manifest["heads"], key=lambda h: (h["metrics"][metric], -h["layer"], -h["head"]))
         first = page.locator(".atlas-matrix-cell:not([hidden])").first

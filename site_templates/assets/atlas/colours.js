@@ -1,48 +1,46 @@
-// Colour encodings of points. Every encoding returns packed RGB per point plus a legend description.
+// Colour encodings of points. Each encoding is one entry of ENCODINGS: its id and label, the models it applies to
+// ("text", "image" or "both"), what it needs loaded first ("norms", "pixels"), `fill` (writes every point's RGB and
+// returns what the legend shows) and `legend`. The colours come from manifest.json's `colours`, written from
+// atlas_build/export/colours.py, the one place they are defined.
 
+import { AtlasDataError } from "./fetch.js";
 import { normalizeToken } from "./token-text.js";
 
-export const QUERY = [0x1b, 0x9e, 0x77];
-export const KEY = [0xe7, 0x29, 0x8a];
+const HEX = /^#[0-9a-f]{6}$/i;
+const PUNCT_RE = /^[\p{P}\p{S}]+$/u;
+const PREFIX = "[CLS] / register tokens";
+const HUES = [0, 1, 2, 3, 4, 5, 6].map((k) => hueColour(k / 6));
 
-export const ENCODINGS = [
-  { id: "qk", label: "query / key" },
-  { id: "position", label: "position (normalized)" },
-  { id: "mod5", label: "position mod 5" },
-  { id: "norm", label: "norm" },
-  { id: "frequency", label: "token frequency" },
-  { id: "length", label: "sentence length" },
-  { id: "punct", label: "punctuation" },
-];
-
-export const IMAGE_ENCODINGS = [
-  { id: "qk", label: "query / key" },
-  { id: "patch-row", label: "patch row" },
-  { id: "patch-col", label: "patch column" },
-  { id: "hue", label: "mean hue" },
-  { id: "brightness", label: "mean brightness" },
-  { id: "pixels", label: "patch pixels" },
-  { id: "position", label: "position (normalized)" },
-  { id: "norm", label: "norm" },
-];
-
-// Encodings that need the images' pixels (loaded on demand).
-export const PIXEL_ENCODINGS = new Set(["hue", "brightness", "pixels"]);
-
-export function encodingsFor(isImage) {
-  return isImage ? IMAGE_ENCODINGS : ENCODINGS;
+function rgbOf(value, name) {
+  if (typeof value !== "string" || !HEX.test(value)) throw new AtlasDataError(`manifest.json: colours.${name} is not a #rrggbb colour`);
+  return [1, 3, 5].map((i) => parseInt(value.slice(i, i + 2), 16));
 }
 
-const QUERY_RAMP = [[0xc7, 0xe9, 0xc0], [0x41, 0xab, 0x5d], [0x00, 0x44, 0x1b]];
-const KEY_RAMP = [[0xfc, 0xc5, 0xe0], [0xdd, 0x34, 0x97], [0x49, 0x00, 0x6a]];
-const VIRIDIS = [[0x44, 0x01, 0x54], [0x3b, 0x52, 0x8b], [0x21, 0x91, 0x8c], [0x5e, 0xc9, 0x62], [0xfd, 0xe7, 0x25]];
-const MOD5 = [[0x1b, 0x9e, 0x77], [0xd9, 0x5f, 0x02], [0x75, 0x70, 0xb3], [0xe7, 0x29, 0x8a], [0x66, 0xa6, 0x1e]];
-const PLASMA = [[0x0d, 0x08, 0x87], [0x7e, 0x03, 0xa8], [0xcc, 0x47, 0x78], [0xf8, 0x95, 0x40], [0xf0, 0xf9, 0x21]];
-const GREYS = [[0x18, 0x18, 0x18], [0xe8, 0xe8, 0xe8]];
-const HUES = [0, 1, 2, 3, 4, 5, 6].map((k) => hueColour(k / 6));
-const PUNCT = [0xe6, 0xab, 0x02];
-const OTHER = [0x9e, 0x9e, 0x9e];
-const PUNCT_RE = /^[\p{P}\p{S}]+$/u;
+function stopsOf(value, name, count = 0) {
+  if (!Array.isArray(value) || value.length < 2 || (count && value.length !== count)) {
+    throw new AtlasDataError(`manifest.json: colours.${name} is not a list of ${count || "at least 2"} colours`);
+  }
+  return value.map((v, k) => rgbOf(v, `${name}[${k}]`));
+}
+
+// manifest.json's `colours` as RGB triples (ramps as lists of them); a missing or malformed entry is an error.
+export function paletteOf(manifest) {
+  const c = manifest.colours;
+  if (!c || typeof c !== "object") throw new AtlasDataError("manifest.json has no colours: rebuild the site");
+  return {
+    query: rgbOf(c.query, "query"), key: rgbOf(c.key, "key"),
+    punctuation: rgbOf(c.punctuation, "punctuation"), other: rgbOf(c.other, "other"),
+    queryRamp: stopsOf(c.query_ramp, "query_ramp"), keyRamp: stopsOf(c.key_ramp, "key_ramp"),
+    viridis: stopsOf(c.viridis, "viridis"), plasma: stopsOf(c.plasma, "plasma"), greys: stopsOf(c.greys, "greys"),
+    mod5: stopsOf(c.mod5, "mod5", 5),
+  };
+}
+
+// The query and key colours as atlas.css's --atlas-query / --atlas-key, set on a view's root at mount.
+export function setCssColours(root, palette) {
+  root.style.setProperty("--atlas-query", hex(palette.query));
+  root.style.setProperty("--atlas-key", hex(palette.key));
+}
 
 export function ramp(stops, t) {
   const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (stops.length - 1);
@@ -84,74 +82,126 @@ export function hueColour(h) {
   return [f(5), f(3), f(1)];
 }
 
-// Patch encodings; features (from images.js) is needed for hue, brightness and pixels.
-function colourPatches(encoding, attrs, features, put) {
-  const { n, isKey, patchRow, patchCol, tokenRow } = attrs;
-  const none = [["[CLS] / register tokens", OTHER]];
-  if (encoding === "patch-row" || encoding === "patch-col") {
-    const values = encoding === "patch-row" ? patchRow : patchCol;
-    let max = 1;
-    for (let i = 0; i < n; i++) max = Math.max(max, values[i]);
-    const stops = encoding === "patch-row" ? PLASMA : VIRIDIS;
-    for (let i = 0; i < n; i++) put(i, values[i] < 0 ? OTHER : ramp(stops, values[i] / max));
-    const [from, to] = encoding === "patch-row" ? ["top row", "bottom row"] : ["left column", "right column"];
-    return { gradients: [["", stops]], from, to, swatches: none };
-  }
-  if (!features) {
-    for (let i = 0; i < n; i++) put(i, OTHER);
-    return { note: "loading the images…" };
-  }
-  for (let i = 0; i < n; i++) {
-    const t = tokenRow[i];
-    if (encoding === "pixels") {
-      put(i, patchRow[i] < 0 ? (isKey[i] ? KEY : QUERY) : features.meanRgb.subarray(3 * t, 3 * t + 3));
-    } else {
-      const v = encoding === "hue" ? features.hue[t] : features.brightness[t];
-      put(i, Number.isNaN(v) ? OTHER : encoding === "hue" ? hueColour(v) : ramp(GREYS, v));
-    }
-  }
-  if (encoding === "pixels") return { swatches: [["query frame", QUERY], ["key frame", KEY]], note: "each patch drawn with its own pixels (its mean colour in the matrix thumbnails)" };
-  if (encoding === "hue") return { gradients: [["", HUES]], from: "0°", to: "360°", swatches: [["grey / not a patch", OTHER]] };
-  return { gradients: [["", GREYS]], from: "dark", to: "bright", swatches: none };
-}
-
-// attrs: { n, isKey, position, length, norm, text, frequency, patchRow, patchCol, tokenRow } — per point, in
-// drawing order; features: per-token patch features of image models (or null).
-export function colourPoints(encoding, attrs, features = null) {
-  const { n, isKey } = attrs;
-  const out = new Uint8Array(n * 3);
-  const put = (i, rgb) => out.set(rgb, i * 3);
-  let legend;
-  if (encoding.startsWith("patch-") || PIXEL_ENCODINGS.has(encoding)) {
-    legend = colourPatches(encoding, attrs, features, put);
-  } else if (encoding === "position") {
-    for (let i = 0; i < n; i++) {
-      const t = attrs.length[i] > 1 ? attrs.position[i] / (attrs.length[i] - 1) : 0;
-      put(i, ramp(isKey[i] ? KEY_RAMP : QUERY_RAMP, t));
-    }
-    legend = { gradients: [["queries", QUERY_RAMP], ["keys", KEY_RAMP]], from: "first", to: "last" };
-  } else if (encoding === "mod5") {
-    for (let i = 0; i < n; i++) put(i, shade(MOD5[attrs.position[i] % 5], isKey[i] ? 1.35 : 0.8));
-    legend = { swatches: MOD5.map((c, k) => [`position ≡ ${k} (mod 5)`, c]), note: "queries darker, keys lighter" };
-  } else if (encoding === "norm" || encoding === "frequency" || encoding === "length") {
-    const values = encoding === "norm" ? attrs.norm : encoding === "length" ? attrs.length : attrs.frequency;
-    const [lo, hi] = extent(encoding === "frequency" ? values.map((v) => Math.log(v)) : values);
-    for (let i = 0; i < n; i++) {
-      const v = encoding === "frequency" ? Math.log(values[i]) : values[i];
-      put(i, ramp(VIRIDIS, (v - lo) / (hi - lo)));
-    }
-    const shown = encoding === "frequency" ? [Math.exp(lo), Math.exp(hi)] : [lo, hi];
-    legend = { gradients: [["", VIRIDIS]], from: formatNumber(shown[0]), to: formatNumber(shown[1]) };
-  } else if (encoding === "punct") {
-    for (let i = 0; i < n; i++) put(i, shade(isPunctuation(attrs.text[i]) ? PUNCT : OTHER, isKey[i] ? 1.25 : 0.85));
-    legend = { swatches: [["punctuation", PUNCT], ["other", OTHER]], note: "queries darker, keys lighter" };
-  } else {
-    for (let i = 0; i < n; i++) put(i, isKey[i] ? KEY : QUERY);
-    legend = { swatches: [["query", QUERY], ["key", KEY]] };
-  }
-  return { rgb: out, legend };
-}
-
 function formatNumber(v) {
   return Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2);
+}
+
+const each = (p, put, colour) => {
+  for (let i = 0; i < p.n; i++) put(i, colour(i));
+};
+
+// A patch coordinate on a ramp (0 … its largest value); CLS/register tokens (−1) in the `other` colour.
+function patchRamp(values, p, put, stops, other) {
+  let max = 1;
+  for (let i = 0; i < p.n; i++) max = Math.max(max, values[i]);
+  each(p, put, (i) => (values[i] < 0 ? other : ramp(stops, values[i] / max)));
+}
+
+// Values (or their logarithms) on viridis between their extremes; returns the extremes.
+function sequential(values, p, put, c, log = false) {
+  const [lo, hi] = extent(log ? values.map((v) => Math.log(v)) : values);
+  each(p, put, (i) => ramp(c.viridis, ((log ? Math.log(values[i]) : values[i]) - lo) / (hi - lo)));
+  return log ? [Math.exp(lo), Math.exp(hi)] : [lo, hi];
+}
+
+const rangeLegend = (c, [lo, hi]) => ({ gradients: [["", c.viridis]], from: formatNumber(lo), to: formatNumber(hi) });
+const kinds = "queries darker, keys lighter";
+
+// p: per point, in drawing order — n, isKey, position, length, norm, text, frequency, patchRow, patchCol, tokenRow;
+// c: paletteOf(manifest); f: per-token patch features of image models (images.js), for needs "pixels".
+export const ENCODINGS = [
+  {
+    id: "qk", label: "query / key", applies: "both", pictured: true,
+    fill: (p, put, c) => each(p, put, (i) => (p.isKey[i] ? c.key : c.query)),
+    legend: (c) => ({ swatches: [["query", c.query], ["key", c.key]] }),
+  },
+  {
+    id: "patch-row", label: "patch row", applies: "image",
+    fill: (p, put, c) => patchRamp(p.patchRow, p, put, c.plasma, c.other),
+    legend: (c) => ({ gradients: [["", c.plasma]], from: "top row", to: "bottom row", swatches: [[PREFIX, c.other]] }),
+  },
+  {
+    id: "patch-col", label: "patch column", applies: "image",
+    fill: (p, put, c) => patchRamp(p.patchCol, p, put, c.viridis, c.other),
+    legend: (c) => ({ gradients: [["", c.viridis]], from: "left column", to: "right column", swatches: [[PREFIX, c.other]] }),
+  },
+  {
+    id: "hue", label: "mean hue", applies: "image", needs: "pixels",
+    fill: (p, put, c, f) => each(p, put, (i) => (Number.isNaN(f.hue[p.tokenRow[i]]) ? c.other : hueColour(f.hue[p.tokenRow[i]]))),
+    legend: (c) => ({ gradients: [["", HUES]], from: "0°", to: "360°", swatches: [["grey / not a patch", c.other]] }),
+  },
+  {
+    id: "brightness", label: "mean brightness", applies: "image", needs: "pixels",
+    fill: (p, put, c, f) => each(p, put, (i) => {
+      const v = f.brightness[p.tokenRow[i]];
+      return Number.isNaN(v) ? c.other : ramp(c.greys, v);
+    }),
+    legend: (c) => ({ gradients: [["", c.greys]], from: "dark", to: "bright", swatches: [[PREFIX, c.other]] }),
+  },
+  {
+    // The head view draws each patch as a sprite of its pixels framed in its query/key colour.
+    id: "pixels", label: "patch pixels", applies: "image", needs: "pixels", sprites: true,
+    fill: (p, put, c, f) => each(p, put, (i) => {
+      const t = p.tokenRow[i];
+      return p.patchRow[i] < 0 ? (p.isKey[i] ? c.key : c.query) : f.meanRgb.subarray(3 * t, 3 * t + 3);
+    }),
+    legend: (c) => ({ swatches: [["query frame", c.query], ["key frame", c.key]],
+      note: "each patch drawn with its own pixels (its mean colour in the matrix thumbnails)" }),
+  },
+  {
+    id: "position", label: "position (normalized)", applies: "both",
+    fill: (p, put, c) => each(p, put, (i) => {
+      const t = p.length[i] > 1 ? p.position[i] / (p.length[i] - 1) : 0;
+      return ramp(p.isKey[i] ? c.keyRamp : c.queryRamp, t);
+    }),
+    legend: (c) => ({ gradients: [["queries", c.queryRamp], ["keys", c.keyRamp]], from: "first", to: "last" }),
+  },
+  {
+    id: "mod5", label: "position mod 5", applies: "text",
+    fill: (p, put, c) => each(p, put, (i) => shade(c.mod5[p.position[i] % 5], p.isKey[i] ? 1.35 : 0.8)),
+    legend: (c) => ({ swatches: c.mod5.map((rgb, k) => [`position ≡ ${k} (mod 5)`, rgb]), note: kinds }),
+  },
+  {
+    id: "norm", label: "norm", applies: "both", needs: "norms",
+    fill: (p, put, c) => sequential(p.norm, p, put, c),
+    legend: rangeLegend,
+  },
+  {
+    id: "frequency", label: "token frequency", applies: "text",
+    fill: (p, put, c) => sequential(p.frequency, p, put, c, true),
+    legend: rangeLegend,
+  },
+  {
+    id: "length", label: "sentence length", applies: "text",
+    fill: (p, put, c) => sequential(p.length, p, put, c),
+    legend: rangeLegend,
+  },
+  {
+    id: "punct", label: "punctuation", applies: "text",
+    fill: (p, put, c) => each(p, put, (i) => shade(isPunctuation(p.text[i]) ? c.punctuation : c.other, p.isKey[i] ? 1.25 : 0.85)),
+    legend: (c) => ({ swatches: [["punctuation", c.punctuation], ["other", c.other]], note: kinds }),
+  },
+];
+
+// The encoding the thumbnails and tiles picture.
+export const DEFAULT_ENCODING = ENCODINGS[0].id;
+
+export function encodingsFor(isImage) {
+  return ENCODINGS.filter((e) => e.applies === "both" || e.applies === (isImage ? "image" : "text"));
+}
+
+export function encoding(id) {
+  return ENCODINGS.find((e) => e.id === id) || ENCODINGS[0];
+}
+
+// {rgb: packed RGB per point, legend} of one encoding; a "pixels" encoding without its features yet is all grey.
+export function colourPoints(id, points, palette, features = null) {
+  const enc = encoding(id);
+  const out = new Uint8Array(points.n * 3);
+  const put = (i, rgb) => out.set(rgb, i * 3);
+  if (enc.needs === "pixels" && !features) {
+    each(points, put, () => palette.other);
+    return { rgb: out, legend: { note: "loading the images…" } };
+  }
+  return { rgb: out, legend: enc.legend(palette, enc.fill(points, put, palette, features)) };
 }

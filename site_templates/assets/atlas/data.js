@@ -98,11 +98,23 @@ async function readModel(base) {
     throw new AtlasDataError(`${url} names ${points.count} points, manifest.json says ${meta.manifest.points.count}`);
   }
   const model = { ...meta, tokens, points, sentences, tokenRowOf: indexOf(tokens.id), pointRowOf: indexOf(points.id) };
+  // The id of a token row's query or key point (from tokens.arrow's query_point / key_point), or null.
+  model.pointOfToken = (row, isKey) => {
+    const r = points.ofToken[2 * row + (isKey ? 1 : 0)];
+    return r >= 0 ? points.id[r] : null;
+  };
+  // The id of the query or key point at a position of a sentence, or null.
+  model.pointAt = (sid, position, isKey) => {
+    const rows = sentences.get(sid) || [];
+    const row = tokens.position[rows[position]] === position ? rows[position] : rows.find((t) => tokens.position[t] === position);
+    return row === undefined ? null : model.pointOfToken(row, isKey);
+  };
   model.attrs = pointAttributes(model);
   return model;
 }
 
-// Every point named by the tokens, in ascending point id order (the row order of every per-point head file).
+// Every point named by the tokens, in ascending point id order (the row order of every per-point head file);
+// ofToken[2 * tokenRow + isKey] is the row of a token's query / key point (-1: none).
 function readPoints(tt, url) {
   const q = tt.nullable("query_point");
   const k = tt.nullable("key_point");
@@ -113,10 +125,11 @@ function readPoints(tt, url) {
   }
   entries.sort((a, b) => a[0] - b[0]);
   const n = entries.length;
-  const points = { count: n, id: new Uint32Array(n), tokenRow: new Int32Array(n), isKey: new Uint8Array(n) };
+  const points = { count: n, id: new Uint32Array(n), tokenRow: new Int32Array(n), isKey: new Uint8Array(n),
+    ofToken: new Int32Array(2 * tt.rows).fill(-1) };
   entries.forEach(([id, row, key], i) => {
     if (i && entries[i - 1][0] === id) throw new AtlasDataError(`${url} gives point id ${id} to two points`);
-    [points.id[i], points.tokenRow[i], points.isKey[i]] = [id, row, key];
+    [points.id[i], points.tokenRow[i], points.isKey[i], points.ofToken[2 * row + key]] = [id, row, key, i];
   });
   return points;
 }

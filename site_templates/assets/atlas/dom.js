@@ -22,7 +22,7 @@ export function svg(tag, attrs = {}) {
 
 export function select(options, value, label) {
   const node = el("select", { "aria-label": label });
-  for (const opt of options) node.append(el("option", { value: opt.id, text: opt.label }));
+  for (const opt of options) node.append(el("option", { value: opt.id, text: opt.label, title: opt.title }));
   node.value = value;
   return node;
 }

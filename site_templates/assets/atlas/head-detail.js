@@ -1,6 +1,7 @@
 // What the head view shows for a selected point: the attention lines of its sentence (from the head's small top-k
 // file) and the sentence view (text: BertViz lines from the full attention rows, plus the head's aggregate pattern)
 // or the image view (image models, through head-images.js). The full rows load only when a point is selected.
+// It sees the head view only through the context of HeadView.context().
 
 import { loadAggregate, loadAttention, loadTopK } from "./data.js";
 import { showError } from "./dom.js";
@@ -8,10 +9,11 @@ import { SentenceView } from "./sentence-view.js";
 
 export class HeadDetail {
   // images: the head-images.js module for image models (loaded by the view), or null.
-  constructor(view, images = null) {
-    this.view = view;
-    this.images = images ? new images.HeadImages(view) : null;
+  constructor(ctx, images = null) {
+    this.ctx = ctx;
+    this.images = images ? new images.HeadImages(ctx) : null;
     this.shownFor = null;
+    ctx.onChange((id) => this.update(id));
   }
 
   chooser(disposer) {
@@ -19,16 +21,16 @@ export class HeadDetail {
   }
 
   mount(root) {
-    const v = this.view;
     if (this.images) {
       this.root = this.images.mount(root);
       return;
     }
     this.sentence = new SentenceView(root);
-    this.sentence.onClose = () => v.select(null);
+    this.sentence.onClose = () => this.ctx.select(null);
     this.root = this.sentence.root;
   }
 
+  // Patch features when the encoding needs the images' pixels (image models), else null.
   featuresFor(encoding) {
     return this.images ? this.images.featuresFor(encoding) : null;
   }
@@ -37,68 +39,64 @@ export class HeadDetail {
     return this.images.sprite(features);
   }
 
-  preview(row) {
-    return this.images ? this.images.preview(row) : null;
+  preview(pointId) {
+    return this.images ? this.images.preview(pointId) : null;
   }
 
-  // Called on every apply(): opens, keeps or closes the detail for the selected row (-1: none).
-  update(row) {
-    const v = this.view;
-    const pid = row >= 0 ? v.attrs.pointId[row] : null;
-    if (this.images) this.images.syncChooser(row);
-    if (pid === this.shownFor) return;
-    this.shownFor = pid;
-    if (row < 0) {
+  // Opens, keeps or closes the detail for the selected point id (null: none).
+  update(id) {
+    if (this.images) this.images.syncChooser(id);
+    if (id === this.shownFor) return;
+    this.shownFor = id;
+    if (id === null) {
       (this.images || this.sentence).hide();
       return;
     }
-    this.lines(row);
-    if (this.images) this.images.open(row);
-    else this.openSentence(row);
+    const point = this.ctx.pointOf(id);
+    this.lines(point);
+    if (this.images) this.images.open(point);
+    else this.openSentence(point);
   }
 
   // Top-k lines of every query of the selected point's sentence, to the key points of their targets.
-  async lines(row) {
-    const v = this.view;
-    const a = v.attrs;
-    const sid = a.sentence[row];
+  async lines(point) {
+    const { model, layer, head } = this.ctx;
     let topk;
     try {
-      topk = await loadTopK(v.model, v.layer, v.head);
+      topk = await loadTopK(model, layer, head);
     } catch (err) {
-      if (!v.destroyed) showError(this.root, err.message);
+      if (this.ctx.alive()) showError(this.root, err.message);
       return;
     }
-    if (v.destroyed || this.shownFor !== a.pointId[row]) return;
-    const { tokens } = v.model;
+    if (!this.ctx.alive() || this.shownFor !== point.id) return;
+    const sid = point.sentence;
     const lines = [];
-    for (const t of v.model.sentences.get(sid) || []) {
-      const from = v.rowOf.get(`${sid}:${tokens.position[t]}:0`);
-      if (from === undefined) continue;
-      for (const { position, weight } of topk.targets(tokens.id[t])) {
-        const to = v.rowOf.get(`${sid}:${position}:1`);
-        if (to !== undefined) lines.push({ from, to, weight });
+    for (const t of model.sentences.get(sid) || []) {
+      const from = model.pointOfToken(t, false);
+      if (from === null) continue;
+      for (const { position, weight } of topk.targets(model.tokens.id[t])) {
+        const to = model.pointAt(sid, position, true);
+        if (to !== null) lines.push({ from, to, weight });
       }
     }
-    v.setLines(lines);
+    this.ctx.setLines(lines);
   }
 
-  async openSentence(row) {
-    const v = this.view;
-    const a = v.attrs;
-    const sid = a.sentence[row];
-    const { tokens: tt } = v.model;
-    const tokens = (v.model.sentences.get(sid) || []).map((t) => ({ text: tt.text[t], special: !!tt.special[t], position: tt.position[t] }));
+  async openSentence(point) {
+    const { model, layer, head } = this.ctx;
+    const sid = point.sentence;
+    const tt = model.tokens;
+    const tokens = (model.sentences.get(sid) || []).map((t) => ({ text: tt.text[t], special: !!tt.special[t], position: tt.position[t] }));
     let attn = null;
     let aggregate = null;
     try {
-      [attn, aggregate] = await Promise.all([loadAttention(v.model, v.layer, v.head), loadAggregate(v.model, v.layer, v.head)]);
+      [attn, aggregate] = await Promise.all([loadAttention(model, layer, head), loadAggregate(model, layer, head)]);
     } catch (err) {
-      if (!v.destroyed) showError(this.root, err.message);
+      if (this.ctx.alive()) showError(this.root, err.message);
     }
-    if (v.destroyed || this.shownFor !== a.pointId[row]) return;
+    if (!this.ctx.alive() || this.shownFor !== point.id) return;
     const matrix = attn ? attn.matrix(sid) : null;
-    this.sentence.show({ sentenceId: sid, tokens, matrix, focus: { position: a.position[row], isKey: !!a.isKey[row] } });
+    this.sentence.show({ sentenceId: sid, tokens, matrix, focus: { position: point.position, isKey: point.isKey } });
     if (aggregate) this.sentence.showAggregate(aggregate);
   }
 

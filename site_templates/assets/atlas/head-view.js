@@ -4,7 +4,7 @@
 // file, the tokens and the current layout; other layouts, norms and attention load when asked for.
 
 import { AtlasDataError, loadHeadDetail, loadLayout, loadManifest, loadModel, loadNorms, prefetch } from "./data.js";
-import { colourPoints, encodingsFor } from "./colours.js";
+import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setCssColours } from "./colours.js";
 import { Disposer, download, el, hashIsState, isTyping, readHash, select, showError, writeHash } from "./dom.js";
 import { HeadDetail } from "./head-detail.js";
 import { HeadNav } from "./head-nav.js";
@@ -66,17 +66,17 @@ class HeadView {
   build(model, info, layout, coords, images) {
     Object.assign(this, { model, info, imagesModule: images });
     this.attrs = { ...model.attrs, norm: new Float32Array(model.attrs.n) };
-    const a = this.attrs;
-    this.rowOf = new Map();
-    for (let r = 0; r < a.n; r++) this.rowOf.set(`${a.sentence[r]}:${a.position[r]}:${a.isKey[r]}`, r);
-    this.normalized = a.text.map(normalizeToken);
+    this.palette = paletteOf(model.manifest);
+    setCssColours(this.root, this.palette);
+    this.listeners = [];
+    this.normalized = this.attrs.text.map(normalizeToken);
     this.isImage = isImageModel(model);
     this.encodings = encodingsFor(this.isImage);
     this.tileLayers = new Map();
     this.layouts = model.manifest.layouts;
     this.defaultLayout = model.layouts2d[0] || this.layouts[0];
     this.coords = { layout, data: coords };
-    this.state = { layout, colour: "qk", search: "", point: null, size: false };
+    this.state = { layout, colour: DEFAULT_ENCODING, search: "", point: null, size: false };
     this.readState();
     this.state.layout = layout;
     this.buildDom();
@@ -107,7 +107,7 @@ class HeadView {
     const s = this.state;
     const p = new URLSearchParams();
     if (s.layout !== this.defaultLayout) p.set("layout", s.layout);
-    if (s.colour !== "qk") p.set("colour", s.colour);
+    if (s.colour !== DEFAULT_ENCODING) p.set("colour", s.colour);
     if (s.search) p.set("search", s.search);
     if (withPoint && s.point !== null) p.set("point", String(s.point));
     if (s.size) p.set("size", "norm");
@@ -134,7 +134,7 @@ class HeadView {
     d.on(this.sizeBox, "change", () => ((s.size = this.sizeBox.checked), this.apply()));
     d.on(png, "click", () => this.scatter.toBlob().then((b) => download(`${this.fileStem()}.png`, b)));
     d.on(svgButton, "click", () => download(`${this.fileStem()}.svg`, new Blob([this.svgText()], { type: "image/svg+xml" })));
-    this.detail = new HeadDetail(this, this.imagesModule);
+    this.detail = new HeadDetail(this.context(), this.imagesModule);
     this.imageSelect = this.detail.chooser(d);
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
       this.imageSelect ? el("label", {}, ["image ", this.imageSelect]) : null,
@@ -225,7 +225,7 @@ class HeadView {
       el("div", { class: "atlas-tip-kind", text: a.isKey[i] ? "key" : "query" }),
       el("div", { class: "atlas-tip-pos", text: `position ${a.position[i] + 1} of ${a.length[i]}` }),
       el("div", { class: "atlas-tip-sentence", text: this.groupName(a.sentence[i]) }),
-      this.detail.preview(i) || "",
+      this.detail.preview(a.pointId[i]) || "",
     );
     this.tooltip.classList.toggle("is-key", !!a.isKey[i]);
     this.tooltip.hidden = false;
@@ -267,7 +267,7 @@ class HeadView {
   // Norms arrive on first use (colour by norm, size by norm); until then every point has norm 0.
   ensureNorms() {
     const s = this.state;
-    if (this.normsLoaded || this.normsPending || (s.colour !== "norm" && !s.size)) return;
+    if (this.normsLoaded || this.normsPending || (encoding(s.colour).needs !== "norms" && !s.size)) return;
     this.normsPending = true;
     loadNorms(this.model, this.layer, this.head).then((norm) => {
       if (this.destroyed) return;
@@ -283,12 +283,13 @@ class HeadView {
     const n = a.n;
     this.ensureLayout();
     this.ensureNorms();
-    this.scatter.setTiles(s.colour === "qk" && this.coords.layout === s.layout ? this.tileLayer(s.layout) : null);
-    const features = this.detail.featuresFor(s.colour);
-    const { legend, ...coloured } = colourPoints(s.colour, a, features);
-    if ((s.colour === "norm" || s.size) && !this.normsLoaded) legend.note = "loading the norms…";
-    const sprite = s.colour === "pixels" && features ? this.detail.sprite(features) : null;
-    const rgb = sprite ? colourPoints("qk", a).rgb : coloured.rgb;
+    const enc = encoding(s.colour);
+    this.scatter.setTiles(enc.pictured && this.coords.layout === s.layout ? this.tileLayer(s.layout) : null);
+    const features = this.detail.featuresFor(enc);
+    const { legend, ...coloured } = colourPoints(s.colour, a, this.palette, features);
+    if ((enc.needs === "norms" || s.size) && !this.normsLoaded) legend.note = "loading the norms…";
+    const sprite = enc.sprites && features ? this.detail.sprite(features) : null;
+    const rgb = sprite ? colourPoints(DEFAULT_ENCODING, a, this.palette).rgb : coloured.rgb;
     const hits = this.hits();
     const selRow = s.point !== null ? this.rowOfPoint(s.point) : -1;
     const selSentence = selRow >= 0 ? a.sentence[selRow] : -1;
@@ -320,13 +321,38 @@ class HeadView {
     this.root.dataset.selectedSentence = selRow >= 0 ? String(selSentence) : "";
     writeHash(this.hashParams());
     this.nav.update();
-    this.detail.update(selRow);
+    for (const fn of this.listeners) fn(selRow >= 0 ? s.point : null);
   }
 
-  // Attention lines of the selected sentence: every query's top-k keys, opacity = weight.
+  // What the children (HeadDetail, HeadImages) get instead of the view: the data, points by id, the selection.
+  context() {
+    const { model, layer, head, palette } = this;
+    const a = model.attrs;
+    return {
+      model, layer, head, palette,
+      // {id, token (row of model.tokens), sentence, position, isKey, patchRow, patchCol} of a point id, or null.
+      pointOf: (id) => {
+        const r = id === null ? -1 : model.pointRowOf(id);
+        return r < 0 ? null : { id, token: a.tokenRow[r], sentence: a.sentence[r], position: a.position[r],
+          isKey: !!a.isKey[r], patchRow: a.patchRow[r], patchCol: a.patchCol[r] };
+      },
+      selected: () => this.state.point,
+      select: (id) => this.select(id),
+      // fn(selected point id or null) after every change of the view.
+      onChange: (fn) => this.listeners.push(fn),
+      // Attention lines of the selected sentence: [{from, to, weight}], from and to point ids, opacity = weight.
+      setLines: (lines) => this.setLines(lines),
+      // Draws again (data a child loads has arrived).
+      redraw: () => this.apply(),
+      alive: () => !this.destroyed,
+      showError: (message) => showError(this.root, message),
+    };
+  }
+
   setLines(lines) {
-    this.overlay.lines = lines;
-    this.root.dataset.lines = String(lines.length);
+    const rows = lines.map(({ from, to, weight }) => ({ from: this.rowOfPoint(from), to: this.rowOfPoint(to), weight }));
+    this.overlay.lines = rows.filter((l) => l.from >= 0 && l.to >= 0);
+    this.root.dataset.lines = String(this.overlay.lines.length);
     this.scatter.schedule();
   }
 

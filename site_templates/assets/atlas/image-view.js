@@ -3,7 +3,7 @@
 // weight; (2) every query patch's strongest target as an arrow; (3) every flow above 0.1, width and opacity by
 // weight. CLS/register tokens sit beside the picture as chips. Text goes in through textContent only.
 
-import { QUERY, KEY, hex } from "./colours.js";
+import { hex } from "./colours.js";
 import { Disposer, el } from "./dom.js";
 
 export const HEAT = [0xff, 0x7f, 0x0e];
@@ -16,9 +16,11 @@ const GAP = 12;
 const AGGREGATE = 160;
 
 export class ImageView {
-  constructor(container, { onSelect = () => {}, onClose = () => {} } = {}) {
+  // colours: {query, key} as RGB triples (the manifest's colours).
+  constructor(container, { onSelect = () => {}, onClose = () => {}, colours }) {
     this.disposer = new Disposer();
     this.onSelect = onSelect;
+    this.colours = colours;
     this.root = el("section", { class: "atlas-image-view", hidden: true, "aria-label": "image view" });
     this.title = el("h3", { class: "atlas-image-title" });
     this.credit = el("p", { class: "atlas-image-credit" });
@@ -132,7 +134,7 @@ export class ImageView {
     if (kind === "heatmap") {
       if (weights) ctx.drawImage(this.heatmap(rect), 0, 0);
       if (isPatch(focus.position)) {
-        ctx.strokeStyle = hex(focus.isKey ? KEY : QUERY);
+        ctx.strokeStyle = hex(focus.isKey ? this.colours.key : this.colours.query);
         ctx.lineWidth = 3 * px;
         const [x, y, w, h] = rect(focus.position);
         ctx.strokeRect(x + 1.5 * px, y + 1.5 * px, w - 3 * px, h - 3 * px);
@@ -149,7 +151,7 @@ export class ImageView {
       for (const i of order) {
         let best = 0;
         for (let j = 1; j < n; j++) if (w[i * n + j] > w[i * n + best]) best = j;
-        const [colour, width] = i === selected ? [hex(QUERY), 2.2 * px] : ["#111", 1.4 * px];
+        const [colour, width] = i === selected ? [hex(this.colours.query), 2.2 * px] : ["#111", 1.4 * px];
         if (!isPatch(best)) markPrefix(ctx, rect(i), px, colour);
         else if (best === i) ring(ctx, centre(i), grid.pw * 0.22, width, colour);
         else arrow(ctx, centre(i), centre(best), px, width, colour, Math.min(grid.pw, grid.ph) * 0.3);

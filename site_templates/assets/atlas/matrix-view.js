@@ -6,13 +6,33 @@
 // with a count per head. Layout and colour switch, sort by a behaviour score, filter by label; a click opens the head.
 
 import { AtlasDataError, loadLayout, loadManifest, loadModel, loadNorms } from "./data.js";
-import { PIXEL_ENCODINGS, colourPoints, encodingsFor } from "./colours.js";
+import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setCssColours } from "./colours.js";
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
 import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
 import { MatrixCanvas } from "./matrix-canvas.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const CONCURRENCY = 4;
+
+// Sort choices: layer and head, then every behaviour score the heads have, both ways. With manifest.json's score
+// registry (`scores`: name, label, doc) in its order, labels and tooltips; without it (older sites) by name.
+function sortOptions(manifest) {
+  const present = new Set(manifest.heads.flatMap((h) => Object.keys(h.metrics || {})));
+  const plain = (name) => name.replace(/_/g, " ");
+  let scores = [...present].sort().map((name) => ({ name, label: plain(name), title: null }));
+  if (Array.isArray(manifest.scores)) {
+    scores = [];
+    for (const sc of manifest.scores) {
+      if (!sc || !present.delete(sc.name)) continue; // no head has it, or it is listed twice
+      scores.push({ name: sc.name, label: sc.label ? String(sc.label) : plain(sc.name), title: sc.doc ? String(sc.doc) : null });
+    }
+  }
+  const out = [{ id: "order", label: "layer, head" }];
+  for (const { name, label, title } of scores) {
+    out.push({ id: `${name}:desc`, label: `${label} ↓`, title }, { id: `${name}:asc`, label: `${label} ↑`, title });
+  }
+  return out;
+}
 
 export function mountMatrix(root) {
   const view = new MatrixView(root);
@@ -49,18 +69,16 @@ class MatrixView {
   build() {
     const { manifest } = this.meta;
     const d = this.disposer;
-    const metrics = [...new Set(manifest.heads.flatMap((h) => Object.keys(h.metrics || {})))].sort();
     const labels = [...new Set(manifest.heads.map((h) => h.label || ""))].sort();
-    this.sorts = [{ id: "order", label: "layer, head" }];
-    for (const m of metrics) {
-      this.sorts.push({ id: `${m}:desc`, label: `${m.replace(/_/g, " ")} ↓` }, { id: `${m}:asc`, label: `${m.replace(/_/g, " ")} ↑` });
-    }
+    this.sorts = sortOptions(manifest);
+    this.palette = paletteOf(manifest);
+    setCssColours(this.root, this.palette);
     const layouts = manifest.layouts;
     this.encodings = encodingsFor(isImageModel(this.meta));
     const h = readHash();
     this.state = {
       layout: layouts.includes(h.get("layout")) ? h.get("layout") : this.meta.layouts2d[0] || layouts[0],
-      colour: this.encodings.some((e) => e.id === h.get("colour")) ? h.get("colour") : "qk",
+      colour: this.encodings.some((e) => e.id === h.get("colour")) ? h.get("colour") : DEFAULT_ENCODING,
       search: h.get("search") || "",
       sort: this.sorts.some((s) => s.id === h.get("sort")) ? h.get("sort") : "order",
       label: labels.includes(h.get("label")) ? h.get("label") : "",
@@ -172,7 +190,8 @@ class MatrixView {
 
   needsPoints(cell) {
     const s = this.state;
-    return s.colour !== "qk" || !!normalizeToken(s.search) || !this.meta.thumbLayouts.has(s.layout) || cell.coords.size > 0;
+    return !encoding(s.colour).pictured || !!normalizeToken(s.search) || !this.meta.thumbLayouts.has(s.layout) ||
+      cell.coords.size > 0;
   }
 
   requestNeeded() {
@@ -183,7 +202,7 @@ class MatrixView {
   missing(cell) {
     const out = [];
     if (!cell.coords.has(this.state.layout)) out.push(`coords:${this.state.layout}`);
-    if (this.state.colour === "norm" && !cell.norm) out.push("norms");
+    if (encoding(this.state.colour).needs === "norms" && !cell.norm) out.push("norms");
     return out.filter((k) => !cell.pending.has(k) && !cell.broken);
   }
 
@@ -261,7 +280,7 @@ class MatrixView {
 
   // Patch features for the pixel colourings, loaded with the images on first use (cells redraw on arrival).
   pixelFeatures() {
-    if (!PIXEL_ENCODINGS.has(this.state.colour) || !this.model) return null;
+    if (encoding(this.state.colour).needs !== "pixels" || !this.model) return null;
     if (!this.features) {
       this.features = loadPatchFeatures(this.model);
       this.features.then((f) => ((this.featureData = f), this.changed()), (err) => showError(this.root, err.message));
@@ -277,7 +296,8 @@ class MatrixView {
   update() {
     const s = this.state;
     const p = new URLSearchParams();
-    for (const [key, fallback] of [["layout", this.meta.layouts2d[0]], ["colour", "qk"], ["search", ""], ["sort", "order"], ["label", ""]]) {
+    const defaults = [["layout", this.meta.layouts2d[0]], ["colour", DEFAULT_ENCODING], ["search", ""], ["sort", "order"], ["label", ""]];
+    for (const [key, fallback] of defaults) {
       if (s[key] && s[key] !== fallback) p.set(key, s[key]);
     }
     writeHash(p);
@@ -327,10 +347,11 @@ class MatrixView {
       highlight,
       draw: (cell) => {
         const coords = cell.coords.get(s.layout);
-        if (!model || !coords || !this.needsPoints(cell) || (s.colour === "norm" && !cell.norm)) return null;
-        const norm = s.colour === "norm";
+        const norm = encoding(s.colour).needs === "norms";
+        if (!model || !coords || !this.needsPoints(cell) || (norm && !cell.norm)) return null;
         if (norm || !colours.has(s.colour)) {
-          const rgb = colourPoints(s.colour, norm ? { ...model.attrs, norm: cell.norm } : model.attrs, features).rgb;
+          const points = norm ? { ...model.attrs, norm: cell.norm } : model.attrs;
+          const rgb = colourPoints(s.colour, points, this.palette, features).rgb;
           if (norm) return { axes: coords.axes, rgb };
           colours.set(s.colour, rgb);
         }

@@ -1,0 +1,97 @@
+"""The layout registry: every layout a manifest may name, with its dimensions, cost class and the function that
+computes it. Adding a layout is one entry in `LAYOUTS` (plus its function and test); manifest validation, the
+per-head work and `atlas validate`'s estimate all read this table.
+
+A layout function takes the head's `Shared` state (the prepared joint set and what is built from it once per head:
+PCA basis, kNN graph, t-SNE affinities, UMAP graph), the initial coordinates, the number of dimensions and the
+`ProjectionParams`, and returns [2N, dims] coordinates. Heavy libraries are imported inside the functions, so this
+table is cheap to import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from . import ProjectionParams
+
+#: Distances a layout (and trustworthiness) may use in the high-dimensional space.
+METRICS = ("cosine", "euclidean")
+
+
+@dataclass
+class Shared:
+    """Per-head state the layouts share, built on first use."""
+
+    x: np.ndarray  #: the prepared joint set (rows L2-normalised for cosine)
+    params: "ProjectionParams"
+    basis: np.ndarray  #: PCA coordinates, 3 columns
+    threads: int = 1  #: openTSNE's thread count (does not change the output)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, make: Callable[[], Any]) -> Any:
+        if name not in self.cache:
+            self.cache[name] = make()
+        return self.cache[name]
+
+    def graph(self) -> Any:
+        from .knn import exact_knn
+
+        p = self.params
+        return self.get("knn", lambda: exact_knn(self.x, max(int(3 * p.tsne_perplexity), p.umap_n_neighbors),
+                                                 p.metric))
+
+
+def pca(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    return shared.basis[:, :dims]
+
+
+def tsne(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    from . import methods
+
+    p = shared.params
+    affinities = shared.get("tsne", lambda: methods.tsne_affinities(shared.graph(), p.tsne_perplexity))
+    return methods.tsne_layout(affinities, init, seed=p.seed, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter,
+                               exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
+
+
+def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    from . import methods
+
+    p = shared.params
+    fuzzy = shared.get("umap", lambda: methods.umap_graph(shared.graph(), p.umap_n_neighbors))
+    return methods.umap_layout(fuzzy, init, seed=p.seed, min_dist=p.umap_min_dist, n_epochs=p.umap_n_epochs,
+                               learning_rate=p.umap_learning_rate, negative_sample_rate=p.umap_negative_sample_rate)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One layout: ``name`` as manifests spell it, ``method`` family, ``dims``, ``cost`` class (``linear``: a
+    projection; ``graph``: needs the head's kNN graph), whether it needs at least `MIN_GRAPH_POINTS` points, and the
+    function."""
+
+    name: str
+    method: str
+    dims: int
+    cost: str
+    compute: Callable[..., np.ndarray]
+    doc: str
+
+    @property
+    def needs_graph(self) -> bool:
+        return self.cost == "graph"
+
+
+MIN_GRAPH_POINTS = 8  # below this t-SNE/UMAP are meaningless: they fall back to PCA coordinates
+_DOCS = {"pca": "principal components of the joint set (linear, global distances)",
+         "tsne": "t-SNE on the shared kNN graph (openTSNE affinities, local neighbourhoods)",
+         "umap": "UMAP on the shared kNN graph (fuzzy simplicial set, own SGD kernel)"}
+_METHODS = {"pca": (pca, "linear"), "tsne": (tsne, "graph"), "umap": (umap, "graph")}
+LAYOUTS: dict[str, Layout] = {
+    f"{m}-{d}d": Layout(f"{m}-{d}d", m, d, cost, fn, f"{_DOCS[m]}, {d}D")
+    for m, (fn, cost) in _METHODS.items() for d in (2, 3)
+}
+LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
