@@ -237,9 +237,9 @@ def _tree(path: Path) -> dict[str, bytes]:
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, passes: int) -> None:
     """Make the forward pass after ``passes`` successful ones raise KeyboardInterrupt (a Ctrl-C mid-capture)."""
-    from atlas_build.capture import hook
+    from atlas_build.capture import batches
 
-    real, calls = hook.run_forward, []
+    real, calls = batches._forward, []
 
     def forward(*args, **kwargs):
         calls.append(1)
@@ -247,7 +247,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, passes: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(hook, "run_forward", forward)
+    monkeypatch.setattr(batches, "_forward", forward)
 
 
 @pytest.mark.parametrize("passes", [1, 3])

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from atlas_build.capture import LoadedModel, Sentence, capture, load_model, read_layer, record_forward, recompute
+from atlas_build.capture import LoadedModel, Sentence, capture, load_model, read_layer, recompute
+from atlas_build.capture.forward import HookForwarder
 from atlas_build.capture.verify import eager_attentions, verify_capture
 from atlas_build.manifest import ModelSpec
 
@@ -81,8 +82,11 @@ def test_mpnet_relative_bias_is_flagged_and_exact_with_it(mpnet: LoadedModel, tm
 
 
 def test_record_forward_uses_hooks(gpt_neo: LoadedModel) -> None:
+    """The probe chose the hook forwarder and stored it on the loaded model, not on the nn.Module."""
+    assert isinstance(gpt_neo.forwarder, HookForwarder) and gpt_neo.forwarder.mode == gpt_neo.facts.capture_mode
+    assert not [name for name in vars(gpt_neo.model) if name.startswith("_atlas")]
     ids = torch.tensor(gpt_neo.tokenizer(SENTENCES[1].text)["input_ids"])[None]
-    calls = record_forward(gpt_neo.model, input_ids=ids)
+    calls = gpt_neo.forwarder.record(gpt_neo.model, input_ids=ids)
     assert [c.layer for c in calls] == [0, 1]
     for c in calls:
         torch.testing.assert_close(recompute(c.query, c.key, c.scaling, causal=True).float(), c.weights,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from atlas_build.capture import LoadedModel, Sentence, capture, load_model, read_layer, record_forward, recompute
+from atlas_build.capture import LoadedModel, Sentence, capture, load_model, read_layer, recompute
 from atlas_build.capture.verify import eager_attentions, verify_capture
 from atlas_build.manifest import ModelSpec
 
@@ -99,7 +99,7 @@ def test_gqa_query_heads_share_their_key_head() -> None:
     """Llama GQA: each query head's recorded attention uses exactly its kv head from the mapping."""
     lm = load_model(spec_for("random:llama", TEXT_FAMILIES["llama"], tokenizer=TOKENIZER, seed=2), Path("."), "cpu")
     ids = torch.tensor(lm.tokenizer(SENTENCES[3].text)["input_ids"])[None]
-    calls = record_forward(lm.model, input_ids=ids, attention_mask=torch.ones_like(ids))
+    calls = lm.forwarder.record(lm.model, input_ids=ids, attention_mask=torch.ones_like(ids))
     for c in calls:
         for h, kv in enumerate(lm.facts.kv_head_of_query):
             p = recompute(c.query[0, h:h + 1], c.key[0, kv:kv + 1], c.scaling, causal=True)
@@ -127,7 +127,7 @@ def test_image_family_recomputed_equals_model(model_type: str) -> None:
     assert f.input_kind == "image" and f.patch_grid == (grid, grid) and f.num_prefix_tokens == 1
     assert not f.causal and not f.has_position_bias and f.num_layers == 2 and f.num_kv_heads == 4
     pixels = torch.randn(3, 3, cfg["image_size"], cfg["image_size"], generator=torch.Generator().manual_seed(0))
-    calls = record_forward(lm.model, pixel_values=pixels)
+    calls = lm.forwarder.record(lm.model, pixel_values=pixels)
     eager = eager_attentions(lm.model, pixel_values=pixels)
     assert len(calls) == len(eager) == 2
     for c, ref in zip(calls, eager):

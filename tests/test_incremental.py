@@ -84,9 +84,14 @@ def test_killed_build_resumes_to_identical_output(tiny_build: Path, tmp_path: Pa
     assert tree(out / "site") == tree(tiny_build / "site")
 
 
-def _cli_build(manifest: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1", **env}
-    return subprocess.run([sys.executable, "-m", "atlas_build.cli", "build", str(manifest), "-o", str(out)],
+def _cli_build(manifest: Path, out: Path, kill_after_batches: int = 0) -> subprocess.CompletedProcess:
+    """``atlas build`` in a subprocess; with ``kill_after_batches``, through `fault_driver`, which SIGKILLs the build
+    right after that many committed capture batches."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "1"}
+    command = [sys.executable, "-m", "atlas_build.cli"]
+    if kill_after_batches:
+        command = [sys.executable, str(Path(__file__).with_name("fault_driver.py")), str(kill_after_batches)]
+    return subprocess.run([*command, "build", str(manifest), "-o", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -104,11 +109,9 @@ def one_per_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 @pytest.mark.parametrize("kill_after_batches", [1, 4])
 def test_build_killed_during_capture_resumes_from_its_batches(one_per_batch: tuple[Path, Path], tmp_path: Path,
                                                                kill_after_batches: int) -> None:
-    from atlas_build.capture.batches import KILL_ENV
-
     manifest, clean = one_per_batch
     out = tmp_path / "b"
-    killed = _cli_build(manifest, out, **{KILL_ENV: str(kill_after_batches)})
+    killed = _cli_build(manifest, out, kill_after_batches=kill_after_batches)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     unit = next((out / "cache" / "tiny-bert").glob("capture-*"))
     assert sorted(p.name for p in (unit / "batches").iterdir()) == [f"{i:06d}" for i in range(kill_after_batches)]

@@ -88,16 +88,16 @@ def test_tiny_export_imports_and_matches_onnxruntime(tiny_export: tuple[Path, to
 
 def test_imported_model_goes_through_capture_hook(tiny_export: tuple[Path, torch.nn.Module]) -> None:
     """The imported model is an ordinary Dinov2Model: the capture stage's hook sees its q/k and patch grid."""
-    from atlas_build.capture import hook
-    from atlas_build.capture.facts import probe_facts, recompute
+    from atlas_build.capture import hook, recompute
+    from atlas_build.capture.forward import probe
 
     model, proc = load_onnx_dinov2(tiny_export[0])
     hook.install(model)
-    facts = probe_facts(model, None, torch.device("cpu"))
+    forwarder, facts = probe(model, None, torch.device("cpu"))
     assert facts.input_kind == "image" and facts.patch_grid == (2, 2) and facts.num_prefix_tokens == 1
     assert (facts.num_layers, facts.num_heads, facts.head_dim) == (2, 2, 16)
     x = proc([np.full((50, 70, 3), 128, np.uint8)])["pixel_values"]
-    calls = hook.record_forward(model, pixel_values=x)
+    calls = forwarder.record(model, pixel_values=x)
     ref = onnx_attention(tiny_export[0], x.numpy(), layers=(0,))[0]
     c = calls[0]
     assert (recompute(c.query, c.key, c.scaling, False) - c.weights.double()).abs().max().item() <= TOL
@@ -113,12 +113,12 @@ def test_onnx_file_is_a_model_source(tiny_export: tuple[Path, torch.nn.Module], 
 
     path, _ = tiny_export
     lm = load_model(ModelSpec(name="m", source=f"./{path.name}", dataset="d"), path.parent, device="cpu")
-    assert isinstance(lm.tokenizer, ImagePreprocessor) and lm.facts.input_kind == "image"
+    assert isinstance(lm.preprocessor, ImagePreprocessor) and lm.tokenizer is None and lm.facts.input_kind == "image"
     assert lm.revision.startswith("tiny.onnx (tiny.onnx, ") and lm.facts.patch_grid == (2, 2)
     items = [ImageItem(i, p.name, make_probe(p, 28, 0)) for i, p in enumerate(probe_catalogue()[:2])]
     cap = capture_images(lm, items, tmp_path, batch_size=2, dtype="float32")
     assert (cap.facts.patch_grid, cap.facts.num_prefix_tokens, cap.facts.image_size) == ((2, 2), 1, (28, 28))
-    x = lm.tokenizer(items)["pixel_values"].numpy()
+    x = lm.preprocessor(items)["pixel_values"].numpy()
     ref = onnx_attention(path, x, layers=(0, 1))
     for layer in (0, 1):
         lc = read_layer(tmp_path, layer)

@@ -4,17 +4,12 @@ interrupted capture (Ctrl-C, kill -9) restarts at the first missing batch and en
 ``plan.json`` records what the batches belong to (model, selection, batch size, dtype); a directory holding batches of
 another plan is cleared first. ``capture.json`` (written last) carries the plan's digest: a finished capture of the same
 plan is returned as is.
-
-Fault injection (tests only): with ``ATLAS_TEST_KILL_AFTER_BATCHES=N`` set, the process SIGKILLs itself right after
-the N-th batch it committed, which is how the tests kill a build mid-capture at a known point.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,7 +24,6 @@ from .store import (BATCHES_DIR, IMAGES_DIR, META_FILE, PLAN_FILE, TOKENS_FILE, 
                     committed_batches, plan_digest, read_meta, write_json_atomic)
 from .weights import qk_weights
 
-KILL_ENV = "ATLAS_TEST_KILL_AFTER_BATCHES"
 TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 # (valid-token mask or None, model inputs) of one batch, built only for batches that still need a forward pass.
@@ -128,14 +122,9 @@ def resume(out_dir: Path, plan: dict[str, Any]) -> set[int]:
 def _forward(loaded: LoadedModel, sink: BatchSink, writer: BatchWriter | None, batch: Batch,
              valid: torch.Tensor | None, inputs: dict[str, Any]) -> None:
     sink.start(writer, batch, valid)
-    hook.run_forward(loaded.model, sink, **inputs)
+    loaded.forwarder.run(loaded.model, sink, **inputs)
     if sink.layers != loaded.facts.num_layers:
         raise RuntimeError(f"forward pass recorded {sink.layers} of {loaded.facts.num_layers} layers")
-
-
-def _kill_after() -> int:
-    value = os.environ.get(KILL_ENV, "")
-    return int(value) if value.isdigit() else 0
 
 
 def run_batches(loaded: LoadedModel, out_dir: Path, batches: Sequence[Batch], inputs_of: InputsOf, dtype: str,
@@ -145,7 +134,6 @@ def run_batches(loaded: LoadedModel, out_dir: Path, batches: Sequence[Batch], in
     from tqdm.auto import tqdm
 
     sink = BatchSink(dtype)
-    kill_after, committed = _kill_after(), 0
     bar = tqdm(total=sum(b.count for b in batches), initial=sum(b.count for i, b in enumerate(batches) if i in done),
                unit=unit, desc=f"capture {loaded.source}", disable=not progress, leave=False)
     try:
@@ -159,10 +147,7 @@ def run_batches(loaded: LoadedModel, out_dir: Path, batches: Sequence[Batch], in
                 writer.abort()
                 raise
             writer.commit()
-            committed += 1
             bar.update(batch.count)
-            if committed == kill_after:
-                os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
     finally:
         bar.close()
     if not sink.modules and batches:

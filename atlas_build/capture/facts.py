@@ -1,4 +1,4 @@
-"""Per-architecture facts, read from the config and verified by one probe forward pass.
+"""Per-architecture facts, read from the config and from the attention calls of one probe forward pass.
 
 No per-model branches: head counts and scaling are what the attention function actually receives, causality is the
 attention module's own ``is_causal`` flag (else the config's ``is_decoder``, else observed zeros above the diagonal),
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import SourceError
-from . import fallback, hook
+from .attention_math import TOLERANCE, recompute_error
+from .hook import AttentionCall
 
 # Config attributes whose presence (truthy, or one of the listed values) means additive score terms not in q·k.
 POSITION_BIAS_ATTRS: dict[str, tuple[Any, ...] | None] = {
@@ -27,7 +28,6 @@ POSITION_BIAS_ATTRS: dict[str, tuple[Any, ...] | None] = {
     "attn_logit_softcapping": None,
     "position_embedding_type": ("relative_key", "relative_key_query", "alibi"),
 }
-PROBE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def text_config(config: Any) -> Any:
     return get() if callable(get) else config
 
 
-def _config_has_position_bias(config: Any) -> bool:
+def config_has_position_bias(config: Any) -> bool:
     for name, values in POSITION_BIAS_ATTRS.items():
         v = getattr(config, name, None)
         if v is None or v is False or v == 0:
@@ -106,7 +106,8 @@ def probe_inputs(model: nn.Module, tokenizer: Any, device: torch.device) -> dict
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
-def _is_causal(calls: list[hook.AttentionCall], config: Any) -> bool:
+def is_causal(calls: list[AttentionCall], config: Any) -> bool:
+    """The modules' own ``is_causal`` flags, else the config's ``is_decoder``, else zeros above the diagonal."""
     flags = [getattr(c.module, "is_causal", None) for c in calls]
     if all(isinstance(f, bool) for f in flags):
         return all(flags)
@@ -116,43 +117,12 @@ def _is_causal(calls: list[hook.AttentionCall], config: Any) -> bool:
     return bool((torch.triu(w, diagonal=1) == 0).all()) if w.shape[-1] > 1 else False
 
 
-def recompute(q: torch.Tensor, k: torch.Tensor, scaling: float, causal: bool,
-              key_valid: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(q·kᵀ·scaling + mask) for q [.., H, T, d], k [.., KV, S, d]; GQA heads share keys by h // (H/KV)."""
-    q, k = q.double(), k.double()
-    rep = q.shape[-3] // k.shape[-3]
-    if rep > 1:
-        k = k.repeat_interleave(rep, dim=-3)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
-    T, S = scores.shape[-2:]
-    allowed = torch.ones(T, S, dtype=torch.bool, device=scores.device)
-    if causal:
-        allowed = torch.tril(allowed, diagonal=S - T)
-    if key_valid is not None:
-        allowed = allowed & key_valid[..., None, None, :].bool()
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    return torch.softmax(scores, dim=-1)
-
-
-def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> ModelFacts:
-    """Run the probe forward pass with the capturing attention installed and describe what it saw."""
+def describe(model: nn.Module, tokenizer: Any, inputs: dict[str, torch.Tensor], calls: list[AttentionCall],
+             capture_mode: str) -> ModelFacts:
+    """The facts of ``model`` from the attention calls (in layer order) it made on the probe ``inputs``."""
     config = model.config
     tcfg = text_config(config)
-    inputs = probe_inputs(model, tokenizer, device)
-    calls = hook.record_forward(model, **inputs)
     num_layers = int(getattr(tcfg, "num_hidden_layers", len(calls)))
-    mode = "interface"
-    if not calls:
-        plan = fallback.find_plan(model, tcfg)
-        if plan is None:
-            raise SourceError(type(model).__name__, "unsupported architecture: its attention neither goes through "
-                                                    "transformers' AttentionInterface nor has separate q/k/v "
-                                                    "projections to hook")
-        fallback.attach(model, plan)
-        calls = hook.record_forward(model, **inputs)
-        plan.scaling = fallback.estimate_scaling(calls, _is_causal(calls, tcfg))
-        calls = hook.record_forward(model, **inputs)
-        mode = "hooks"
     if len(calls) != num_layers or len({c.layer for c in calls}) != num_layers:
         raise SourceError(type(model).__name__, f"unsupported architecture: expected {num_layers} self-attention "
                                                 f"calls per forward pass, saw {len(calls)}")
@@ -160,12 +130,9 @@ def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> Model
     H, KV, d = first.query.shape[1], first.key.shape[1], first.query.shape[-1]
     if H % KV:
         raise SourceError(type(model).__name__, f"unsupported architecture: {H} query heads, {KV} key heads")
-    causal = _is_causal(calls, tcfg)
-    bias = _config_has_position_bias(tcfg)
-    for c in calls:
-        p = recompute(c.query, c.key, c.scaling, causal)
-        if (p - c.weights.double()).abs().max().item() > PROBE_TOLERANCE:
-            bias = True
+    causal = is_causal(calls, tcfg)
+    bias = config_has_position_bias(tcfg) or any(
+        recompute_error(c.query, c.key, c.weights, c.scaling, causal) > TOLERANCE for c in calls)
     scalings = tuple(c.scaling for c in sorted(calls, key=lambda c: c.layer))
     grid: tuple[int, ...] = ()
     patch_hw: tuple[int, ...] = ()
@@ -190,5 +157,5 @@ def probe_facts(model: nn.Module, tokenizer: Any, device: torch.device) -> Model
         scaling=scalings[0], has_position_bias=bias, special_token_ids=special,
         layer_scaling=scalings if len(set(scalings)) > 1 else (),
         input_kind=kind, patch_grid=grid, num_prefix_tokens=prefix, patch_size=patch_hw, image_size=image_hw,
-        capture_mode=mode,
+        capture_mode=capture_mode,
     )

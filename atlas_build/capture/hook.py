@@ -6,6 +6,7 @@ already rotated (RoPE) and shaped ``[batch, heads, seq, head_dim]``. We register
 that calls the *model's own* eager function (the ``eager_attention_forward`` defined next to the attention module, so
 model-specific details like GPT-2's dtype handling or GQA ``repeat_kv`` stay exact) and hands q, k, v, the returned
 probabilities and the scaling to the active recorder. With no recorder active it behaves exactly like eager attention.
+Models whose attention bypasses the interface are captured by `fallback` instead; `forward` picks the path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+
+from .attention_math import generic_eager_attention
 
 ATTN_NAME = "atlas_capture"
 
@@ -44,26 +47,6 @@ class _State(threading.local):
 
 
 _STATE = _State()
-
-
-def generic_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                            attention_mask: torch.Tensor | None, scaling: float | None = None,
-                            dropout: float = 0.0, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q·kᵀ·scaling + mask)·v with GQA key/value sharing; used when a model ships no eager function."""
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    rep = query.shape[1] // key.shape[1]
-    if rep > 1:
-        key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask[..., : key.shape[-2]]
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
 def eager_function_of(module: nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
@@ -111,28 +94,3 @@ def recording(recorder: Recorder) -> Iterator[None]:
         yield
     finally:
         _STATE.recorder, _STATE.order = prev
-
-
-def run_forward(model: nn.Module, recorder: Recorder, **inputs: Any) -> Any:
-    """One forward pass (no grad) reporting every layer's attention call to ``recorder``: through the registered
-    attention function, or through forward hooks when the model carries a fallback plan (see `fallback`)."""
-    from .fallback import hooked_forward, plan_of
-
-    plan = plan_of(model)
-    with torch.no_grad():
-        if plan is not None:
-            return hooked_forward(model, plan, recorder, **inputs)
-        with recording(recorder):
-            return model(**inputs)
-
-
-def record_forward(model: nn.Module, **inputs: Any) -> list[AttentionCall]:
-    """Run one forward pass (no grad) and return its attention calls, detached, in layer order."""
-    calls: list[AttentionCall] = []
-
-    def keep(c: AttentionCall) -> None:
-        calls.append(AttentionCall(c.layer, c.module, c.query.detach(), c.key.detach(), c.value.detach(),
-                                   c.weights.detach(), c.scaling, None if c.mask is None else c.mask.detach()))
-
-    run_forward(model, keep, **inputs)
-    return sorted(calls, key=lambda c: c.layer)

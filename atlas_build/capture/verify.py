@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import hook
-from .facts import recompute
+from .attention_math import TOLERANCE, recompute
 from .sources import LoadedModel
 from .store import CaptureResult, read_layer
 
@@ -23,7 +23,7 @@ class VerifyReport:
     max_stored_error: float  # stored probabilities vs the model's eager attention
     max_causal_leak: float  # largest stored weight above the diagonal (causal models), else 0
 
-    def ok(self, tol: float = 1e-4) -> bool:
+    def ok(self, tol: float = TOLERANCE) -> bool:
         return max(self.max_recomputed_error, self.max_stored_error, self.max_causal_leak) <= tol
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from .fallback import PROJECTION_NAMES, _child
+from .fallback import PROJECTION_NAMES, find_linear
 
 
 def qk_weights(module: nn.Module, num_heads: int, num_kv_heads: int,
                head_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(W_Q [H, d, D], W_K [KV, d, D]) float32 of one attention module, or None when it has no separate q/k
     ``nn.Linear`` projections of the expected sizes."""
-    q, k = _child(module, PROJECTION_NAMES["q"]), _child(module, PROJECTION_NAMES["k"])
+    q, k = find_linear(module, PROJECTION_NAMES["q"]), find_linear(module, PROJECTION_NAMES["k"])
     if q is None or k is None or q.in_features != k.in_features:
         return None
     if q.out_features != num_heads * head_dim or k.out_features != num_kv_heads * head_dim:

@@ -22,7 +22,7 @@ from ..errors import InputError, SourceError
 from ..fingerprint import DigestMemo, path_digest
 from ..fsutil import read_regular
 from ..manifest import DatasetSpec
-from ..packages import package_dir
+from .paths import resolve_path
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -47,19 +47,6 @@ def split_sentences(text: str) -> list[str]:
     """Split running text into sentences on terminal punctuation followed by a capital or digit."""
     text = " ".join(text.split())
     return [s.strip() for s in SENTENCE_SPLIT.split(text) if s.strip()]
-
-
-def resolve_path(source: str, base_dir: Path) -> Path:
-    """`package:PKG/rel/path` → a file inside an installed package (found without importing it); else a path."""
-    if source.startswith("package:"):
-        pkg, _, rel = source[len("package:"):].partition("/")
-        root = package_dir(pkg, source)
-        path = (root / rel).resolve()
-        if root.resolve() not in path.parents:
-            raise SourceError(source, "path escapes the package directory")
-        return path
-    path = Path(source).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
 
 
 def _read_text(path: Path, source: str) -> str:

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import InputError, SourceError
 from ..manifest import DatasetSpec
+from .paths import resolve_path
 from .patches import (patch_columns, patch_grid, patch_to_position, patch_to_token, position_to_patch,  # noqa: F401
                       token_to_patch, tokens_per_image)
 from .probes import (CIRCLE_FREQS, GRATING_ANGLES, GRATING_FREQS, PROBE_ATTRIBUTION, PROBE_FAMILIES,  # noqa: F401
@@ -219,7 +220,6 @@ def _folder_files(root: Path) -> list[Path]:
 
 
 def _folder_entries(spec: DatasetSpec, base_dir: Path) -> tuple[Path, list[_Entry]]:
-    from ..datasets import resolve_path
     root = resolve_path(spec.source, base_dir)
     if not root.exists():
         raise SourceError(spec.source, f"no such folder: {root}")
