@@ -116,6 +116,31 @@ def test_findings_page_numbers_equal_the_manifest(tiny_build: Path, data: Path) 
         assert f'href="../models/tiny-bert/L{h["layer"]}/H{h["head"]}/"' in page
 
 
+def test_head_pages_and_findings_show_the_per_query_measures(tiny_build: Path, data: Path) -> None:
+    from statistics import fmean
+
+    from atlas_build.site.pages import HIGHDIM_ROWS, measure_text
+
+    manifest = read_manifest(data / "manifest.json")
+    heads = [read_head_detail(data, h["layer"], h["head"], manifest) for h in manifest["heads"]]
+    names = ("query_rank_corr", "nearest_key_share")
+    for h in heads:
+        page = (tiny_build / "site" / "models" / "tiny-bert" / f"L{h['layer']}" / f"H{h['head']}" / "index.html")
+        text = page.read_text()
+        assert "Faithfulness per query" in text and all(f"<code>{n}</code>" in text for n in names)
+        rows = [(f"layout {lay}", h["trust"][lay]) for lay in manifest["layouts"]]
+        rows += [(label, h["highdim"][space]) for space, label in HIGHDIM_ROWS.items()]
+        for label, vals in rows:
+            cells = "".join(f"\n<td>{measure_text(vals.get(n))}</td>" for n in names)
+            assert f"<td>{label}</td>{cells}" in text
+        assert h["highdim"]["padded"]["query_rank_corr"] > 0.99  # exact up to float16 capture rounding and ties
+    findings = (tiny_build / "site" / "findings" / "index.html").read_text()
+    for lay in manifest["layouts"]:
+        corr = fmean(h["trust"][lay]["query_rank_corr"] for h in heads)
+        share = fmean(h["trust"][lay]["nearest_key_share"] for h in heads)
+        assert f"<td>{corr:.3f}</td>\n<td>{share:.3f}</td>" in findings
+
+
 def test_library_bars_are_silenced_only_while_loading(capsys) -> None:
     """Without --progress, a library's own tqdm bar (e.g. the GGUF reader's) prints nothing while models load."""
     from tqdm.auto import tqdm

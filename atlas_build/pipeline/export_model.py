@@ -90,7 +90,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             heads_meta.append({
                 "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "thumbs": thumbs, "tiles": tiles,
                 "norm": res.normalization,
-                "metrics": res.metrics, "label": res.label, "trust": res.trust, "related": res.related,
+                "metrics": res.metrics, "label": res.label, "trust": res.trust, "highdim": res.highdim,
+                "related": res.related,
             })
             if facts.input_kind == "image":
                 heads_meta[-1]["vision"] = res.vision

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..fsutil import atomic_path, write_json
 from ..metrics import attention_signature, head_scores, label_head, related_heads, signature_plan, trust_scores
+from ..metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness
 from ..metrics.registry import ordered, rounded
 from ..metrics.vision import PatchAttributes, head_vision, vision_metrics
 from ..normalize import HeadSample, normalize
@@ -49,6 +50,7 @@ class HeadResult:
     trust: dict[str, dict[str, float]] = field(default_factory=dict)
     signature: np.ndarray | None = None  #: attention signature (metrics.related); None in results saved without one
     vision: dict = field(default_factory=dict)  #: image models: sorting scores per 2D layout (metrics.vision)
+    highdim: dict[str, dict[str, float]] = field(default_factory=dict)  #: per-query faithfulness ceilings by space
     related: list[dict] = field(default_factory=list)  #: filled per model by `add_related`, not stored
 
     def save(self, path: Path) -> None:
@@ -63,7 +65,7 @@ class HeadResult:
         write_json(path / "result.json", {
             "layer": self.layer, "head": self.head, "kv_head": self.kv_head, "layouts": sorted(self.layouts),
             "normalization": self.normalization, "metrics": self.metrics, "label": self.label, "trust": self.trust,
-            "vision": self.vision})
+            "vision": self.vision, "highdim": self.highdim})
 
     @classmethod
     def load(cls, path: Path) -> "HeadResult":
@@ -72,7 +74,7 @@ class HeadResult:
         sig = path / "signature.npy"
         return cls(meta["layer"], meta["head"], meta["kv_head"], layouts, np.load(path / "norms.npy"),
                    meta["normalization"], meta["metrics"], meta["label"], meta["trust"],
-                   np.load(sig) if sig.exists() else None, meta.get("vision", {}))
+                   np.load(sig) if sig.exists() else None, meta.get("vision", {}), highdim=meta.get("highdim", {}))
 
 
 def _subset(s: HeadSample, rows: np.ndarray) -> HeadSample:
@@ -92,11 +94,16 @@ def run_head(task: HeadTask) -> HeadResult:
                           w_k=task.w_k, grid=task.grid)
     vision = {} if task.patches is None else head_vision(task.patches, layouts, seed=task.params.seed)
     metrics = ordered({**metrics, **vision_metrics(vision)})
-    trust = {name: rounded(trust_scores(ps, joint, coords, metric=task.params.metric))
+    rows = QueryRows.of(s, joint, task.attention)
+    trust = {name: rounded({**trust_scores(ps, joint, coords, metric=task.params.metric),
+                            **layout_faithfulness(rows, coords)})
              for name, coords in layouts.items()}
+    highdim = {space: rounded(v)
+               for space, v in highdim_faithfulness(rows, s, joint, metric=task.params.metric).items()}
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
-                      label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision)
+                      label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision,
+                      highdim=highdim)
 
 
 def add_related(results: list[HeadResult]) -> list[HeadResult]:

@@ -8,12 +8,14 @@ from typing import Mapping, Sequence
 
 from .findings_vision import vision_section
 from .markup import md_text
+from .pages import HIGHDIM_ROWS, NOT_DEFINED
 
 # Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
 PAPER = {
     "encoder": {"name": "BERT", "spearman": -0.938, "norm_gap": 0.41},
     "decoder": {"name": "GPT-2", "spearman": -0.792, "norm_gap": -4.59},
 }
+TRUST = ("spearman_layout_dot", "trustworthiness", "query_rank_corr", "nearest_key_share")
 LABEL_ORDER = ("previous-token", "first-token sink", "self", "same-token", "positional", "semantic", "broad",
                "mixed")
 
@@ -38,13 +40,19 @@ def model_summary(manifest: Mapping) -> dict:
                                  for l, hs in sorted(by_layer.items())},
         "labels": {label: [(h["layer"], h["head"]) for h in heads if h["label"] == label]
                    for label in sorted({h["label"] for h in heads})},
-        "trust": {name: {m: _mean([h["trust"][name][m] for h in heads if m in h.get("trust", {}).get(name, {})])
-                         for m in ("spearman_layout_dot", "trustworthiness")} for name in layouts},
+        "trust": {name: _means([h.get("trust", {}).get(name, {}) for h in heads], TRUST) for name in layouts},
+        "highdim": {space: _means([h.get("highdim", {}).get(space, {}) for h in heads], TRUST[2:])
+                    for space in HIGHDIM_ROWS},
     }
 
 
+def _means(records: Sequence[Mapping], names: Sequence[str]) -> dict[str, float]:
+    """Mean of each measure over the records that define it (NaN when none does)."""
+    return {m: _mean([r[m] for r in records if m in r]) for m in names}
+
+
 def _f(v: float, digits: int = 3) -> str:
-    return f"{v:.{digits}f}"
+    return f"{v:.{digits}f}" if v == v else NOT_DEFINED
 
 
 def findings_page(models: Sequence[Mapping]) -> str:
@@ -67,9 +75,14 @@ def findings_page(models: Sequence[Mapping]) -> str:
                 "| layer | mean ‖q‖ − ‖k‖ | share of attention to the first token |", "|---|---|---|"]
         out += [f"| {l} | {_f(g, 2)} | {_f(s['first_token_by_layer'][l])} |" for l, g in s["norm_gap_by_layer"].items()]
         out += ["", "### Trust of the layouts", "", "| layout | mean Spearman(layout distance, dot) | "
-                "mean trustworthiness@10 |", "|---|---|---|"]
-        out += [f"| {lay} | {_f(t['spearman_layout_dot'])} | {_f(t['trustworthiness'])} |"
-                for lay, t in s["trust"].items()]
+                "mean trustworthiness@10 | mean query_rank_corr | mean nearest_key_share |", "|---|---|---|---|---|"]
+        out += [f"| {lay} | " + " | ".join(_f(t[k]) for k in TRUST) + " |" for lay, t in s["trust"].items()]
+        out += [f"| {HIGHDIM_ROWS[space]} | – | – | " + " | ".join(_f(t[k]) for k in TRUST[2:]) + " |"
+                for space, t in s["highdim"].items()]
+        out += ["", "`query_rank_corr`: how well distance from a query ranks the keys its attention row covers, as the "
+                "model's attention does (mean Spearman over queries, 1 = exactly); `nearest_key_share`: attention on "
+                "the key nearest to the query ÷ the row's top attention. The high-dimensional rows measure the "
+                "spaces the pictures stand for: what a perfect picture of each would score (see How to read)."]
         out += ["", "### Heads by behaviour", ""]
         thumbs = {(h["layer"], h["head"]): h["thumbs"] for h in m["heads"]}
         layout = next((x for x in m["layouts"] if x.endswith("-2d")), None)

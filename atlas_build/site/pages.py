@@ -3,6 +3,7 @@ Markdown, `html.escape` in raw HTML blocks, `html_text` in front matter titles, 
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from html import escape
@@ -93,6 +94,33 @@ def _table(rows: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The per-query faithfulness measures (metrics.faithfulness) in plain words, as the head pages label them.
+FAITHFULNESS = {
+    "query_rank_corr": "ranks each query's keys like attention (Spearman, 1 = exactly)",
+    "nearest_key_share": "attention on the nearest key ÷ the row's top attention (1 = the nearest key is the top one)",
+}
+NOT_DEFINED = "not defined"
+HIGHDIM_ROWS = {"normalised": "high-dimensional: the joint set the layouts are computed from",
+                "padded": "high-dimensional: keys padded to one norm, queries normalised (exact ranking by q·k)"}
+
+
+def measure_text(v: object) -> str:
+    """A measure's value, or "not defined" when it is missing or not a finite number."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _fmt(float(v)) if ok else NOT_DEFINED
+
+
+def faithfulness_table(trust: Mapping[str, Mapping], highdim: Mapping[str, Mapping]) -> str:
+    """One row per layout and per high-dimensional space; a missing measure reads "not defined"."""
+    rows = [(f"layout {md_text(name)}", t) for name, t in sorted(trust.items())]
+    rows += [(label, highdim[space]) for space, label in HIGHDIM_ROWS.items() if space in highdim]
+    lines = ["| space | " + " | ".join(f"{text} (`{key}`)" for key, text in FAITHFULNESS.items()) + " |",
+             "|---|" + "---|" * len(FAITHFULNESS)]
+    lines += [f"| {label} | " + " | ".join(measure_text(vals.get(k)) for k in FAITHFULNESS) + " |"
+              for label, vals in rows]
+    return "\n".join(lines) + "\n"
+
+
 def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mapping | None, nxt: Mapping | None,
               base_url: str) -> str:
     """One head: the interactive view plus its numbers as text (searchable: label, layer, head)."""
@@ -116,7 +144,8 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     if nxt:
         nav.append(f'<a class="atlas-next" rel="next" href="../../L{nxt["layer"]}/H{nxt["head"]}/">'
                    f'L{nxt["layer"]} H{nxt["head"]} →</a>')
-    trust = {f"{layout_name} {k}": v for layout_name, t in h.get("trust", {}).items() for k, v in t.items()}
+    trust = {f"{layout_name} {k}": v for layout_name, t in h.get("trust", {}).items() for k, v in t.items()
+             if k not in FAITHFULNESS}
     body = [
         f"# Layer {layer} · Head {head} <small class=\"atlas-label\">{md_text(h['label'])}</small>\n",
         f'<nav class="atlas-headnav">{" ".join(nav)}</nav>\n',
@@ -130,4 +159,9 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     ]
     if trust:
         body += [f"## Trust {SEARCH_EXCLUDE}\n", _table(trust)]
+    if h.get("trust") or h.get("highdim"):
+        body += [f"## Faithfulness per query {SEARCH_EXCLUDE}\n",
+                 "For each query, over the keys its attention row covers: does distance from the query rank the keys "
+                 "as the model's attention does, and does the nearest key get the most attention?\n",
+                 faithfulness_table(h.get("trust", {}), h.get("highdim", {}))]
     return _front_matter(meta) + "\n".join(body)

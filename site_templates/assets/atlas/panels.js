@@ -1,4 +1,4 @@
-// Legend and the head's facts panel (label, related heads, behaviour scores, normalization, trust). Text via
+// Legend and the head's facts panel (label, related heads, behaviour scores, normalization, trust, high-dim). Text via
 // textContent only.
 
 import { hex } from "./colours.js";
@@ -69,6 +69,7 @@ export function sidePanel(model, info) {
     table("Behaviour scores", info.metrics, "atlas-metrics"),
     table("Normalization", info.norm, "atlas-norm"),
     table("Trust", info.trust, "atlas-trust"),
+    table("High-dimensional faithfulness", info.highdim, "atlas-highdim"),
     table("Vision", info.vision, "atlas-vision"),
     table("Head", facts, "atlas-facts-list"),
     el("p", { class: "atlas-model-name", text: model.manifest.model.title || model.manifest.model.name }),

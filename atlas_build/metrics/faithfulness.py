@@ -1,0 +1,169 @@
+"""Faithfulness of a picture, per query (DESIGN.md §1; docs/reference/faithfulness.md).
+
+For each query point, over the keys its attention row covers (same sentence; causal: key position ≤ query
+position; only tokens that carry points):
+
+* ``query_rank_corr``: Spearman(−distance(x_qi, x_kj), a_ij) with the model's own attention a_ij;
+* ``nearest_key_share``: attention on the key nearest to x_qi ÷ the row's maximum over the covered keys
+  (keys tied at the nearest distance share it: their mean attention).
+
+Each is averaged over the queries where it is defined: the row covers at least two keys, its attention is finite
+and not all zero, and (for the correlation) neither the attention nor the distances are constant over the row.
+A measure no query defines is omitted. Work is vectorised per sentence; the attention side is prepared once per
+head (`QueryRows`) and reused for every space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from ..normalize import HeadSample
+from ..normalize.joint import JointSet
+
+__all__ = ["MEASURES", "QueryRows", "padded_space", "space_faithfulness", "layout_faithfulness",
+           "highdim_faithfulness"]
+
+MEASURES = ("query_rank_corr", "nearest_key_share")
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One sentence: its query points (joint indices < m, by position) and the rows' attention side."""
+
+    points: np.ndarray      #: [n] joint index of each point token's query (its key is m + index)
+    cover: np.ndarray       #: [n, n] bool, key j is covered by query i's row
+    attention: np.ndarray   #: [n, n] attention a_ij over the covered keys (0 elsewhere)
+    share_ok: np.ndarray    #: [n] bool, rows where nearest_key_share is defined
+    rank_ok: np.ndarray     #: [n] bool, rows where the attention ranks vary
+    attn_rank: np.ndarray   #: [n, n] attention ranks over covered keys, centred per row (0 elsewhere)
+
+
+def _row_ranks(v: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) of each row of ``v``; NaN ranks last."""
+    order = np.argsort(v, axis=1, kind="stable")
+    sv = np.take_along_axis(v, order, axis=1)
+    n, c = v.shape
+    new = np.ones((n, c), bool)
+    new[:, 1:] = (sv[:, 1:] != sv[:, :-1]) & ~(np.isnan(sv[:, 1:]) & np.isnan(sv[:, :-1]))
+    end = np.ones((n, c), bool)
+    end[:, :-1] = new[:, 1:]
+    col = np.broadcast_to(np.arange(c), (n, c))
+    first = np.maximum.accumulate(np.where(new, col, 0), axis=1)
+    last = np.minimum.accumulate(np.where(end, col, c - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((n, c))
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _centred_ranks(values: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values`` within each row's covered entries, minus the row's mean rank; 0 elsewhere."""
+    r = _row_ranks(np.where(cover, values, np.inf))
+    count = cover.sum(axis=1, keepdims=True)
+    return np.where(cover, r - (count + 1) / 2.0, 0.0)
+
+
+@dataclass(frozen=True)
+class QueryRows:
+    """The attention rows of one head's query points, grouped by sentence."""
+
+    blocks: tuple[_Block, ...]
+
+    @classmethod
+    def of(cls, sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray]) -> "QueryRows":
+        """``sample``: every token of the head (``joint.token_rows`` index it); ``attention``: sentence id →
+        [n, n] matrix by position. Points whose position lies outside their sentence's matrix are left out."""
+        sid = np.asarray(sample.sentence_id)[joint.token_rows]
+        pos = np.asarray(sample.position)[joint.token_rows]
+        order = np.lexsort((pos, sid))
+        blocks = []
+        for s, start, count in zip(*np.unique(sid[order], return_index=True, return_counts=True)):
+            a = attention.get(int(s))
+            if a is None:
+                continue
+            idx = order[start:start + count]
+            a = np.asarray(a, np.float64)
+            if a.ndim != 2:
+                continue
+            idx = idx[pos[idx] < min(a.shape)]
+            if idx.size < 2:
+                continue
+            p = pos[idx]
+            cover = (p[None, :] <= p[:, None]) if sample.causal else np.ones((p.size, p.size), bool)
+            block = a[np.ix_(p, p)]
+            finite = np.where(cover, np.isfinite(block), True).all(axis=1)
+            block = np.where(cover & finite[:, None], np.nan_to_num(block), 0.0)
+            ok = finite & (cover.sum(axis=1) >= 2) & (block.max(axis=1, initial=0.0) > 0)
+            if not ok.any():
+                continue
+            ranks = _centred_ranks(block, cover)
+            rank_ok = ok & ((ranks ** 2).sum(axis=1) > 0)
+            blocks.append(_Block(idx, cover, block, ok, rank_ok, ranks))
+        return cls(tuple(blocks))
+
+    def measure(self, distance: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        """Both measures in one space; ``distance(points)`` gives the [n, n] query-to-key distances of a block."""
+        corr, share = [], []
+        for b in self.blocks:
+            d = distance(b.points)
+            dm = np.where(b.cover, d, np.inf)
+            dmin = dm.min(axis=1, keepdims=True)
+            near = b.cover & (dm == dmin)
+            n_near = near.sum(axis=1)
+            untied = (n_near < b.cover.sum(axis=1)) & np.where(b.cover, np.isfinite(d), True).all(axis=1)
+            ok = b.share_ok & untied
+            near_attn = (b.attention * near).sum(axis=1) / np.maximum(n_near, 1)
+            share.append((near_attn / np.where(ok, b.attention.max(axis=1), 1.0))[ok])
+            dr = _centred_ranks(d, b.cover)
+            ok = b.rank_ok & untied
+            num = -(dr * b.attn_rank).sum(axis=1)
+            den = np.sqrt((dr ** 2).sum(axis=1) * (b.attn_rank ** 2).sum(axis=1))
+            corr.append((num / np.where(ok, den, 1.0))[ok])
+        out = {}
+        for name, vals in zip(MEASURES, (corr, share)):
+            v = np.concatenate(vals) if vals else np.empty(0)
+            if v.size:
+                out[name] = float(np.clip(v, -1.0, 1.0).mean()) if name == "query_rank_corr" else float(v.mean())
+        return out
+
+
+def space_faithfulness(rows: QueryRows, x: np.ndarray, metric: str = "euclidean") -> dict[str, float]:
+    """The measures with query i at ``x[i]`` and its key at ``x[m + i]`` (``x`` in joint order, ``metric``
+    ``euclidean`` or ``cosine``)."""
+    x = np.asarray(x, np.float64)
+    m = len(x) // 2
+    if metric == "cosine":
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), _EPS)
+        return rows.measure(lambda p: 1.0 - x[p] @ x[m + p].T)
+    if metric != "euclidean":
+        raise ValueError(f"metric must be cosine or euclidean, got {metric!r}")
+    return rows.measure(lambda p: cdist(x[p], x[m + p]))
+
+
+def layout_faithfulness(rows: QueryRows, coords: np.ndarray) -> dict[str, float]:
+    """The measures of a 2D/3D layout (Euclidean distance in the picture)."""
+    return space_faithfulness(rows, coords, "euclidean")
+
+
+def padded_space(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Joint [q'; k'] with q' = [q/‖q‖, 0], k' = [k, √(M² − ‖k‖²)], M the largest key norm, so that
+    ‖q' − k'‖² = 1 + M² − 2·q·k/‖q‖ for every query (zero queries stay at the origin)."""
+    q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    qn = np.linalg.norm(q, axis=1, keepdims=True)
+    kn2 = (k ** 2).sum(axis=1, keepdims=True)
+    pad = np.sqrt(np.maximum(kn2.max(initial=0.0) - kn2, 0.0))
+    return np.concatenate([np.hstack([q / np.where(qn > 0, qn, 1.0), np.zeros_like(pad)]), np.hstack([k, pad])])
+
+
+def highdim_faithfulness(rows: QueryRows, sample: HeadSample, joint: JointSet, *,
+                         metric: str) -> dict[str, dict[str, float]]:
+    """The ceilings: ``normalised`` = the joint set the layouts are computed from (layout ``metric``);
+    ``padded`` = the raw q/k of the points in the padded space (exact per-query ranking by q·k)."""
+    rows_ = joint.token_rows
+    return {"normalised": space_faithfulness(rows, joint.x, metric),
+            "padded": space_faithfulness(rows, padded_space(sample.q[rows_], sample.k[rows_]), "euclidean")}
