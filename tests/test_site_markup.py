@@ -155,3 +155,16 @@ def test_mkdocs_config_escapes_names_and_keeps_only_http_urls(tmp_path: Path) ->
     assert Path(cfg["hooks"][0]).is_file()
     cfg = config(base_url="https://x.example/\"><i>", repo_url="https://x.example/r")
     assert cfg["site_url"] == "https://x.example/%22%3E%3Ci%3E" and cfg["repo_url"] == "https://x.example/r"
+
+
+def test_instant_navigation_only_with_a_site_url_and_both_schemes(tmp_path: Path) -> None:
+    def config(**site: str) -> dict:
+        manifest = Manifest(path=tmp_path / "m.toml", site=SiteSpec(**site), build=BuildSpec(), datasets=(), models=())
+        return mkdocs_config(manifest, [], tmp_path / "docs", tmp_path / "site")
+
+    with_url = config(base_url="https://user.github.io/repo/")
+    assert with_url["site_url"] == "https://user.github.io/repo/"
+    assert "navigation.instant" in with_url["theme"]["features"]
+    assert not any(f.startswith("navigation.instant") for f in config()["theme"]["features"])
+    schemes = [p["scheme"] for p in with_url["theme"]["palette"]]
+    assert schemes == ["default", "slate"] and all("toggle" in p for p in with_url["theme"]["palette"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import os
 import shutil
@@ -22,13 +23,13 @@ from .pages import head_page, matrix_page
 if TYPE_CHECKING:
     from ..pipeline.export_model import ExportedModel
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "site_templates"
+TEMPLATES = Path(str(importlib.resources.files("atlas_build.site_templates")))
 
 
 def templates_dir() -> Path:
+    """The installed `atlas_build.site_templates` package (the repository's `site_templates/` folder)."""
     if not (TEMPLATES / "mkdocs.base.yml").is_file():
-        raise AtlasError(f"site templates not found at {TEMPLATES}; install attention-atlas from a source checkout "
-                         "(pip install -e .)")
+        raise AtlasError(f"site templates not found at {TEMPLATES}; reinstall attention-atlas")
     return TEMPLATES
 
 
@@ -62,7 +63,11 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
 
 def mkdocs_config(manifest: Manifest, nav: list, docs: Path, site_dir: Path) -> dict:
     """The mkdocs configuration: the site's name and description HTML-escaped (mkdocs-material prints them as
-    HTML), its URLs only when they are http(s)."""
+    HTML), its URLs only when they are http(s).
+
+    `site_url` is the manifest's `base_url`. Material's instant navigation only intercepts links listed in
+    sitemap.xml, whose entries are absolute URLs under `site_url` (only scheme and host are rewritten to the page's):
+    without a base_url the sitemap is empty, so instant navigation is left off and every link is a full page load."""
     base = yaml.safe_load((templates_dir() / "mkdocs.base.yml").read_text())
     base["theme"]["custom_dir"] = str(templates_dir() / base["theme"]["custom_dir"])
     base.update({
@@ -76,6 +81,8 @@ def mkdocs_config(manifest: Manifest, nav: list, docs: Path, site_dir: Path) -> 
     for key, url in (("site_url", manifest.site.base_url), ("repo_url", manifest.site.repo_url)):
         if http_url(url):
             base[key] = http_url(url)
+    if "site_url" not in base:
+        base["theme"]["features"] = [f for f in base["theme"]["features"] if not f.startswith("navigation.instant")]
     return base
 
 

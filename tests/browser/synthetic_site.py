@@ -189,6 +189,15 @@ theme:
   name: material
   font: false
   features: [navigation.instant]
+  palette:
+    - scheme: default
+      toggle:
+        icon: material/weather-night
+        name: Switch to dark mode
+    - scheme: slate
+      toggle:
+        icon: material/weather-sunny
+        name: Switch to light mode
 plugins: []
 extra_css: [assets/atlas/atlas.css]
 extra_javascript:

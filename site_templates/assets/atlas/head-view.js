@@ -16,7 +16,6 @@ import { TileLayer } from "./tiles.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const DIM = 0.15;
-const LINE_COLOUR = "#3b4a6b";
 
 export function mountHead(root) {
   const view = new HeadView(root);
@@ -317,7 +316,7 @@ class HeadView {
     if (!this.isImage) this.legend.append(el("p", { class: "atlas-token-key", text: `tokens: ${TOKEN_KEY}` }));
     this.overlay = { hits, selRow, selSentence, lines: this.overlay && this.overlay.selRow === selRow ? this.overlay.lines : [] };
     this.root.dataset.lines = String(this.overlay.lines.length);
-    this.scatter.setOverlay((ctx, project) => this.drawOverlay(ctx, project));
+    this.scatter.setOverlay((ctx, project, c) => this.drawOverlay(ctx, project, c));
     this.root.dataset.selectedSentence = selRow >= 0 ? String(selSentence) : "";
     writeHash(this.hashParams());
     this.nav.update();
@@ -356,27 +355,28 @@ class HeadView {
     this.scatter.schedule();
   }
 
-  drawOverlay(ctx, project) {
+  // c: the colour scheme's ink (theme.js).
+  drawOverlay(ctx, project, c) {
     const { hits, selRow, selSentence, lines } = this.overlay;
     const a = this.attrs;
-    drawLines(ctx, project, lines, LINE_COLOUR);
+    drawLines(ctx, project, lines, c.attn);
     const labels = [];
     if (hits) {
       const rows = [];
       for (let i = 0; i < a.n; i++) if (hits[i]) rows.push(i);
-      drawRings(ctx, project, rows, 6, "#222");
+      drawRings(ctx, project, rows, 6, c.fg);
       rows.forEach((row) => labels.push({ row, text: a.text[row] }));
     }
     if (selRow >= 0) {
-      drawRings(ctx, project, [selRow], 8, "#000", 2.5);
+      drawRings(ctx, project, [selRow], 8, c.ring, 2.5);
       if (this.isImage) labels.unshift({ row: selRow, text: a.text[selRow] });
       else for (let i = 0; i < a.n; i++) if (a.sentence[i] === selSentence && !a.isKey[i]) labels.push({ row: i, text: a.text[i] });
     }
-    this.labels = placeLabels(ctx, project, labels, [this.scatter.w, this.scatter.h]);
+    this.labels = placeLabels(ctx, project, labels, [this.scatter.w, this.scatter.h], c);
   }
 
   svgText() {
-    return viewToSvg(this.scatter, { lines: this.overlay.lines, labels: this.labels || [], lineColour: LINE_COLOUR });
+    return viewToSvg(this.scatter, { lines: this.overlay.lines, labels: this.labels || [] });
   }
 
   // Viewport position (CSS pixels) of a point id as drawn; for tests and tools.

@@ -1,15 +1,16 @@
 // Image view (vision transformers): the picture the model saw, three times. (1) The selected patch outlined
 // (query green, key pink) with the attention heatmap of its row (a key: its column) over the patches, opacity =
 // weight; (2) every query patch's strongest target as an arrow; (3) every flow above 0.1, width and opacity by
-// weight. CLS/register tokens sit beside the picture as chips. Text goes in through textContent only.
+// weight. CLS/register tokens sit beside the picture as chips. Text goes in through textContent only. Backgrounds,
+// flows and arrows take the colour scheme's ink (theme.js) and are drawn again when the scheme changes.
 
 import { hex } from "./colours.js";
 import { Disposer, el } from "./dom.js";
+import { ink, onSchemeChange } from "./theme.js";
 
 export const HEAT = [0xff, 0x7f, 0x0e];
 export const HEAT_ALPHA = 0.85;
 const FLOW_MIN = 0.1;
-const FLOW = "#08306b";
 const SIZE = 240;
 const MIN_SIZE = 120;
 const GAP = 12;
@@ -34,6 +35,13 @@ export class ImageView {
     this.root.append(el("div", { class: "atlas-image-head" }, [this.title, close]), this.credit, this.chips, this.panelBox, this.status,
       this.aggregate);
     container.append(this.root);
+    this.disposer.add(onSchemeChange(() => this.redraw()));
+  }
+
+  redraw() {
+    if (this.root.hidden || !this.picture) return;
+    for (const p of this.panels) this.draw(p);
+    if (this.aggregateData) this.showAggregate(this.aggregateData);
   }
 
   panel(kind) {
@@ -124,8 +132,9 @@ export class ImageView {
     const { grid, weights, matrix, focus } = this;
     const patches = grid.rows * grid.cols;
     const isPatch = (p) => p >= grid.prefix && p < grid.prefix + patches;
+    const c = ink(this.root);
     ctx.imageSmoothingEnabled = false;
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = c.bg;
     ctx.fillRect(0, 0, this.picture.width, this.picture.height);
     ctx.globalAlpha = kind === "heatmap" ? 1 : 0.45;
     ctx.drawImage(this.picture.bitmap, 0, 0);
@@ -151,10 +160,10 @@ export class ImageView {
       for (const i of order) {
         let best = 0;
         for (let j = 1; j < n; j++) if (w[i * n + j] > w[i * n + best]) best = j;
-        const [colour, width] = i === selected ? [hex(this.colours.query), 2.2 * px] : ["#111", 1.4 * px];
+        const [colour, width] = i === selected ? [hex(this.colours.query), 2.2 * px] : [c.fg, 1.4 * px];
         if (!isPatch(best)) markPrefix(ctx, rect(i), px, colour);
         else if (best === i) ring(ctx, centre(i), grid.pw * 0.22, width, colour);
-        else arrow(ctx, centre(i), centre(best), px, width, colour, Math.min(grid.pw, grid.ph) * 0.3);
+        else arrow(ctx, centre(i), centre(best), px, width, [colour, c.label], Math.min(grid.pw, grid.ph) * 0.3);
       }
       return;
     }
@@ -163,8 +172,8 @@ export class ImageView {
         const v = w[i * n + j];
         if (v <= FLOW_MIN) continue;
         ctx.globalAlpha = Math.min(1, v);
-        if (i === j) ring(ctx, centre(i), grid.pw * 0.22, px * (0.5 + 4 * v), FLOW);
-        else line(ctx, centre(i), centre(j), px * (0.5 + 4 * v), FLOW);
+        if (i === j) ring(ctx, centre(i), grid.pw * 0.22, px * (0.5 + 4 * v), c.flow);
+        else line(ctx, centre(i), centre(j), px * (0.5 + 4 * v), c.flow);
       }
     }
     ctx.globalAlpha = 1;
@@ -191,13 +200,15 @@ export class ImageView {
   // from a query patch to a key patch, the centre cell being the patch itself; opacity = mean ÷ the largest mean.
   showAggregate(aggregate) {
     if (aggregate.kind !== "patch-offset") return;
+    this.aggregateData = aggregate;
+    const c = ink(this.root);
     const mean = aggregate.mean;
     const [rows, cols] = [mean.length, mean[0] ? mean[0].length : 0];
     const cell = Math.max(4, Math.floor(AGGREGATE / Math.max(rows, cols, 1)));
     const canvas = el("canvas", { class: "atlas-aggregate-map", width: cols * cell, height: rows * cell });
     const ctx = canvas.getContext("2d");
     const peak = Math.max(...mean.flat(), 1e-9);
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = c.bg;
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     ctx.fillStyle = hex(HEAT);
     mean.forEach((row, r) => row.forEach((m, c) => {
@@ -205,7 +216,7 @@ export class ImageView {
       ctx.fillRect(c * cell, r * cell, cell, cell);
     }));
     ctx.globalAlpha = 1;
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = c.fg;
     ctx.strokeRect(((cols - 1) / 2) * cell + 0.5, ((rows - 1) / 2) * cell + 0.5, cell - 1, cell - 1);
     const prefix = Number(aggregate.prefix_mean || 0).toFixed(3);
     const caption = `Head pattern: mean attention by patch offset (key − query; centre = the patch itself). ` +
@@ -263,12 +274,13 @@ function markPrefix(ctx, [x, y, w, h], px, colour) {
   ctx.fillRect(x + w / 2 - 1.5 * px, y + h / 2 - 1.5 * px, 3 * px, 3 * px);
 }
 
-function arrow(ctx, from, to, px, width, colour, head) {
+// colours: [the arrow's, its halo's].
+function arrow(ctx, from, to, px, width, [colour, halo], head) {
   const [x1, y1] = from;
   const [x2, y2] = to;
   const a = Math.atan2(y2 - y1, x2 - x1);
   const len = Math.min(head, 8 * px);
-  for (const [c, w] of [["rgba(255,255,255,0.8)", width + 1.6 * px], [colour, width]]) {
+  for (const [c, w] of [[halo, width + 1.6 * px], [colour, width]]) {
     line(ctx, from, to, w, c);
     ctx.fillStyle = c;
     ctx.beginPath();

@@ -6,6 +6,7 @@
 
 import { Disposer, el } from "./dom.js";
 import { fitProject, parseColour, rasterize } from "./raster.js";
+import { ink } from "./theme.js";
 
 const DIM = 0.12;
 const PICK = 5;
@@ -146,7 +147,7 @@ export class MatrixCanvas {
     if (!this.hover) return;
     const { ctx } = this;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = ink(this.stage).ring;
     ctx.lineWidth = 1.5;
     for (const { cell, x, y } of this.placed) {
       const r = this.rendered.get(cell);

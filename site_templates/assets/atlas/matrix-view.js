@@ -4,12 +4,14 @@
 // needs points (another colouring, a search, a layout without thumbnails) or the pointer rests on it. Hovering a
 // point shows its token and rings the same point in every drawn head; a search highlights its hits in every head
 // with a count per head. Layout and colour switch, sort by a behaviour score, filter by label; a click opens the head.
+// The thumbnails are pictures on white: in the dark colour scheme every cell in view is drawn from its points.
 
 import { AtlasDataError, loadLayout, loadManifest, loadModel, loadNorms } from "./data.js";
 import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setCssColours } from "./colours.js";
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
 import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
 import { MatrixCanvas } from "./matrix-canvas.js";
+import { isDark, onSchemeChange } from "./theme.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const CONCURRENCY = 4;
@@ -117,6 +119,7 @@ class MatrixView {
       href: (cell, pointId) => this.cellHref(cell, pointId),
     });
     this.disposer.add(() => this.canvas.destroy());
+    this.disposer.add(onSchemeChange(() => this.changed()));
     this.arrange();
     if (normalizeToken(s.search)) this.loadTokens();
   }
@@ -191,7 +194,7 @@ class MatrixView {
   needsPoints(cell) {
     const s = this.state;
     return !encoding(s.colour).pictured || !!normalizeToken(s.search) || !this.meta.thumbLayouts.has(s.layout) ||
-      cell.coords.size > 0;
+      cell.coords.size > 0 || isDark();
   }
 
   requestNeeded() {
@@ -342,7 +345,7 @@ class MatrixView {
     const colours = new Map();
     const highlight = query && model ? Uint8Array.from(model.attrs.text, (t) => (normalizeToken(t) === query ? 1 : 0)) : null;
     return {
-      key: `${s.layout}|${s.colour}|${query}|${features ? 1 : 0}`,
+      key: `${s.layout}|${s.colour}|${query}|${features ? 1 : 0}|${isDark() ? "dark" : "light"}`,
       layout: s.layout,
       highlight,
       draw: (cell) => {

@@ -2,6 +2,7 @@
 // plus the SVG export of what is on screen. Labels are canvas text or SVG text nodes: never markup.
 
 import { svg } from "./dom.js";
+import { ink } from "./theme.js";
 
 export function drawLines(ctx, project, lines, colour) {
   ctx.lineWidth = 1.5;
@@ -31,8 +32,9 @@ export function drawRings(ctx, project, rows, radius, colour, width = 1.5) {
 
 const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 
-// labels: [{row, text}] in priority order; returns the boxes placed (for tests and the SVG export).
-export function placeLabels(ctx, project, labels, bounds, limit = 250) {
+// labels: [{row, text}] in priority order; c: the scheme's ink (theme.js). Returns the boxes placed (for tests and
+// the SVG export).
+export function placeLabels(ctx, project, labels, bounds, c, limit = 250) {
   ctx.font = "11px system-ui, sans-serif";
   const placed = [];
   for (const { row, text } of labels.slice(0, limit * 4)) {
@@ -52,17 +54,18 @@ export function placeLabels(ctx, project, labels, bounds, limit = 250) {
     if (spot) placed.push({ ...spot, text });
   }
   for (const b of placed) {
-    ctx.fillStyle = "rgba(255,255,255,0.85)";
+    ctx.fillStyle = c.label;
     ctx.fillRect(b.x, b.y, b.w, b.h);
-    ctx.fillStyle = "#222";
+    ctx.fillStyle = c.fg;
     ctx.fillText(b.text, b.x + 2, b.y + 11);
   }
   return placed;
 }
 
 // The current view as SVG: one circle per drawn point (draw order), then lines and labels.
-export function viewToSvg(scatter, { lines = [], labels = [], lineColour = "#333" } = {}) {
+export function viewToSvg(scatter, { lines = [], labels = [] } = {}) {
   const [w, h] = [scatter.w, scatter.h];
+  const c = ink(scatter.container);
   const root = svg("svg", { xmlns: "http://www.w3.org/2000/svg", width: w, height: h, viewBox: `0 0 ${w} ${h}` });
   root.append(svg("rect", { width: w, height: h, fill: `rgb(${scatter.bg.join(",")})` }));
   scatter.projectAll();
@@ -82,11 +85,11 @@ export function viewToSvg(scatter, { lines = [], labels = [], lineColour = "#333
   for (const { from, to, weight } of lines) {
     root.append(svg("line", {
       x1: scatter.sx[from], y1: scatter.sy[from], x2: scatter.sx[to], y2: scatter.sy[to],
-      stroke: lineColour, "stroke-opacity": Math.max(0.05, Math.min(1, weight)).toFixed(3), "stroke-width": 1.5,
+      stroke: c.attn, "stroke-opacity": Math.max(0.05, Math.min(1, weight)).toFixed(3), "stroke-width": 1.5,
     }));
   }
   for (const b of labels) {
-    const t = svg("text", { x: b.x + 2, y: b.y + 11, "font-size": 11, "font-family": "sans-serif" });
+    const t = svg("text", { x: b.x + 2, y: b.y + 11, "font-size": 11, "font-family": "sans-serif", fill: c.fg });
     t.textContent = b.text;
     root.append(t);
   }

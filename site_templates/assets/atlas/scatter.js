@@ -1,9 +1,11 @@
 // A Canvas2D point renderer: points are stamped into an ImageData (exact colours, no WebGL context to run out of),
 // overlays (lines, rings, labels) are drawn with the 2D context on top. 2D pan/zoom and 3D orbit. A head with a
-// tile pyramid is drawn from its tiles while zoomed out and many points are in view.
+// tile pyramid is drawn from its tiles while zoomed out and many points are in view. The background is the plot's
+// CSS background, re-read on every draw (and redrawn when the colour scheme changes).
 
 import { Disposer } from "./dom.js";
 import { parseColour, rasterize } from "./raster.js";
+import { ink, onSchemeChange } from "./theme.js";
 
 const PAD = 16;
 const TILE_MIN_POINTS = 2000;
@@ -29,6 +31,7 @@ export class Scatter {
     const ro = new ResizeObserver(() => this.resize());
     ro.observe(container);
     this.disposer.add(() => ro.disconnect());
+    this.disposer.add(onSchemeChange(() => this.schedule()));
     this.bindPointer();
   }
 
@@ -182,7 +185,7 @@ export class Scatter {
     if (this.overlay && this.coords) {
       ctx.save();
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      this.overlay(ctx, (i) => [this.sx[i], this.sy[i]]);
+      this.overlay(ctx, (i) => [this.sx[i], this.sy[i]], ink(this.container));
       ctx.restore();
     }
     if (this.coords) this.handlers.onDraw(this.mode);
