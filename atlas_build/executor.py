@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from .errors import InputError
+from .extras import missing
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -142,7 +145,10 @@ class DaskExecutor(_Context):
     def __init__(
         self, scheduler: str | Any, initializer: Callable[[], None] | None = default_initializer
     ):
-        from distributed import Client
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError(missing("dask", f"the Dask scheduler {scheduler}")) from None
 
         self._own = not hasattr(scheduler, "submit")
         self.client = Client(scheduler) if self._own else scheduler

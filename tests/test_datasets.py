@@ -98,7 +98,7 @@ def test_package_sources_resolve_without_import_and_refuse_escape(tmp_path: Path
 def test_hf_source_without_datasets_package_is_a_clear_error(tmp_path: Path) -> None:
     if importlib.util.find_spec("datasets") is not None:
         pytest.skip("the datasets package is installed here")
-    with pytest.raises(SourceError, match="`datasets` package is not installed"):
+    with pytest.raises(SourceError, match=r"attention-atlas\[hf\]"):
         load_sentences(spec("hf:wiki_auto"), tmp_path)
 
 

@@ -29,10 +29,11 @@ import numpy as np
 
 from ..datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor
 from ..errors import SourceError
+from ..extras import missing
 
 PREFIX = "backbone."
 MATMUL_RE = re.compile(r"^/backbone/(?P<module>.+)/MatMul$")
-ONNX_DEPS_HINT = "pip install 'onnx>=1.16,<2' (and 'onnxruntime>=1.18,<2' to verify against the export)"
+ONNX_DEPS_HINT = missing("onnx", "an ONNX model source")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _load_graph(path: Path) -> Any:
     try:
         import onnx
     except ImportError:
-        raise SourceError(str(path), f"reading an ONNX model needs the onnx package: {ONNX_DEPS_HINT}") from None
+        raise SourceError(str(path), ONNX_DEPS_HINT) from None
     try:
         return onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - protobuf decode errors
@@ -279,7 +280,7 @@ def onnx_attention(path: Path | str, pixel_values: np.ndarray, layers: tuple[int
         import onnx
         import onnxruntime as ort
     except ImportError:
-        raise SourceError(str(path), f"verification needs onnx and onnxruntime: {ONNX_DEPS_HINT}") from None
+        raise SourceError(str(path), missing("onnx", "verifying an ONNX import")) from None
     model = _load_graph(Path(path))
     names = []
     for layer in layers:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import SourceError
+from ..extras import installed, missing
 from ..fingerprint import DigestMemo, hub_revision, path_digest
 from ..manifest import ModelSpec, is_path_like
 from ..packages import package_dir
@@ -164,6 +165,8 @@ def _from_pretrained(source: str, res: _Resolved, loader: Any, **kw: Any) -> Any
     Hub ids are tried from the local cache first; offline (HF_HUB_OFFLINE) a cache miss is the error."""
     args: dict[str, Any] = dict(kw)
     if res.gguf_file:
+        if not installed("gguf"):
+            raise SourceError(source, missing("gguf", "a GGUF model"))
         args["gguf_file"] = res.gguf_file
     if res.hub:
         args["revision"] = res.revision

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InputError, SourceError
+from ..extras import missing
 from ..fingerprint import DigestMemo, path_digest
 from ..fsutil import read_regular
 from ..manifest import DatasetSpec
 from .paths import resolve_path
+
+HF_HINT = missing("hf", "an hf: dataset source (the `datasets` package)")
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -128,7 +131,7 @@ def _hf_documents(spec: DatasetSpec) -> Iterator[str]:
     try:
         import datasets as hf_datasets  # type: ignore[import-not-found]
     except ImportError:
-        raise SourceError(spec.source, "the `datasets` package is not installed (pip install datasets)") from None
+        raise SourceError(spec.source, HF_HINT) from None
     name, _, split = spec.source[3:].partition(":")
     try:
         ds = hf_datasets.load_dataset(name, split=split or "train", streaming=True)
@@ -165,7 +168,7 @@ def check_source(spec: DatasetSpec, base_dir: Path) -> None:
         return
     if spec.source.startswith("hf:"):
         if importlib.util.find_spec("datasets") is None:
-            raise SourceError(spec.source, "the `datasets` package is not installed (pip install datasets)")
+            raise SourceError(spec.source, HF_HINT)
         return
     if spec.kind == "images" and all(p in IMAGE_SOURCES for p in spec.source.split("+")):
         return

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError, SourceError
+from ..extras import missing
 from ..manifest import DatasetSpec
 from .paths import resolve_path
 from .patches import (patch_columns, patch_grid, patch_to_position, patch_to_token, position_to_patch,  # noqa: F401
@@ -178,8 +179,7 @@ def _skimage_entries() -> list[_Entry]:
     try:
         import skimage.data as skdata
     except ImportError:
-        raise SourceError("skimage", "scikit-image is not installed (pip install 'scikit-image>=0.22,<0.27')") \
-            from None
+        raise SourceError("skimage", missing("images", "the skimage image source (scikit-image)")) from None
 
     def loader(fn: str) -> Callable[[], np.ndarray]:
         return lambda: to_rgb_uint8(getattr(skdata, fn)())

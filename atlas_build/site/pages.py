@@ -3,6 +3,7 @@ Markdown, `html.escape` in raw HTML blocks, `html_text` in front matter titles, 
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import re
 from functools import lru_cache
@@ -18,7 +19,7 @@ HEAD_URL = "L{layer}/H{head}/"
 #: Score tables stay on the page but out of the search index, which every page loads (label, layer, head and
 #: model remain searchable).
 SEARCH_EXCLUDE = "{ data-search-exclude }"
-VIEWS_DIR = Path(__file__).resolve().parents[2] / "site_templates" / "assets" / "atlas"
+VIEWS_DIR = Path(str(importlib.resources.files("atlas_build.site_templates"))) / "assets" / "atlas"
 STATIC_IMPORT = re.compile(r'^\s*(?:import|export)\s[^;]*?\sfrom\s+"\./([\w.-]+\.js)"', re.M)
 
 

@@ -1,0 +1,1 @@
+"""mkdocs-material base config, page templates and JS views; installed as the package `atlas_build.site_templates`."""
