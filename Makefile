@@ -27,8 +27,7 @@ browser-deps:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium fonts-dejavu-core; fi; }
 
 demo: setup
-	$(BIN)/atlas build data_manifests/demo.toml -o build/demo --jobs $(JOBS)
-	$(BIN)/atlas serve build/demo
+	$(BIN)/atlas build data_manifests/demo.toml -o build/demo --jobs $(JOBS) --serve
 
 test: setup browser-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

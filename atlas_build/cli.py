@@ -9,6 +9,7 @@ import http.server
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run every stage (capture, normalize, project, metrics, export, site) for each "
                        "model of MANIFEST. Finished units are cached under OUT/cache and reused on the next run (an "
                        "interrupted capture resumes from its finished batches); the site is published to OUT/site "
-                       "only when complete. Nothing is written outside OUT.")
+                       "atomically after each model and when complete. Nothing is written outside OUT.")
     b.add_argument("manifest", type=Path, help="manifest file, e.g. data_manifests/demo.toml")
     b.add_argument("-o", "--out", type=Path, default=None,
                    help="build directory (default: build/<manifest name>); the site goes to OUT/site")
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="recompute every stage, ignoring the cache")
     b.add_argument("--no-progress", action="store_true", help="no progress bars (default when not on a terminal)")
     b.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final line")
+    b.add_argument("--serve", action="store_true", help="serve the site on http://127.0.0.1 from its first "
+                   "publish on, while the other models build, and keep serving when the build is done")
+    b.add_argument("-p", "--port", type=int, default=8000, help="port for --serve (default: 8000; 0 picks one)")
 
     s = sub.add_parser("serve", help="preview a built site on http://127.0.0.1", epilog=EPILOG,
                        description="Serve a built site locally (read-only, loopback only by default).")
@@ -85,10 +89,36 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    report = build(args.manifest, out, jobs=args.jobs, scheduler=args.scheduler, force=args.force,
-                   progress=progress, device=args.device, log=log)
-    print(f"built {report.site_dir} in {report.seconds:.1f} s")
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def on_publish(site: Path) -> None:
+        if args.serve and not servers:
+            servers.append(_server(site, "127.0.0.1", args.port))
+            threading.Thread(target=servers[0].serve_forever, daemon=True).start()
+
+    try:
+        report = build(args.manifest, out, jobs=args.jobs, scheduler=args.scheduler, force=args.force,
+                       progress=progress, device=args.device, log=log, on_publish=on_publish)
+        print(f"built {report.site_dir} in {report.seconds:.1f} s", flush=True)
+        if servers:
+            try:
+                threading.Event().wait()  # keep serving until Ctrl-C
+            except KeyboardInterrupt:
+                pass
+    finally:
+        for httpd in servers:
+            httpd.shutdown()
+            httpd.server_close()
     return 0
+
+
+def _server(root: Path, host: str, port: int) -> http.server.ThreadingHTTPServer:
+    """A read-only HTTP server for the site at ``root`` (the path is resolved per request, so a site swapped in by
+    a later publish is served from then on)."""
+    httpd = http.server.ThreadingHTTPServer((host, port), functools.partial(_QuietHandler, directory=str(root)))
+    print(f"serving {root} at http://{httpd.server_address[0]}:{httpd.server_address[1]}/ (Ctrl-C to stop)",
+          flush=True)
+    return httpd
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -116,10 +146,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not (root / "index.html").is_file():
         raise InputError(f"{args.dir}: no built site here (expected index.html or site/index.html); "
                          "run `atlas build MANIFEST` first")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as httpd:
-        host, port = httpd.server_address[:2]
-        print(f"serving {root} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    with _server(root, args.host, args.port) as httpd:
         httpd.serve_forever()
     return 0
 

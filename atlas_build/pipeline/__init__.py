@@ -72,10 +72,14 @@ def _stderr(msg: str) -> None:
 
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, scheduler: str | None = None,
-          force: bool = False, progress: bool = False, device: str | None = None, log: Log = _stderr) -> BuildReport:
+          force: bool = False, progress: bool = False, device: str | None = None, log: Log = _stderr,
+          on_publish: Callable[[Path], None] | None = None) -> BuildReport:
     """Build the whole site for a manifest into `out_dir/site`; stage caches live in `out_dir/cache`.
 
     Per-head work runs on a Dask cluster when `scheduler` (or else the manifest's `[build] scheduler`) names one.
+    With several models, the site is published after each model (atomically, like the final one) with a note of
+    the models still to come, so a first look does not wait for the whole manifest; ``on_publish(site)`` is called
+    after every publish.
     """
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
@@ -99,6 +103,14 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
                 data_dir = staging / "docs" / "data" / spec.name
                 exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
                 log(f"[{spec.name}] exported {len(results)} heads")
+                pending = [m.title or m.name for m in manifest.models[len(exported):]]
+                if pending:
+                    build_site(manifest, exported, staging, out / NEW_SITE, pending)
+                    publish(out)
+                    log(f"[site] published with {len(exported)} of {len(manifest.models)} models; still coming: "
+                        f"{', '.join(pending)}")
+                    if on_publish is not None:
+                        on_publish(report.site_dir)
             finished = True
         finally:
             executor.close(abort=not finished)
@@ -106,6 +118,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
         build_site(manifest, exported, staging, out / NEW_SITE)
         publish(out)
         shutil.rmtree(staging, ignore_errors=True)
+        if on_publish is not None:
+            on_publish(report.site_dir)
     report.seconds = time.monotonic() - start
     log(f"site written to {report.site_dir} ({len(report.reused)} units reused, {len(report.rebuilt)} rebuilt, "
         f"{report.seconds:.1f} s)")

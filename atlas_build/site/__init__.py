@@ -37,14 +37,16 @@ def _write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: Path) -> list:
+def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: Path,
+                  pending: Sequence[str] = ()) -> list:
     """Write every page into `docs` (data directories are already there); returns the mkdocs nav."""
     tpl = templates_dir()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpl / "pages")), autoescape=False,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(md=md_text, md_paragraphs=md_paragraphs, md_link=md_link_or_text)
     ctx_models = [{"name": m.name, "title": m.title, **m.manifest} for m in models]
-    _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models))
+    _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models,
+                                                                         pending=list(pending)))
     shutil.copyfile(tpl / "pages" / "about.md", docs / "about.md")
     shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
     nav_models = []
@@ -100,14 +102,15 @@ def _reproducible() -> Iterator[None]:
             os.environ["SOURCE_DATE_EPOCH"] = old
 
 
-def build_site(manifest: Manifest, models: Sequence["ExportedModel"], staging: Path, site_dir: Path) -> None:
+def build_site(manifest: Manifest, models: Sequence["ExportedModel"], staging: Path, site_dir: Path,
+               pending: Sequence[str] = ()) -> None:
     """Generate pages under `staging/docs` and run mkdocs into `site_dir` (emptied first); publishing it is the
-    caller's (see `atlas_build.outdir.publish`)."""
+    caller's (see `atlas_build.outdir.publish`). ``pending``: titles of models still being built (home page note)."""
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
     docs = staging / "docs"
-    nav = generate_docs(manifest, models, docs)
+    nav = generate_docs(manifest, models, docs, pending)
     if site_dir.exists():
         shutil.rmtree(site_dir)
     cfg_path = staging / "mkdocs.yml"
