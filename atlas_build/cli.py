@@ -152,7 +152,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from .publish import init_repo
+    from .repository import init_repo
 
     written = init_repo(args.dir, force=args.force, log=lambda msg: print(msg, file=sys.stderr))
     print(f"wrote {len(written)} files to {args.dir}; next: cd {args.dir} && atlas validate atlas.toml")
@@ -160,7 +160,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from .publish import deploy
+    from .repository import deploy
 
     site = deploy(args.out, remote=args.remote, branch=args.branch, message=args.message)
     print(f"deployed {site} to {args.remote}/{args.branch}")

@@ -13,7 +13,7 @@ import pytest
 
 from atlas_build.cli import main
 from atlas_build.errors import InputError, SourceError
-from atlas_build.publish import SCAFFOLD
+from atlas_build.repository import SCAFFOLD
 
 REPO = Path(__file__).resolve().parents[1]
 
