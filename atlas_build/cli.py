@@ -89,36 +89,44 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    servers: list[http.server.ThreadingHTTPServer] = []
+    # Bound before the build, so a busy port stops it at once; it starts answering at the first publish.
+    httpd = _server(out / "site", "127.0.0.1", args.port) if args.serve else None
+    started = threading.Event()
 
     def on_publish(site: Path) -> None:
-        if args.serve and not servers:
-            servers.append(_server(site, "127.0.0.1", args.port))
-            threading.Thread(target=servers[0].serve_forever, daemon=True).start()
+        if httpd is not None and not started.is_set():
+            started.set()
+            threading.Thread(target=httpd.serve_forever, daemon=True).start()
+            print(f"serving {site} at {_url(httpd)} (Ctrl-C to stop)", flush=True)
 
     try:
         report = build(args.manifest, out, jobs=args.jobs, scheduler=args.scheduler, force=args.force,
                        progress=progress, device=args.device, log=log, on_publish=on_publish)
         print(f"built {report.site_dir} in {report.seconds:.1f} s", flush=True)
-        if servers:
+        if started.is_set():
             try:
                 threading.Event().wait()  # keep serving until Ctrl-C
             except KeyboardInterrupt:
                 pass
     finally:
-        for httpd in servers:
-            httpd.shutdown()
+        if httpd is not None:
+            if started.is_set():
+                httpd.shutdown()
             httpd.server_close()
     return 0
 
 
+def _url(httpd: http.server.ThreadingHTTPServer) -> str:
+    return f"http://{httpd.server_address[0]}:{httpd.server_address[1]}/"
+
+
 def _server(root: Path, host: str, port: int) -> http.server.ThreadingHTTPServer:
     """A read-only HTTP server for the site at ``root`` (the path is resolved per request, so a site swapped in by
-    a later publish is served from then on)."""
-    httpd = http.server.ThreadingHTTPServer((host, port), functools.partial(_QuietHandler, directory=str(root)))
-    print(f"serving {root} at http://{httpd.server_address[0]}:{httpd.server_address[1]}/ (Ctrl-C to stop)",
-          flush=True)
-    return httpd
+    a later publish is served from then on); InputError when the address cannot be bound."""
+    try:
+        return http.server.ThreadingHTTPServer((host, port), functools.partial(_QuietHandler, directory=str(root)))
+    except OSError as e:
+        raise InputError(f"cannot serve on {host}:{port}: {e.strerror or e}; choose another port with -p") from None
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -147,6 +155,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"{args.dir}: no built site here (expected index.html or site/index.html); "
                          "run `atlas build MANIFEST` first")
     with _server(root, args.host, args.port) as httpd:
+        print(f"serving {root} at {_url(httpd)} (Ctrl-C to stop)", flush=True)
         httpd.serve_forever()
     return 0
 

@@ -269,3 +269,15 @@ def test_replaced_local_model_weights_rebuild_capture(sb: Sandbox) -> None:
     save(1)
     run = sb.atlas("build", manifest, "-o", "out")
     assert run.code == 0 and "capture: computing (changed: model files)" in run.err, run.err
+
+
+def test_busy_serve_port_stops_before_the_build(sb: Sandbox) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = sb.atlas("build", sb.manifest(), "-o", "out", "--serve", "-p", str(port))
+    assert run.code == 2 and f"cannot serve on 127.0.0.1:{port}" in run.err and "choose another port" in run.err
+    assert not (sb.cwd / "out").exists()
