@@ -38,3 +38,13 @@ def count_rgb(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
 def client_position(page, point_id: int) -> tuple[float, float]:
     pos = page.evaluate(f"document.querySelector('{VIEW}').atlasView.clientPosition({point_id})")
     return pos["x"], pos["y"]
+
+
+def hover_matrix_point(page, layer: int, head: int, point_id: int):
+    """Move the mouse onto a point in the matrix view's cell of (layer, head); returns the visible tooltip."""
+    pos = page.evaluate(f"document.querySelector('.atlas-view').atlasView.clientPosition({layer}, {head}, "
+                        f"{point_id})")
+    page.mouse.move(pos["x"], pos["y"])
+    tip = page.locator(".atlas-matrix-tooltip")
+    tip.wait_for(state="visible")
+    return tip

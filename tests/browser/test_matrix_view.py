@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import synthetic_site as ss
-from helpers import KEY_RGB, QUERY_RGB, count_rgb, pixels
+from helpers import KEY_RGB, QUERY_RGB, count_rgb, hover_matrix_point, pixels
 
 pytestmark = pytest.mark.browser
 
@@ -100,10 +100,7 @@ def test_hover_names_the_point_and_rings_it_in_every_head(synthetic, tab):
     open_matrix(page, f"{synthetic.url}models/{ss.MODEL}/#layout=pca-3d")
     wait_drawn(page)
     point = synthetic.synth.point(sentence=0, position=2, is_key=0)
-    pos = page.evaluate(f"document.querySelector('.atlas-view').atlasView.clientPosition(1, 0, {point.point_id})")
-    page.mouse.move(pos["x"], pos["y"])
-    tip = page.locator(".atlas-matrix-tooltip")
-    tip.wait_for(state="visible")
+    tip = hover_matrix_point(page, 1, 0, point.point_id)
     assert tip.locator(".atlas-tip-token").text_content() == "cat"
     assert tip.locator(".atlas-tip-kind").text_content() == "query"
     assert tip.locator(".atlas-tip-pos").text_content() == "position 3 of 5 · sentence 0"

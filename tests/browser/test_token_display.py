@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import synthetic_site as ss
-from helpers import client_position, open_head
+from helpers import client_position, hover_matrix_point, open_head
 
 pytestmark = pytest.mark.browser
 SHOWN = ["<|endoftext|>", "An", "␣empire", "␣café", "◌", "␣😀"]
@@ -60,10 +60,7 @@ def test_matrix_search_and_tooltip_use_the_text(synthetic, tab):
     page.wait_for_function("document.querySelector('.atlas-search-count').dataset.count === '8'")
     assert page.locator(".atlas-cell-hits").all_text_contents() == ["2"] * 4
     point = synthetic.synth.point(sentence=ss.BYTE_LEVEL, position=2, is_key=1)
-    pos = page.evaluate(f"document.querySelector('.atlas-view').atlasView.clientPosition(0, 0, {point.point_id})")
-    page.mouse.move(pos["x"], pos["y"])
-    tip = page.locator(".atlas-matrix-tooltip")
-    tip.wait_for(state="visible")
+    tip = hover_matrix_point(page, 0, 0, point.point_id)
     assert tip.locator(".atlas-tip-token").text_content() == "␣empire"
     assert tip.locator(".atlas-tip-piece").text_content() == "piece Ġempire"
     assert not tab.errors
