@@ -40,9 +40,11 @@ def validate(path: str | Path) -> Validation:
     return result
 
 
-def resolve_sources(manifest: Manifest) -> dict[str, Any]:
+def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, Any]:
     """Check that every dataset and model source resolves, without loading weights; returns each model's config
-    (None where unknown before loading). Raises one ManifestError listing every source that does not resolve."""
+    (None where unknown before loading, or not read: ``read_configs=False`` only locates the files of a stored
+    model, which a build does before every run). Raises one ManifestError listing every source that does not
+    resolve."""
     problems: list[ManifestError] = []
 
     def collect(key: str, check: Callable[[], Any]) -> Any:
@@ -56,7 +58,7 @@ def resolve_sources(manifest: Manifest) -> dict[str, Any]:
         collect(f"datasets[{i}].source", lambda: check_source(d, manifest.base_dir))
     configs = {}
     for i, m in enumerate(manifest.models):
-        configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir))
+        configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir, read_configs))
         if m.tokenizer:
             collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir))
     if problems:
@@ -64,9 +66,9 @@ def resolve_sources(manifest: Manifest) -> dict[str, Any]:
     return configs
 
 
-def model_config(spec: ModelSpec, base_dir: Path) -> Any:
+def model_config(spec: ModelSpec, base_dir: Path, read: bool = True) -> Any:
     """The model's transformers config, read without weights (None for an ONNX import, whose shape is read at
-    load); SourceError when the source does not resolve."""
+    load, and for a stored model when not ``read``); SourceError when the source does not resolve."""
     from transformers import AutoConfig, CONFIG_MAPPING
 
     from .capture import onnx_import
@@ -83,7 +85,8 @@ def model_config(spec: ModelSpec, base_dir: Path) -> Any:
             raise SourceError(spec.source, f"invalid config: {str(e).splitlines()[0][:200]}") from None
     if onnx_import.resolve_onnx(spec.source, base_dir) is not None:
         return None
-    return _from_pretrained(spec.source, resolve(spec.source, base_dir, spec.gguf_file, spec.revision), AutoConfig)
+    where = resolve(spec.source, base_dir, spec.gguf_file, spec.revision)
+    return _from_pretrained(spec.source, where, AutoConfig) if read else None
 
 
 def check_tokenizer(spec: ModelSpec, base_dir: Path) -> None:

@@ -83,7 +83,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     """
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
-    resolve_sources(manifest)  # every unresolvable source at once, before anything is written
+    resolve_sources(manifest, read_configs=False)  # every unresolvable source at once, before anything is written
     with claim(Path(out_dir)) as out:
         cache = StageCache(out / CACHE)
         memo = DigestMemo(cache.root / "_digests.json")
