@@ -62,7 +62,10 @@ def test_rebuild_reuses_everything_and_changes_only_what_changed(tiny_build: Pat
 
 
 def _cached_units(cache: Path) -> int:
-    return sum(1 for _ in cache.rglob("DONE")) if cache.exists() else 0
+    try:
+        return sum(1 for _ in cache.rglob("DONE")) if cache.exists() else 0
+    except FileNotFoundError:  # a batch's temporary folder was renamed while being walked: count at the next poll
+        return 0
 
 
 @pytest.mark.parametrize("kill_after_units", [1, 4])
