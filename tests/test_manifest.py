@@ -52,7 +52,9 @@ def test_good_manifest_parses_into_typed_specs() -> None:
     assert m.models[0].source == "random:bert"
     assert m.models[0].max_tokens == 128 and m.models[0].dtype == "float32"
     assert m.datasets[0].sentences == ("One sentence.",)
-    assert m.projections.layouts == ("pca-2d",) and m.projections.metric == "cosine"
+    assert m.projections.layouts == ("faithful-2d", "pca-2d", "tsne-2d", "umap-2d", "pca-3d", "tsne-3d", "umap-3d")
+    assert m.projections.default == "faithful-2d"
+    assert m.projections.metric == "cosine"
     assert m.build.capture_dtype == "float16"
 
 

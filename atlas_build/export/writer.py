@@ -164,9 +164,19 @@ def _rounded(value: object, digits: int) -> object:
     return value
 
 
+#: Per-layout faithfulness measures manifest.json keeps (the matrix view sorts by them), at 3 significant digits.
+FAITHFULNESS_SUMMARY = ("query_rank_corr", "nearest_key_share")
+
+
 def head_summary(record: Mapping) -> dict:
-    """What manifest.json keeps of a head: ids, label and its scores rounded for sorting and display."""
-    return {k: _rounded(record[k], SUMMARY_DIGITS) for k in SUMMARY if k in record}
+    """What manifest.json keeps of a head: ids, label, its scores rounded for sorting and display, and each
+    layout's faithfulness measures (`faithfulness`: layout → measure → value; measures not defined are absent)."""
+    out = {k: _rounded(record[k], SUMMARY_DIGITS) for k in SUMMARY if k in record}
+    per_layout = {name: {k: _rounded(t[k], 3) for k in FAITHFULNESS_SUMMARY if k in t}
+                  for name, t in sorted(record.get("trust", {}).items())}
+    if any(per_layout.values()):
+        out["faithfulness"] = per_layout
+    return out
 
 
 def head_detail(record: Mapping) -> dict:

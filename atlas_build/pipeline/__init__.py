@@ -193,10 +193,13 @@ def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
 
 def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_key: str, has_point: np.ndarray,
                  cache: StageCache, report: BuildReport, force: bool, progress: bool, executor,
-                 log: Log) -> list[HeadResult]:
+                 log: Log) -> list[HeadResult] | None:
+    """Every head's result, or None when a head's unit ran out of memory (one log line; the others still run)."""
     p = manifest.projections
     params = ProjectionParams.from_spec(p, seed=manifest.build.seed)
-    inputs = {"capture": cap_key, "projections": p, "seed": manifest.build.seed,
+    # the default layout only chooses what pages open with: changing it recomputes no head
+    inputs = {"capture": cap_key, "projections": replace(p, default_layout=None),
+              "seed": manifest.build.seed,
               "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
               "libraries": library_versions("heads"),
               "code": code_hash("normalize", "project", "metrics", "pipeline/heads.py")}

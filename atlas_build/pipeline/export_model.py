@@ -118,6 +118,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         "model": model,
         "dataset": dataset,
         "layouts": list(manifest.projections.layouts),
+        "default_layout": manifest.projections.default,
         "scores": for_model(facts.input_kind),
         "colours": colour_manifest(),
         "points": {"count": num_points},

@@ -16,6 +16,8 @@ from ..metrics.registry import ordered, rounded
 from ..metrics.vision import PatchAttributes, head_vision, vision_metrics
 from ..normalize import HeadSample, normalize
 from ..normalize.joint import JointSet
+from ..normalize.pairs import attention_pairs
+from ..project import LAYOUTS
 from ..project import ProjectionParams, project
 
 
@@ -88,7 +90,9 @@ def run_head(task: HeadTask) -> HeadResult:
     ps = s if task.points is None else _subset(s, task.points)  # the points; scores still see every token
     qn, kn, norm = normalize(ps, metric=task.params.metric)
     joint = JointSet.of(qn, kn, task.points)
-    layouts = project(joint.x.astype(np.float32), task.layouts, task.params)
+    pairs = (attention_pairs(s, joint, task.attention, max_keys=task.params.faithful_keys)
+             if any(LAYOUTS[name].method == "faithful" for name in task.layouts) else None)
+    layouts = project(joint.x.astype(np.float32), task.layouts, task.params, pairs=pairs)
     norms = JointSet.of(np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)).x.astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k, grid=task.grid)

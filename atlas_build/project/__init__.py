@@ -40,6 +40,8 @@ class ProjectionParams:
     trustworthiness@10 at or above umap-learn's default runs on the benchmark head and on three real MiniLM heads,
     and keep more of the PCA start's global structure (better distance-vs-dot-product correlation). Fewer negative
     samples or epochs lose 0.01-0.02 trustworthiness on real heads.
+    `faithful_stress`/`faithful_mix`/`faithful_keys`: the faithful layout's rank-stress weight, attention share of
+    its affinities and keys kept per query row (`faithful`; chosen by benchmarks/bench_faithfulness.py).
     `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA (makes a head depend on
     its neighbour: heads then run in order).
     """
@@ -57,6 +59,9 @@ class ProjectionParams:
     umap_learning_rate: float = 0.35
     umap_negative_sample_rate: int = 8
     warm_start: bool = False
+    faithful_stress: float = 0.03
+    faithful_mix: float = 0.1
+    faithful_keys: int = 16
 
     @classmethod
     def from_spec(cls, spec: Any, seed: int) -> "ProjectionParams":
@@ -79,12 +84,14 @@ def project(
     *,
     reference: Mapping[str, np.ndarray] | None = None,
     threads: int = 1,
+    pairs: Any = None,
 ) -> dict[str, np.ndarray]:
     """Project the joint set `x` [2N, d] into each of `layouts`; returns layout id -> float32 [2N, dims].
 
     `reference` maps layout ids to the adjacent head's coordinates (same rows); matching layouts are aligned to it
     by orthogonal Procrustes (and used as initialisation if `params.warm_start`). `threads` sets openTSNE's thread
-    count; it does not change the output.
+    count; it does not change the output. `pairs` (`normalize.pairs.AttentionPairs`, joint ids of `x`): the
+    head's attention edges, read by the faithful layout.
     """
     parsed = {lay: parse_layout(lay) for lay in dict.fromkeys(layouts)}
     x = np.asarray(x)
@@ -101,7 +108,7 @@ def project(
         from . import methods
 
         xp = prepare(x, params.metric)
-        shared = Shared(xp, params, methods.pca_basis(xp, 3), threads)
+        shared = Shared(xp, params, methods.pca_basis(xp, 3), threads, pairs)
         out: dict[str, np.ndarray] = {}
         for lay in parsed:
             layout = LAYOUTS[lay]

@@ -30,6 +30,7 @@ class Shared:
     params: "ProjectionParams"
     basis: np.ndarray  #: PCA coordinates, 3 columns
     threads: int = 1  #: openTSNE's thread count (does not change the output)
+    pairs: Any = None  #: the head's attention edges (`normalize.pairs.AttentionPairs`); None: not known
     cache: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str, make: Callable[[], Any]) -> Any:
@@ -63,8 +64,35 @@ def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
 
     p = shared.params
     fuzzy = shared.get("umap", lambda: methods.umap_graph(shared.graph(), p.umap_n_neighbors))
-    return methods.umap_layout(fuzzy, init, seed=p.seed, min_dist=p.umap_min_dist, n_epochs=p.umap_n_epochs,
-                               learning_rate=p.umap_learning_rate, negative_sample_rate=p.umap_negative_sample_rate)
+
+    def run(start: np.ndarray, epochs: int | None, keep_scale: bool = False) -> np.ndarray:
+        return methods.umap_layout(fuzzy, start, seed=p.seed, min_dist=p.umap_min_dist, n_epochs=epochs,
+                                   learning_rate=p.umap_learning_rate,
+                                   negative_sample_rate=p.umap_negative_sample_rate, keep_scale=keep_scale)
+
+    if not _pca_start(shared, init):
+        return run(init, p.umap_n_epochs)
+    flat = shared.get("umap-2d", lambda: run(shared.basis[:, :2], p.umap_n_epochs))
+    if dims == 2:
+        return flat
+    epochs = methods.share(methods.umap_epochs(p.umap_n_epochs, fuzzy.shape[0]), methods.UMAP_3D_SHARE)
+    depth = methods.diffuse(fuzzy, shared.basis[:, 2], methods.LIFT_SMOOTHING)
+    return run(methods.lift(flat, depth, methods.LIFT_DEPTH), epochs, keep_scale=True)
+
+
+def faithful(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    """t-SNE with the head's attention edges in its affinities and a rank stress on them (`faithful`); without
+    edges, the classic t-SNE objective."""
+    from . import methods
+    from .faithful import faithful_terms, faithful_tsne
+
+    p = shared.params
+    affinities = shared.get("tsne", lambda: methods.tsne_affinities(shared.graph(), p.tsne_perplexity))
+    pairs = shared.pairs
+    terms = faithful_terms(shared.x, pairs, p.metric) if pairs is not None and len(pairs) else None
+    return faithful_tsne(affinities, terms, init, stress=p.faithful_stress, mix=p.faithful_mix,
+                         early_iter=p.tsne_early_iter, n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration,
+                         dof=p.tsne_dof, threads=shared.threads)
 
 
 @dataclass(frozen=True)
@@ -94,4 +122,7 @@ LAYOUTS: dict[str, Layout] = {
     f"{m}-{d}d": Layout(f"{m}-{d}d", m, d, cost, fn, f"{_DOCS[m]}, {d}D")
     for m, (fn, cost) in _METHODS.items() for d in (2, 3)
 }
+LAYOUTS["faithful-2d"] = Layout("faithful-2d", "faithful", 2, "graph", faithful,
+                                "t-SNE with the head's attention edges in its affinities and a rank stress that "
+                                "orders each query's keys as its attention does, 2D")
 LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)

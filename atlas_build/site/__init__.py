@@ -16,7 +16,9 @@ import yaml
 from ..errors import AtlasError
 from ..fsutil import write_bytes
 from ..manifest import Manifest
+from .faithful_example import faithful_example
 from .findings import findings_page
+from .input_pages import input_pages, inputs_section
 from .markup import html_text, http_url, md_link_or_text, md_paragraphs, md_text
 from .pages import head_page, matrix_page
 
@@ -47,7 +49,8 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
     ctx_models = [{"name": m.name, "title": m.title, **m.manifest} for m in models]
     _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models,
                                                                          pending=list(pending)))
-    shutil.copyfile(tpl / "pages" / "about.md", docs / "about.md")
+    _write_text(docs / "about.md", (tpl / "pages" / "about.md").read_text(encoding="utf-8")
+                + faithful_example(ctx_models))
     shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
     nav_models = []
     for m in models:

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 from .findings_vision import vision_section
 from .markup import md_text
-from .pages import HIGHDIM_ROWS, NOT_DEFINED
+from .pages import HIGHDIM_ROWS, NOT_DEFINED, default_2d
 
 # Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
 PAPER = {
@@ -85,7 +85,7 @@ def findings_page(models: Sequence[Mapping]) -> str:
                 "spaces the pictures stand for: what a perfect picture of each would score (see How to read)."]
         out += ["", "### Heads by behaviour", ""]
         thumbs = {(h["layer"], h["head"]): h["thumbs"] for h in m["heads"]}
-        layout = next((x for x in m["layouts"] if x.endswith("-2d")), None)
+        layout = default_2d(m)
         for label in sorted(s["labels"], key=lambda x: (LABEL_ORDER.index(x) if x in LABEL_ORDER else 99, x)):
             heads = s["labels"][label]
             links = ", ".join(f"[L{l} H{h}](models/{name}/L{l}/H{h}.md)" for l, h in heads)

@@ -49,14 +49,16 @@ def _front_matter(meta: Mapping[str, object]) -> str:
     return "---\n" + "\n".join(f"{k}: {dumps_json(v)}" for k, v in sorted(meta.items())) + "\n---\n\n"
 
 
-def _first_2d(manifest: Mapping) -> str | None:
-    return next((name for name in manifest["layouts"] if name.endswith("-2d")), None)
+def default_2d(manifest: Mapping) -> str | None:
+    """The 2D layout static pages show: the model's default layout when it is 2D, else the first 2D one."""
+    two_d = [name for name in manifest["layouts"] if name.endswith("-2d")]
+    return manifest.get("default_layout") if manifest.get("default_layout") in two_d else next(iter(two_d), None)
 
 
 def matrix_page(name: str, title: str, manifest: Mapping) -> str:
     """All heads of a model: a static thumbnail grid (never blank) that the matrix view enhances."""
     model = manifest["model"]
-    layout = _first_2d(manifest)
+    layout = default_2d(manifest)
     rows = []
     by_layer: dict[int, list[Mapping]] = {}
     for h in manifest["heads"]:
@@ -126,7 +128,7 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
               base_url: str) -> str:
     """One head: the interactive view plus its numbers as text (searchable: label, layer, head)."""
     layer, head = h["layer"], h["head"]
-    layout = _first_2d(manifest)
+    layout = default_2d(manifest)
     thumb = f"../../../../data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
     base_url = http_url(base_url)
     og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb

@@ -146,10 +146,12 @@ class HeadRecord:
     label: str
     metrics: dict
     detail: dict = field(default_factory=dict)
+    faithfulness: dict = field(default_factory=dict)  #: layout → measure → value, as manifest.json summarises
 
     def summary(self) -> dict:
-        return {"layer": self.layer, "head": self.head, "kv_head": self.head, "label": self.label,
-                "metrics": self.metrics}
+        out = {"layer": self.layer, "head": self.head, "kv_head": self.head, "label": self.label,
+               "metrics": self.metrics}
+        return {**out, "faithfulness": self.faithfulness} if self.faithfulness else out
 
     def write(self, data_dir: Path, version: int = VERSION) -> None:
         write_json(data_dir / path("head", self.layer, self.head), {**self.summary(), **self.detail,

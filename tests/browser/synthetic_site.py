@@ -135,7 +135,10 @@ def _head(data_dir: Path, synth: Synth, rows: list[sf.TokenRow], layer: int, hea
     if (layer, head) in RELATED:
         detail["related"] = [{"layer": l, "head": h, "similarity": sim} for l, h, sim in RELATED[(layer, head)]]
     metrics = {"spearman": round(-0.5 - 0.1 * (2 * layer + head), 3), "attn_distance": 1.0 + head}
-    return sf.HeadRecord(layer, head, "first-token" if head == 0 else "next-token", metrics, detail)
+    i = HEADS * layer + head
+    faithful = {"pca-2d": {"query_rank_corr": round(0.1 * i, 3), "nearest_key_share": 0.5},
+                "tsne-2d": {"query_rank_corr": round(0.9 - 0.2 * i, 3)}}  # opposite orders; tsne: share not defined
+    return sf.HeadRecord(layer, head, "first-token" if head == 0 else "next-token", metrics, detail, faithful)
 
 
 def write_data(data_dir: Path, version: int = sf.VERSION) -> Synth:

@@ -39,7 +39,7 @@ function cached(cache, key, read, limit = Infinity) {
 const manifests = new Map();
 const models = new Map();
 
-// The manifest alone (what a view needs before any point): {base, manifest, layouts2d, headInfo, url}.
+// The manifest alone (what a view needs before any point): {base, manifest, layouts2d, defaultLayout, headInfo, url}.
 export function loadManifest(base) {
   return cached(manifests, base, () => readManifest(base));
 }
@@ -57,6 +57,9 @@ async function readManifest(base) {
     base,
     manifest,
     layouts2d: manifest.layouts.filter((l) => l.endsWith("-2d")),
+    // The layout views open with: the manifest's default_layout, else the first 2D layout.
+    defaultLayout: manifest.layouts.includes(manifest.default_layout) ? manifest.default_layout
+      : manifest.layouts.find((l) => l.endsWith("-2d")) || manifest.layouts[0],
     thumbLayouts: new Set((manifest.thumbnails || {}).layouts || []),
     headInfo: (layer, head) => byId.get(`${layer}:${head}`) || null,
     // Absolute URL of one per-head file from the manifest's path templates.

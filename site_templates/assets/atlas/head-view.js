@@ -44,7 +44,7 @@ class HeadView {
       const layouts = meta.manifest.layouts;
       if (!layouts.length) throw new AtlasDataError("manifest.json lists no layouts");
       const wanted = readHash().get("layout");
-      const layout = layouts.includes(wanted) ? wanted : meta.layouts2d[0] || layouts[0];
+      const layout = layouts.includes(wanted) ? wanted : meta.defaultLayout;
       prefetch(meta.url("coords", this.layer, this.head, layout));
       const [model, info] = await Promise.all([loadModel(this.base), loadHeadDetail(meta, this.layer, this.head)]);
       const [coords, images] = await Promise.all([loadLayout(model, this.layer, this.head, layout),
@@ -73,7 +73,7 @@ class HeadView {
     this.encodings = encodingsFor(this.isImage);
     this.tileLayers = new Map();
     this.layouts = model.manifest.layouts;
-    this.defaultLayout = model.layouts2d[0] || this.layouts[0];
+    this.defaultLayout = model.defaultLayout;
     this.coords = { layout, data: coords };
     this.state = { layout, colour: DEFAULT_ENCODING, search: "", point: null, size: false };
     this.readState();

@@ -18,6 +18,12 @@ const CONCURRENCY = 4;
 
 // Sort choices: layer and head, then every behaviour score the heads have, both ways. With manifest.json's score
 // registry (`scores`: name, label, doc) in its order, labels and tooltips; without it (older sites) by name.
+const LAYOUT_PREFIX = "layout.";
+const FAITHFULNESS = [
+  ["query_rank_corr", "how well distance from a query ranks its keys as attention does, in the layout shown (1 = exactly)"],
+  ["nearest_key_share", "attention on the key nearest each query in the layout shown ÷ the row's top attention"],
+];
+
 function sortOptions(manifest) {
   const present = new Set(manifest.heads.flatMap((h) => Object.keys(h.metrics || {})));
   const plain = (name) => name.replace(/_/g, " ");
@@ -28,6 +34,11 @@ function sortOptions(manifest) {
       if (!sc || !present.delete(sc.name)) continue; // no head has it, or it is listed twice
       scores.push({ name: sc.name, label: sc.label ? String(sc.label) : plain(sc.name), title: sc.doc ? String(sc.doc) : null });
     }
+  }
+  // Faithfulness of the layout shown (manifest.json's per-head `faithfulness`), sortable like the scores.
+  const perLayout = new Set(manifest.heads.flatMap((h) => Object.values(h.faithfulness || {}).flatMap((t) => Object.keys(t))));
+  for (const [name, title] of FAITHFULNESS) {
+    if (perLayout.has(name)) scores.push({ name: `${LAYOUT_PREFIX}${name}`, label: `${plain(name)} (this layout)`, title });
   }
   const out = [{ id: "order", label: "layer, head" }];
   for (const { name, label, title } of scores) {
@@ -79,7 +90,7 @@ class MatrixView {
     this.encodings = encodingsFor(isImageModel(this.meta));
     const h = readHash();
     this.state = {
-      layout: layouts.includes(h.get("layout")) ? h.get("layout") : this.meta.layouts2d[0] || layouts[0],
+      layout: layouts.includes(h.get("layout")) ? h.get("layout") : this.meta.defaultLayout,
       colour: this.encodings.some((e) => e.id === h.get("colour")) ? h.get("colour") : DEFAULT_ENCODING,
       search: h.get("search") || "",
       sort: this.sorts.some((s) => s.id === h.get("sort")) ? h.get("sort") : "order",
@@ -93,7 +104,13 @@ class MatrixView {
     const search = el("input", { type: "search", class: "atlas-search", placeholder: "search tokens in every head", "aria-label": "search tokens", title: TOKEN_KEY });
     search.value = s.search;
     this.count = el("span", { class: "atlas-search-count", "aria-live": "polite" });
-    d.on(layoutSel, "change", () => ((s.layout = layoutSel.value), this.showThumbs(), this.changed()));
+    this.turnHint = el("span", { class: "atlas-hint", text: "drag a head to turn them all" });
+    d.on(layoutSel, "change", () => {
+      s.layout = layoutSel.value;
+      this.showThumbs();
+      if (s.sort.startsWith(LAYOUT_PREFIX)) this.arrange();
+      this.changed();
+    });
     d.on(colourSel, "change", () => ((s.colour = colourSel.value), this.changed()));
     d.on(search, "input", () => ((s.search = search.value.trim()), this.changed()));
     d.on(sortSel, "change", () => ((s.sort = sortSel.value), this.arrange()));
@@ -161,7 +178,9 @@ class MatrixView {
   arrange() {
     const { sort, label } = this.state;
     const [metric, dir] = sort.split(":");
-    const value = (c) => (c.info.metrics || {})[metric];
+    const value = (c) => (metric.startsWith(LAYOUT_PREFIX)
+      ? ((c.info.faithfulness || {})[this.state.layout] || {})[metric.slice(LAYOUT_PREFIX.length)]
+      : (c.info.metrics || {})[metric]);
     const cells = [...this.cells];
     if (sort !== "order") {
       cells.sort((a, b) => {
@@ -299,7 +318,7 @@ class MatrixView {
   update() {
     const s = this.state;
     const p = new URLSearchParams();
-    const defaults = [["layout", this.meta.layouts2d[0]], ["colour", DEFAULT_ENCODING], ["search", ""], ["sort", "order"], ["label", ""]];
+    const defaults = [["layout", this.meta.defaultLayout], ["colour", DEFAULT_ENCODING], ["search", ""], ["sort", "order"], ["label", ""]];
     for (const [key, fallback] of defaults) {
       if (s[key] && s[key] !== fallback) p.set(key, s[key]);
     }

@@ -1,0 +1,79 @@
+"""A head's attention as edges of its joint point set: for each query point, the key points its attention row covers
+(same sentence; causal: key position ≤ query position), with the model's own attention weight.
+
+Attention-aware layouts (`project.faithful`) read these edges; point ids follow `joint.JointSet` (query of the i-th
+point token = i, its key = m + i). Rows are capped at ``max_keys`` keys, taken at evenly spaced ranks of the row's
+attention (the most attended key always), so long rows (image patches) cost no more than short ones and the kept
+keys still span the whole ranking. No randomness: the same input gives the same edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import HeadSample
+from .joint import JointSet
+
+__all__ = ["AttentionPairs", "attention_pairs"]
+
+
+@dataclass(frozen=True)
+class AttentionPairs:
+    """Query→key edges in joint point ids, grouped by query (ascending), each group by attention (descending)."""
+
+    query: np.ndarray      #: [e] int64 joint id of the query point (< m)
+    key: np.ndarray        #: [e] int64 joint id of the key point (≥ m)
+    attention: np.ndarray  #: [e] float64 the model's attention of that query on that key
+
+    @classmethod
+    def empty(cls) -> "AttentionPairs":
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def _kept_ranks(count: int, max_keys: int) -> np.ndarray:
+    """Ranks (0 = most attended) kept from a row of ``count`` keys: all, or ``max_keys`` evenly spaced."""
+    if count <= max_keys:
+        return np.arange(count)
+    return np.unique(np.round(np.linspace(0, count - 1, max_keys)).astype(np.int64))
+
+
+def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray], *,
+                    max_keys: int = 16) -> AttentionPairs:
+    """The edges of every point query whose row covers at least two point keys with finite, not all-zero
+    attention. ``attention``: sentence id → [n, n] matrix by position; tokens beyond it get no edges."""
+    if max_keys < 2:
+        raise ValueError(f"max_keys must be at least 2, got {max_keys}")
+    sid = np.asarray(sample.sentence_id)[joint.token_rows]
+    pos = np.asarray(sample.position)[joint.token_rows]
+    m = joint.m
+    order = np.lexsort((pos, sid))
+    out_q, out_k, out_a = [], [], []
+    for s, start, count in zip(*np.unique(sid[order], return_index=True, return_counts=True)):
+        a = attention.get(int(s))
+        if a is None or np.ndim(a) != 2:
+            continue
+        idx = order[start:start + count]
+        idx = idx[pos[idx] < min(np.shape(a))]
+        p = pos[idx]
+        block = np.asarray(a, np.float64)[np.ix_(p, p)]
+        cover = (p[None, :] <= p[:, None]) if sample.causal else np.ones((p.size, p.size), bool)
+        for r in range(p.size):
+            cols = np.nonzero(cover[r])[0]
+            w = block[r, cols]
+            if cols.size < 2 or not np.isfinite(w).all() or w.max() <= 0:
+                continue
+            ranked = np.argsort(-w, kind="stable")[_kept_ranks(cols.size, max_keys)]
+            out_q.append(np.full(ranked.size, idx[r], np.int64))
+            out_k.append(m + idx[cols[ranked]])
+            out_a.append(w[ranked])
+    if not out_q:
+        return AttentionPairs.empty()
+    q, k, w = np.concatenate(out_q), np.concatenate(out_k).astype(np.int64), np.concatenate(out_a)
+    grouped = np.lexsort((-w, q))
+    return AttentionPairs(q[grouped], k[grouped], w[grouped])

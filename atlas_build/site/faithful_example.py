@@ -1,0 +1,60 @@
+"""The How-to-read page's worked example: one head of this build in a classic layout and in the faithful layout, side
+by side, with both layouts' faithfulness numbers (the head where the faithful layout gains most)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from .markup import md_text
+from .pages import NOT_DEFINED
+
+FAITHFUL = "faithful-2d"
+CLASSIC = ("tsne-2d", "umap-2d", "pca-2d")  # the picture compared with, in this order of preference
+_ROWS = (("query_rank_corr", "ranking (query_rank_corr)"), ("nearest_key_share", "nearest key (nearest_key_share)"),
+         ("trustworthiness", "trustworthiness@10"))
+
+
+def _pick(models: Sequence[Mapping]) -> tuple[Mapping, Mapping, str] | None:
+    """(model, head, classic layout) with the largest gain in query_rank_corr; None when no head has both."""
+    best, best_gain = None, None
+    for m in models:
+        classic = next((name for name in CLASSIC if name in m["layouts"]), None)
+        if FAITHFUL not in m["layouts"] or classic is None:
+            continue
+        for h in m["heads"]:
+            t = h.get("trust", {})
+            a, b = t.get(FAITHFUL, {}).get("query_rank_corr"), t.get(classic, {}).get("query_rank_corr")
+            if a is None or b is None or not {FAITHFUL, classic} <= set(h.get("thumbs", {})):
+                continue
+            if best_gain is None or a - b > best_gain:
+                best, best_gain = (m, h, classic), a - b
+    return best
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else NOT_DEFINED
+
+
+def faithful_example(models: Sequence[Mapping]) -> str:
+    """Markdown for the worked example, or "" when this build has no faithful layout beside a classic one."""
+    picked = _pick(models)
+    if picked is None:
+        return ""
+    m, h, classic = picked
+    layer, head, name = h["layer"], h["head"], m["name"]
+    title = md_text(m.get("title") or name)
+    trust = h["trust"]
+    out = ["", "## One head, two pictures", "",
+           f"[{title}, layer {layer} head {head}](models/{name}/L{layer}/H{head}.md) in this atlas, drawn by {classic} "
+           f"(left) and by the faithful layout (right): the same points, queries and keys, from the same "
+           f"normalised vectors. The faithful layout is t-SNE with two more terms: each query's attention pulls "
+           f"its keys in, and the distances from a query to the keys of its sentence are fitted to the ranks of its "
+           f"attention. It is the head of this atlas where the ranking gains most.", "",
+           f"![{classic}](data/{name}/{h['thumbs'][classic]}){{ width=\"240\" }} "
+           f"![{FAITHFUL}](data/{name}/{h['thumbs'][FAITHFUL]}){{ width=\"240\" }}", "",
+           f"| | {classic} | {FAITHFUL} |", "|---|---|---|"]
+    out += [f"| {label} | {_fmt(trust[classic].get(key))} | {_fmt(trust[FAITHFUL].get(key))} |" for key, label in _ROWS]
+    out += ["", "The faithful layout gives up a little neighbourhood structure (trustworthiness) for a picture in which "
+            "a query's nearby keys are the ones it attends to; the classic layouts are kept for the paper's "
+            "pictures. The findings page has both numbers for every layout, averaged over each model's heads.", ""]
+    return "\n".join(out)
