@@ -29,6 +29,8 @@ RANDOM_RE = re.compile(r"^random:[a-z0-9_]+$")
 COUNT_KEY_RE = re.compile(r"^(num|n)_|_(size|dim|heads|layers|embeddings|positions)$")
 URL_RE = re.compile(r"^https?://[^\s\"'<>`\\]+$")
 MAX_TOKEN_BUDGET = 2_000_000
+#: At most this many featured inputs per model (their q/k vectors are exported for the neuron view).
+MAX_FEATURED = 8
 MAX_MANIFEST_BYTES = 16 * 2**20
 TEXT_FORMATS = ("auto", "text", "jsonl", "csv", "json")
 
@@ -85,6 +87,9 @@ class ModelSpec:
     config: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
     license: str = ""
+    # Featured inputs (neuron-view vectors, listed on the model page): sentence/image ids (int) or text matches
+    # (str); None: a seeded handful.
+    featured: tuple[int | str, ...] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.config)
@@ -279,6 +284,20 @@ def _config(ctx: _Ctx, key: str, v: Any) -> tuple[tuple[str, Any], ...]:
 # --- sections ----------------------------------------------------------------------------------------------------
 
 
+def _featured(ctx: _Ctx, key: str, v: Any) -> tuple[int | str, ...]:
+    """Input ids (sentence or image id, from 0) and non-empty texts to match; at most MAX_FEATURED, no repeats."""
+    if not isinstance(v, list):
+        raise ctx.fail(key, f"expected a list of input ids and texts, got {_describe(v)}")
+    if len(v) > MAX_FEATURED:
+        raise ctx.fail(f"{key}[{MAX_FEATURED}]", f"one featured input too many: at most {MAX_FEATURED} per model")
+    out = tuple(_str(ctx, f"{key}[{i}]", x, pattern=re.compile(r"\s*\S"), what="an input id or a text to match")
+                if isinstance(x, str) else _int(ctx, f"{key}[{i}]", x, 0, 2**32 - 1) for i, x in enumerate(v))
+    for i, x in enumerate(out):
+        if x in out[:i]:
+            raise ctx.fail(f"{key}[{i}]", f"repeats featured[{out.index(x)}] ({_describe(x)})")
+    return out
+
+
 def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
     s = lambda **kw: (lambda k, v: _str(ctx, k, v, **kw))  # noqa: E731
     i = lambda lo, hi: (lambda k, v: _int(ctx, k, v, lo, hi))  # noqa: E731
@@ -323,6 +342,7 @@ def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
         "tokenizer": lambda k, v: _model_source(ctx, k, v),
         "config": lambda k, v: _config(ctx, k, v),
         "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
+        "featured": lambda k, v: _featured(ctx, k, v),
     }
     return ModelSpec(**_fields(ctx, key, raw, spec, required=("name", "source", "dataset")))
 

@@ -177,6 +177,9 @@ def _head_files(data: Path, manifest: dict, layer: int, head: int) -> dict[str, 
             continue
         layouts = manifest["layouts"] if "{layout}" in template else [""]
         rels += [template.format(layer=layer, head=head, layout=lay) for lay in layouts]
+    files = manifest.get("inputs", {}).get("files", {})  # the neuron view's vectors of this head
+    kv = manifest["model"]["kv_head_of_query"][head]
+    rels += [files[k].format(layer=layer, head=head, kv_head=kv) for k in ("query", "key") if k in files]
     out = {rel: (data / rel).read_bytes() for rel in rels if (data / rel).is_file()}
     head_rel = manifest["files"]["head"].format(layer=layer, head=head)
     info = json.loads(out[head_rel])
@@ -254,7 +257,8 @@ def _view_html(site: Path, model: str, layer: int, head: int, sentence: int | No
              for rel, b in _head_files(data, manifest, layer, head).items()}
     imports = {f"atlas/{name}": "data:text/javascript;base64," + base64.b64encode(text.encode()).decode("ascii")
                for name, text in _modules().items()}
-    css = (templates_dir() / "assets" / "atlas" / "atlas.css").read_text("utf-8")
+    css = "".join((templates_dir() / "assets" / "atlas" / name).read_text("utf-8")
+                  for name in ("atlas.css", "inputs.css"))
     show = html.escape(json.dumps({"sentence": sentence}), quote=True)
     doc = (f'<!doctype html><html><head><meta charset="utf-8"><style>{css}{STYLE}'
            f'{SENTENCE_ONLY if sentence is not None else ""}</style>'

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from .datasets import check_source
 from .errors import InputError, ManifestError
+from .featured import check_featured
 from .manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 
 #: Measured CPU-seconds per layout for one head of 10k points (benchmarks/bench_projections.py, 2-core machine;
@@ -40,11 +41,43 @@ def validate(path: str | Path) -> Validation:
     return result
 
 
+def check_memory(manifest: Manifest, configs: dict[str, Any]) -> None:
+    """Raise one ManifestError listing every `memory_problems` line (a build calls this before it starts)."""
+    problems = memory_problems(manifest, configs)
+    if problems:
+        raise ManifestError.collect(problems)
+
+
+def memory_problems(manifest: Manifest, configs: dict[str, Any], machine: int | None = None) -> list[ManifestError]:
+    """One problem per model whose heads have more points than one head unit can hold in this machine's memory
+    (`machine` bytes, default: `memory.machine_bytes`), with the estimate and the point count that would fit."""
+    from .memory import gib, head_bytes, machine_bytes, points_that_fit
+
+    memory = machine_bytes() if machine is None else machine
+    fit = points_that_fit(memory)
+    problems = []
+    for i, spec in enumerate(manifest.models):
+        points = _points(manifest, spec, configs.get(spec.name))
+        if head_bytes(points) <= memory:
+            continue
+        data = manifest.dataset(spec.dataset)
+        j = [d.name for d in manifest.datasets].index(data.name)
+        if data.kind == "images":
+            per_image = points // max(1, min(len(data.images) if data.images else data.max_images, data.max_images))
+            advice = f"datasets[{j}].max_images to {fit // per_image:,}"
+        else:
+            advice = f"datasets[{j}].max_tokens to {fit // 2:,}"
+        problems.append(ManifestError(str(manifest.path), f"models[{i}]", (
+            f"up to {points:,} points per head need about {gib(head_bytes(points))} of memory for one head's "
+            f"projections and scores, and this machine has {gib(memory)}; lower {advice} or less")))
+    return problems
+
+
 def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, Any]:
-    """Check that every dataset and model source resolves, without loading weights; returns each model's config
-    (None where unknown before loading, or not read: ``read_configs=False`` only locates the files of a stored
-    model, which a build does before every run). Raises one ManifestError listing every source that does not
-    resolve."""
+    """Check that every dataset and model source resolves, without loading weights, and that every featured input
+    names an input of its dataset's sample; returns each model's config (None where unknown before loading, or not
+    read: ``read_configs=False`` only locates the files of a stored model, which a build does before every run).
+    Raises one ManifestError listing every problem."""
     problems: list[ManifestError] = []
 
     def collect(key: str, check: Callable[[], Any]) -> Any:
@@ -61,6 +94,7 @@ def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, 
         configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir, read_configs))
         if m.tokenizer:
             collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir))
+    problems += check_featured(manifest, skip=unresolved)
     if problems:
         raise ManifestError.collect(problems)
     return configs

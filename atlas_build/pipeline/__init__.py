@@ -24,7 +24,8 @@ from ..capture.sources import source_digest
 from ..datasets import dataset_digest, dataset_info, load_sentences
 from ..datasets.images import load_images
 from ..datasets.repeats import repeat_cap_mask
-from ..executor import make_executor
+from ..executor import ItemFailed, make_executor
+from ..featured import featured_ids
 from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 from ..metrics.vision import capture_patch_attributes
@@ -95,8 +96,10 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
         executor = make_executor(jobs=jobs, scheduler=scheduler or manifest.build.scheduler or None)
         finished = False
         try:
-            for spec in manifest.models:
+            for i, spec in enumerate(manifest.models):
                 cap, cap_key = _capture_stage(manifest, spec, cache, memo, report, force, progress, device, log)
+                # A featured input the token budget left out stops the build before the per-head work.
+                featured_ids(manifest, spec, np.unique(cap.tokens.sentence_id).tolist(), manifest.build.seed)
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
                 results = _heads_stage(manifest, spec, cap, cap_key, has_point, cache, report, force, progress,
                                        executor, log)
@@ -131,7 +134,8 @@ def capture_inputs(manifest: Manifest, spec: ModelSpec, memo: DigestMemo) -> dic
     data = manifest.dataset(spec.dataset)
     base = manifest.base_dir
     return {
-        "model entry": spec,
+        # Featured inputs only choose what is exported: changing them recaptures nothing.
+        "model entry": {k: v for k, v in asdict(spec).items() if k != "featured"},
         # The Zipf cap only picks which tokens get points (heads stage): it does not change what the model computes.
         "dataset entry": replace(data, max_token_repeats=0),
         "dataset files": dataset_digest(data, base, memo),

@@ -19,6 +19,7 @@ from ..manifest import Manifest, ModelSpec
 from ..metrics.registry import for_model
 from ..normalize.joint import is_key as key_mask
 from ..normalize.joint import point_ids
+from .export_inputs import InputRecord, export_inputs
 from .heads import HeadResult
 
 
@@ -28,6 +29,7 @@ class ExportedModel:
     title: str
     data_dir: Path
     manifest: dict
+    inputs: tuple[InputRecord, ...] = ()  # every input, for its model-view page
 
 
 def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:
@@ -129,5 +131,6 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     }
     if images:
         doc["images"] = images
+    doc["inputs"], inputs = export_inputs(manifest, spec, cap, data_dir, blocks, token_ids)
     write_manifest(data_dir, doc)
-    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc)
+    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc, tuple(inputs))

@@ -54,7 +54,10 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
     shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
     nav_models = []
     for m in models:
-        _write_text(docs / "models" / m.name / "index.md", matrix_page(m.name, m.title, m.manifest))
+        _write_text(docs / "models" / m.name / "index.md",
+                    matrix_page(m.name, m.title, m.manifest) + inputs_section(m.manifest, m.inputs))
+        for rel, page in input_pages(m.name, m.title, m.manifest, m.inputs).items():
+            _write_text(docs / "models" / m.name / rel, page)
         heads = m.manifest["heads"]
         for i, h in enumerate(heads):
             prev = heads[i - 1] if i > 0 else None

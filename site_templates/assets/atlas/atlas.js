@@ -8,6 +8,7 @@ import { showError } from "./dom.js";
 const VIEWS = {
   head: () => import("./head-view.js").then((m) => m.mountHead),
   matrix: () => import("./matrix-view.js").then((m) => m.mountMatrix),
+  model: () => import("./model-view.js").then((m) => m.mountModel),
 };
 const mounted = new Map();
 

@@ -256,7 +256,7 @@ export function loadAttention(model, layer, head) {
 
 // The attention file is stored gzip-compressed; a server that sends it with Content-Encoding: gzip hands over
 // the plain blob instead, so both are accepted.
-async function gunzip(buffer, url) {
+export async function gunzip(buffer, url) {
   const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
   if (head[0] !== 0x1f || head[1] !== 0x8b) return buffer;
   if (typeof DecompressionStream !== "function") throw new AtlasDataError(`this browser cannot decompress ${url}`);

@@ -1,10 +1,13 @@
 // What the head view shows for a selected point: the attention lines of its sentence (from the head's small top-k
 // file) and the sentence view (text: BertViz lines from the full attention rows, plus the head's aggregate pattern)
-// or the image view (image models, through head-images.js). The full rows load only when a point is selected.
+// or the image view (image models, through head-images.js), with the neuron view of featured sentences and a link
+// to the sentence's model view. The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 
 import { loadAggregate, loadAttention, loadTopK } from "./data.js";
 import { showError } from "./dom.js";
+import { modelViewUrl } from "./inputs-data.js";
+import { NeuronView } from "./neuron-view.js";
 import { SentenceView } from "./sentence-view.js";
 
 export class HeadDetail {
@@ -28,6 +31,17 @@ export class HeadDetail {
     this.sentence = new SentenceView(root);
     this.sentence.onClose = () => this.ctx.select(null);
     this.root = this.sentence.root;
+    this.neuron = new NeuronView(this.sentence.root, { onPick: (sid) => this.pickSentence(sid) });
+    this.sentence.onPair = (q, k) => this.neuron.setPair(q, k);
+  }
+
+  // Selects a sentence's first non-special token (its query point) in the head view.
+  pickSentence(sid) {
+    const { model } = this.ctx;
+    const rows = model.sentences.get(sid) || [];
+    const row = rows.find((r) => !model.tokens.special[r]) ?? rows[0];
+    const point = row === undefined ? null : model.pointOfToken(row, false);
+    if (point !== null) this.ctx.select(point);
   }
 
   // Patch features when the encoding needs the images' pixels (image models), else null.
@@ -50,6 +64,7 @@ export class HeadDetail {
     this.shownFor = id;
     if (id === null) {
       (this.images || this.sentence).hide();
+      if (this.neuron) this.neuron.hide();
       return;
     }
     const point = this.ctx.pointOf(id);
@@ -96,12 +111,20 @@ export class HeadDetail {
     }
     if (!this.ctx.alive() || this.shownFor !== point.id) return;
     const matrix = attn ? attn.matrix(sid) : null;
-    this.sentence.show({ sentenceId: sid, tokens, matrix, focus: { position: point.position, isKey: point.isKey } });
+    const focus = { position: point.position, isKey: point.isKey };
+    this.sentence.show({ sentenceId: sid, tokens, matrix, focus, modelView: model.manifest.inputs ? modelViewUrl(model, sid) : null });
     if (aggregate) this.sentence.showAggregate(aggregate);
+    if (!model.manifest.inputs) return;
+    try {
+      await this.neuron.show({ model, layer, head, inputId: sid, tokens, focus, matrix });
+    } catch (err) {
+      if (this.ctx.alive()) showError(this.neuron.root, err.message);
+    }
   }
 
   destroy() {
     if (this.images) this.images.destroy();
+    if (this.neuron) this.neuron.destroy();
     if (this.sentence) this.sentence.destroy();
   }
 }

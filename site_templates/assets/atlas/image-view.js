@@ -24,6 +24,7 @@ export class ImageView {
     this.colours = colours;
     this.root = el("section", { class: "atlas-image-view", hidden: true, "aria-label": "image view" });
     this.title = el("h3", { class: "atlas-image-title" });
+    this.modelLink = el("a", { class: "atlas-model-view-link", text: "every head on this image (model view) →" });
     this.credit = el("p", { class: "atlas-image-credit" });
     this.chips = el("div", { class: "atlas-image-prefix" });
     this.status = el("p", { class: "atlas-image-status", "aria-live": "polite" });
@@ -32,7 +33,7 @@ export class ImageView {
     this.panels = ["heatmap", "arrows", "flows"].map((kind) => this.panel(kind));
     this.panelBox = el("div", { class: "atlas-image-panels" }, this.panels.map((p) => p.figure));
     this.aggregate = el("figure", { class: "atlas-image-aggregate", hidden: true });
-    this.root.append(el("div", { class: "atlas-image-head" }, [this.title, close]), this.credit, this.chips, this.panelBox, this.status,
+    this.root.append(el("div", { class: "atlas-image-head" }, [this.title, close]), this.modelLink, this.credit, this.chips, this.panelBox, this.status,
       this.aggregate);
     container.append(this.root);
     this.disposer.add(onSchemeChange(() => this.redraw()));
@@ -68,6 +69,7 @@ export class ImageView {
     this.root.hidden = false;
     const name = image ? image.name : String(imageId);
     this.title.textContent = `Image ${name} · ${grid.rows} × ${grid.cols} patches`;
+    this.modelLink.href = new URL(`../../inputs/${imageId}/`, location.href).href; // from the head page
     this.credit.textContent = image ? [image.license, image.attribution].filter(Boolean).join(" · ") : "";
     this.weights = this.focusWeights();
     this.renderChips();

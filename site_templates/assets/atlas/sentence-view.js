@@ -1,5 +1,6 @@
 // BertViz-style sentence view: queries on the left, keys on the right, one line per pair with opacity = weight.
-// Hiding tokens (special, first, or clicked ones) re-normalizes every row over the keys that stay.
+// Hiding tokens (special, first, or clicked ones) re-normalizes every row over the keys that stay. Hovering a line
+// calls onPair(query, key) (the neuron view follows it); a link opens the sentence's model view.
 
 import { Disposer, el, svg } from "./dom.js";
 
@@ -19,6 +20,7 @@ export class SentenceView {
     this.hidden = new Set();
     this.root = el("section", { class: "atlas-sentence", hidden: true, "aria-label": "sentence view" });
     this.title = el("h3", { class: "atlas-sentence-title" });
+    this.modelLink = el("a", { class: "atlas-model-view-link", hidden: true, text: "every head on this sentence (model view) →" });
     const special = el("input", { type: "checkbox", class: "atlas-hide-special" });
     const first = el("input", { type: "checkbox", class: "atlas-hide-first" });
     this.disposer.on(special, "change", () => ((this.hideSpecial = special.checked), this.render()));
@@ -33,16 +35,19 @@ export class SentenceView {
     ]);
     this.figure = el("div", { class: "atlas-sentence-figure" });
     this.aggregate = el("div", { class: "atlas-aggregate" });
-    this.root.append(this.title, this.controls, this.figure, this.aggregate);
+    this.root.append(this.title, this.modelLink, this.controls, this.figure, this.aggregate);
     container.append(this.root);
   }
 
-  // tokens: [{text, special, position}] in position order; matrix: {n, w} row-major; focus: {position, isKey}.
-  show({ sentenceId, tokens, matrix, focus }) {
+  // tokens: [{text, special, position}] in position order; matrix: {n, w} row-major; focus: {position, isKey};
+  // modelView: URL of the sentence's model-view page (every head on it), or null.
+  show({ sentenceId, tokens, matrix, focus, modelView = null }) {
     if (this.sentenceId !== sentenceId) this.hidden = new Set();
     Object.assign(this, { sentenceId, tokens, matrix, focus });
     this.root.hidden = false;
     this.title.textContent = `Sentence ${sentenceId} · ${tokens.length} tokens`;
+    this.modelLink.hidden = !modelView;
+    if (modelView) this.modelLink.href = modelView;
     this.render();
   }
 
@@ -110,6 +115,8 @@ export class SentenceView {
     figure.addEventListener("mouseover", (e) => {
       const t = e.target.closest("text.atlas-token");
       focus(t ? t.dataset.side : "q", t ? t.dataset.position : null);
+      const line = e.target.closest("line");
+      if (line && this.onPair) this.onPair(Number(line.dataset.q), Number(line.dataset.k));
     });
     figure.addEventListener("mouseleave", () => focus("q", null));
     figure.addEventListener("click", (e) => {
