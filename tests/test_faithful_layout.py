@@ -99,6 +99,8 @@ def test_without_its_terms_it_is_the_classic_tsne_exactly() -> None:
                          n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration, dof=p.tsne_dof)
     np.testing.assert_array_equal(ours, classic)
     assert LAYOUTS["faithful-2d"].needs_graph and LAYOUTS["faithful-2d"].dims == 2
+    from atlas_build.validate import LAYOUT_SECONDS_10K
+    assert set(LAYOUT_SECONDS_10K) == set(LAYOUTS)  # validate's estimate knows every layout
 
 
 def _synthetic_head(seed: int = 0, rank: int = 4, d: int = 16, n: int = 24, sentences: int = 40):
