@@ -113,7 +113,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             if started.is_set():
                 httpd.shutdown()
             httpd.server_close()
-    return 0
+    return 1 if report.failed else 0
 
 
 def _url(httpd: http.server.ThreadingHTTPServer) -> str:

@@ -2,7 +2,8 @@
 
 `make_executor(jobs=1)` runs in this process; `jobs>1` starts a spawn-context process pool whose workers pay the
 numba/import warm-up once (initializer); `scheduler="tcp://host:port"` submits to a Dask cluster. All paths yield
-results in input order, so a build's output never depends on where it ran.
+results in input order, so a build's output never depends on where it ran. With `contain=(MemoryError,)`, an item
+whose function raises one of those errors yields an `ItemFailed` in its place and the other items go on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .errors import InputError
@@ -20,15 +22,43 @@ from .extras import missing
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "DaskExecutor", "make_executor", "default_initializer"]
+__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "DaskExecutor", "ItemFailed", "make_executor",
+           "default_initializer"]
+
+
+@dataclass(frozen=True)
+class ItemFailed:
+    """What `map` yields for an item whose function raised a contained error: its type and message, one line."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class _Contained:
+    """`fn` with the `errors` it raises turned into an `ItemFailed` (picklable: runs in any worker)."""
+
+    fn: Callable[[Any], Any]
+    errors: tuple[type[BaseException], ...]
+
+    def __call__(self, item: Any) -> Any:
+        try:
+            return self.fn(item)
+        except self.errors as e:
+            message = " ".join(str(e).split()) or "no message"
+            return ItemFailed(f"{type(e).__name__}: {message}"[:300])
+
+
+def _guard(fn: Callable[[T], R], contain: tuple[type[BaseException], ...]) -> Callable[[T], Any]:
+    return _Contained(fn, tuple(contain)) if contain else fn
 
 
 class Executor(Protocol):
     """Maps a picklable function over items; results come back in input order."""
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
-    ) -> Iterator[R]: ...
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[R | ItemFailed]: ...
 
     def close(self, abort: bool = False) -> None:
         """Release workers; `abort` (the build is failing or interrupted) stops running items at once."""
@@ -78,9 +108,11 @@ class LocalExecutor(_Context):
     """Runs every item in this process, in order (jobs=1). No warm-up: work starts immediately."""
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
-    ) -> Iterator[R]:
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[R | ItemFailed]:
         items = list(items)
+        fn = _guard(fn, contain)
         with _progress(len(items), desc, progress) as bar:
             for item in items:
                 result = fn(item)
@@ -108,9 +140,11 @@ class PoolExecutor(_Context):
         )
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
-    ) -> Iterator[R]:
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[R | ItemFailed]:
         items = list(items)
+        fn = _guard(fn, contain)
         ahead = 2 * self.jobs
         pending: list[Future[R]] = []
         nxt = 0
@@ -140,7 +174,11 @@ class PoolExecutor(_Context):
 
 
 class DaskExecutor(_Context):
-    """Submits items to a dask.distributed cluster; the initializer runs once on every (current) worker."""
+    """Submits items to a dask.distributed cluster; the initializer runs once on every (current) worker.
+
+    Each item is scattered to a worker and then submitted on its own, at most two per worker thread ahead of the one
+    being yielded: memory stays bounded on the cluster, and no message carries more than one item.
+    """
 
     def __init__(
         self, scheduler: str | Any, initializer: Callable[[], None] | None = default_initializer
@@ -156,21 +194,32 @@ class DaskExecutor(_Context):
             self.client.run(initializer)
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False
-    ) -> Iterator[R]:
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[R | ItemFailed]:
         items = list(items)
-        # pure=False: never deduplicate equal items; keys are unique per call.
-        futures = self.client.map(fn, items, pure=False)
+        fn = _guard(fn, contain)
+        ahead = 2 * max(1, sum(self.client.nthreads().values()))
+        pending: list[tuple[Any, Any]] = []
+        nxt = 0
         with _progress(len(items), desc, progress) as bar:
             try:
-                for fut in futures:
+                for i in range(len(items)):
+                    while nxt < len(items) and nxt < i + ahead:
+                        [data] = self.client.scatter([items[nxt]], hash=False)
+                        # pure=False: never deduplicate equal items; keys are unique per call.
+                        pending.append((data, self.client.submit(fn, data, pure=False)))
+                        nxt += 1
+                    data, fut = pending.pop(0)
                     result = fut.result()
                     fut.release()
+                    data.release()
                     bar.update(1)
                     yield result
             finally:
-                for fut in futures:
-                    fut.release()
+                for data, fut in pending:
+                    fut.cancel()
+                    data.release()
 
     def close(self, abort: bool = False) -> None:
         if self._own:

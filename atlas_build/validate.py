@@ -37,7 +37,9 @@ def validate(path: str | Path) -> Validation:
     except ManifestError as e:
         result.problems = [str(p) for p in e.problems]
         return result
-    result.estimate = estimate(manifest, configs)
+    result.problems = [str(p) for p in memory_problems(manifest, configs)]
+    if not result.problems:
+        result.estimate = estimate(manifest, configs)
     return result
 
 
@@ -87,8 +89,12 @@ def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, 
             problems.append(ManifestError(str(manifest.path), key, str(e)))
             return None
 
+    unresolved = set()
     for i, d in enumerate(manifest.datasets):
+        before = len(problems)
         collect(f"datasets[{i}].source", lambda: check_source(d, manifest.base_dir))
+        if len(problems) > before:
+            unresolved.add(d.name)
     configs = {}
     for i, m in enumerate(manifest.models):
         configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir, read_configs))
@@ -158,6 +164,8 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
 
 def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
     """What a build of the manifest will do, one line per model and a total (upper bounds: the token budgets)."""
+    from .memory import gib, head_bytes
+
     lines = []
     total = 0.0
     layouts = manifest.projections.layouts
@@ -174,7 +182,8 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
         seconds = capture + layers * heads * per_head
         total += seconds
         lines.append(f"{spec.name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
-                     f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head)")
+                     f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head); "
+                     f"about {gib(head_bytes(points))} of memory per head running at once")
         if points > LARGE_HEAD_POINTS:
             lines.append(f"  warning: {points:,} points per head is large: t-SNE and UMAP time grows faster than "
                          f"the point count, and heads over {manifest.export.tile_threshold:,} points get tile pyramids")

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partialmethod
 from pathlib import Path
 from typing import Callable
@@ -33,7 +33,7 @@ from ..normalize import HeadSample
 from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
 from ..project import ProjectionParams, align_sequence
 from ..site import build_site
-from ..validate import resolve_sources
+from ..validate import check_memory, resolve_sources
 from .export_model import export_model
 from .heads import HeadResult, HeadTask, add_related, run_head
 
@@ -45,6 +45,7 @@ class BuildReport:
     site_dir: Path
     reused: list[str] = field(default_factory=list)
     rebuilt: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  #: heads whose unit failed (their model is left out)
     seconds: float = 0.0
 
 
@@ -84,7 +85,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     """
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
-    resolve_sources(manifest, read_configs=False)  # every unresolvable source at once, before anything is written
+    # every unresolvable source and every head too large for this machine's memory, before anything is written
+    check_memory(manifest, resolve_sources(manifest, read_configs=False))
     with claim(Path(out_dir)) as out:
         cache = StageCache(out / CACHE)
         memo = DigestMemo(cache.root / "_digests.json")
@@ -103,10 +105,13 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
                 results = _heads_stage(manifest, spec, cap, cap_key, has_point, cache, report, force, progress,
                                        executor, log)
+                if results is None:
+                    log(f"[{spec.name}] left out of the site: a head failed")
+                    continue
                 data_dir = staging / "docs" / "data" / spec.name
                 exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
                 log(f"[{spec.name}] exported {len(results)} heads")
-                pending = [m.title or m.name for m in manifest.models[len(exported):]]
+                pending = [m.title or m.name for m in manifest.models[i + 1:]]
                 if pending:
                     build_site(manifest, exported, staging, out / NEW_SITE, pending)
                     publish(out)
@@ -126,6 +131,9 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     report.seconds = time.monotonic() - start
     log(f"site written to {report.site_dir} ({len(report.reused)} units reused, {len(report.rebuilt)} rebuilt, "
         f"{report.seconds:.1f} s)")
+    if report.failed:
+        log(f"{len(report.failed)} head{'s' * (len(report.failed) > 1)} failed: {', '.join(report.failed)}; rerun "
+            "to retry (every finished unit is reused)")
     return report
 
 
@@ -248,13 +256,20 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
                                   w_q=None if weights is None else weights[0][head],
                                   w_k=None if weights is None else weights[1][kv], points=points, grid=grid,
                                   patches=patches))
-        for res in executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress):
+        runs = executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress, contain=(MemoryError,))
+        for task, res in zip(tasks, runs):
+            if isinstance(res, ItemFailed):  # one line; the other heads go on
+                report.failed.append(f"{spec.name}/L{task.layer}H{task.head}")
+                log(f"[{spec.name}] L{task.layer}H{task.head} failed: {res.error}")
+                continue
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)
             cache.mark_done(d)
             results[(res.layer, res.head)] = res
             report.rebuilt.append(f"{spec.name}/L{res.layer}H{res.head}")
         log(f"[{spec.name}] heads: layer {layer} done")
+    if len(results) < facts.num_layers * facts.num_heads:
+        return None
     cache.mark_done(unit)
     cache.prune(spec.name, "heads", key)
     ordered = [results[k] for k in sorted(results)]

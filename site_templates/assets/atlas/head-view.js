@@ -17,6 +17,16 @@ import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const DIM = 0.15;
 
+// Rows by ascending rank (0-2), in row order within a rank: a counting sort, linear in the number of points.
+function rankOrder(rank) {
+  const start = new Int32Array(4);
+  for (let i = 0; i < rank.length; i++) start[rank[i] + 1]++;
+  for (let r = 1; r < 4; r++) start[r] += start[r - 1];
+  const order = new Int32Array(rank.length);
+  for (let i = 0; i < rank.length; i++) order[start[rank[i]]++] = i;
+  return order;
+}
+
 export function mountHead(root) {
   const view = new HeadView(root);
   view.start();
@@ -302,7 +312,7 @@ class HeadView {
       alpha[i] = inSel && hit ? 1 : DIM;
       rank[i] = (inSel && hit ? 1 : 0) + (i === selRow ? 1 : 0);
     }
-    const order = Int32Array.from({ length: n }, (_, i) => i).sort((x, y) => rank[x] - rank[y]);
+    const order = rankOrder(rank);
     let radius = 3;
     if (s.size) {
       let [lo, hi] = [Infinity, -Infinity];

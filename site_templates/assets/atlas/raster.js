@@ -11,10 +11,24 @@ function discOffsets(radius) {
 
 const discs = new Map();
 
-function disc(radius) {
+// A disc's pixels for rows `width` pixels wide: (dx, dy) pairs, their offsets in the pixel array, and its reach.
+function disc(radius, width) {
   const key = Math.round(radius * 4) / 4;
-  if (!discs.has(key)) discs.set(key, discOffsets(key));
-  return discs.get(key);
+  const id = `${key}/${width}`;
+  let d = discs.get(id);
+  if (!d) {
+    const xy = discOffsets(key);
+    const lin = new Int32Array(xy.length / 2);
+    let reach = 0;
+    for (let o = 0; o < lin.length; o++) {
+      lin[o] = xy[2 * o + 1] * width + xy[2 * o];
+      reach = Math.max(reach, Math.abs(xy[2 * o]), Math.abs(xy[2 * o + 1]));
+    }
+    d = { xy, lin, reach };
+    if (discs.size > 64) discs.clear();
+    discs.set(id, d);
+  }
+  return d;
 }
 
 const pack = (r, g, b) => (255 << 24) | (b << 16) | (g << 8) | r;
@@ -25,8 +39,10 @@ function blend(px, at, packed, a) {
     return;
   }
   const d = px[at];
-  const mix = (shift) => Math.round(((packed >> shift) & 255) * a + ((d >> shift) & 255) * (1 - a));
-  px[at] = (255 << 24) | (mix(16) << 16) | (mix(8) << 8) | mix(0);
+  const r = Math.round((packed & 255) * a + (d & 255) * (1 - a));
+  const g = Math.round(((packed >> 8) & 255) * a + ((d >> 8) & 255) * (1 - a));
+  const b = Math.round(((packed >> 16) & 255) * a + ((d >> 16) & 255) * (1 - a));
+  px[at] = (255 << 24) | (b << 16) | (g << 8) | r;
 }
 
 // A square sprite (device pixels, packed RGBA) centred on the point, framed by the point's own colour.
@@ -48,6 +64,25 @@ function stampSprite(px, W, H, cx, cy, sprite, index, packed, a) {
   }
 }
 
+// One disc: skipped when off the image, written by linear offsets when wholly inside, clipped pixel by pixel else.
+function stampDisc(px, W, H, cx, cy, d, packed, a) {
+  const R = d.reach;
+  if (cx + R < 0 || cy + R < 0 || cx - R >= W || cy - R >= H) return;
+  const lin = d.lin;
+  if (cx >= R && cy >= R && cx + R < W && cy + R < H) {
+    const at = cy * W + cx;
+    if (a >= 1) for (let o = 0; o < lin.length; o++) px[at + lin[o]] = packed;
+    else for (let o = 0; o < lin.length; o++) blend(px, at + lin[o], packed, a);
+    return;
+  }
+  const xy = d.xy;
+  for (let o = 0; o < xy.length; o += 2) {
+    const x = cx + xy[o];
+    const y = cy + xy[o + 1];
+    if (x >= 0 && y >= 0 && x < W && y < H) blend(px, y * W + x, packed, a);
+  }
+}
+
 // Stamps points into an ImageData: sx/sy in CSS pixels, order = rows to draw (last on top), rgb packed per row,
 // alpha per row (null = opaque; ≤ 0 = skipped), radius a number or per row, in CSS pixels. bg null keeps what
 // the ImageData holds. sprite (optional): {size, border, pixels, index} with index[row] ≥ 0 to draw that sprite.
@@ -58,23 +93,16 @@ export function rasterize(image, bg, points, dpr) {
   if (bg) px.fill(pack(bg[0], bg[1], bg[2]));
   if (!points) return;
   const { sx, sy, order, rgb, alpha, radius, sprite } = points;
-  const fixed = typeof radius === "number" ? disc(radius * dpr) : null;
-  for (const i of order) {
+  const fixed = typeof radius === "number" ? disc(radius * dpr, W) : null;
+  for (let j = 0; j < order.length; j++) {
+    const i = order[j];
     const a = alpha ? alpha[i] : 1;
     if (a <= 0) continue;
     const cx = Math.round(sx[i] * dpr);
     const cy = Math.round(sy[i] * dpr);
     const packed = pack(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]);
-    if (sprite && sprite.index[i] >= 0) {
-      stampSprite(px, W, H, cx, cy, sprite, sprite.index[i], packed, a);
-      continue;
-    }
-    const offs = fixed || disc(radius[i] * dpr);
-    for (let o = 0; o < offs.length; o += 2) {
-      const x = cx + offs[o];
-      const y = cy + offs[o + 1];
-      if (x >= 0 && y >= 0 && x < W && y < H) blend(px, y * W + x, packed, a);
-    }
+    if (sprite && sprite.index[i] >= 0) stampSprite(px, W, H, cx, cy, sprite, sprite.index[i], packed, a);
+    else stampDisc(px, W, H, cx, cy, fixed || disc(radius[i] * dpr, W), packed, a);
   }
 }
 

@@ -10,6 +10,35 @@ import { ink, onSchemeChange } from "./theme.js";
 const PAD = 16;
 const TILE_MIN_POINTS = 2000;
 
+const DEPTH_STEPS = 65536;
+
+// `order`'s rows by rank (small integers, optional), then ascending depth (the last drawn is on top): a counting
+// sort over depth quantised to DEPTH_STEPS steps of its range, linear in the number of points (rows less than a
+// step apart in depth keep their order).
+function depthOrder(order, depth, rank) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  let ranks = 1;
+  for (let j = 0; j < order.length; j++) {
+    const d = depth[order[j]];
+    if (d < lo) lo = d;
+    if (d > hi) hi = d;
+    if (rank && rank[order[j]] >= ranks) ranks = rank[order[j]] + 1;
+  }
+  const scale = (DEPTH_STEPS - 1) / Math.max(hi - lo, 1e-12);
+  const key = new Int32Array(order.length);
+  const start = new Int32Array(ranks * DEPTH_STEPS + 1);
+  for (let j = 0; j < order.length; j++) {
+    const i = order[j];
+    key[j] = (rank ? rank[i] : 0) * DEPTH_STEPS + Math.floor((depth[i] - lo) * scale);
+    start[key[j] + 1]++;
+  }
+  for (let b = 1; b < start.length; b++) start[b] += start[b - 1];
+  const out = new Int32Array(order.length);
+  for (let j = 0; j < order.length; j++) out[start[key[j]]++] = order[j];
+  return out;
+}
+
 export class Scatter {
   constructor(container, { onHover = () => {}, onClick = () => {}, onView = () => {}, onDraw = () => {} } = {}) {
     this.container = container;
@@ -60,9 +89,9 @@ export class Scatter {
     this.centre = coords.map((a) => {
       let lo = Infinity;
       let hi = -Infinity;
-      for (const v of a) {
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
+      for (let i = 0; i < a.length; i++) {
+        if (a[i] < lo) lo = a[i];
+        if (a[i] > hi) hi = a[i];
       }
       return this.n ? [lo, hi] : [0, 1];
     });
@@ -125,11 +154,15 @@ export class Scatter {
     }
   }
 
+  // The rows in drawing order; in 3D sorted by depth, once per angle (panning and zooming reuse it).
   drawOrder() {
     const order = this.style.order || Int32Array.from({ length: this.n }, (_, i) => i);
     if (!this.is3d) return order;
-    const rank = this.style.rank;
-    return Int32Array.from(order).sort((a, b) => (rank ? rank[a] - rank[b] : 0) || this.depth[a] - this.depth[b]);
+    const key = [this.yaw, this.pitch, order, this.style.rank, this.depth];
+    if (!this.sorted || this.sorted.key.some((v, i) => v !== key[i])) {
+      this.sorted = { key, order: depthOrder(order, this.depth, this.style.rank) };
+    }
+    return this.sorted.order;
   }
 
   // tiles: a TileLayer for the current layout, or null to always draw points.
@@ -178,7 +211,7 @@ export class Scatter {
         ctx.putImageData(image, 0, 0);
       }
     } else {
-      const image = ctx.createImageData(this.canvas.width, this.canvas.height);
+      const image = this.imageData();
       rasterize(image, this.bg, this.n ? { ...this.style, sx: this.sx, sy: this.sy, order: this.drawOrder() } : null, dpr);
       ctx.putImageData(image, 0, 0);
     }
@@ -189,6 +222,15 @@ export class Scatter {
       ctx.restore();
     }
     if (this.coords) this.handlers.onDraw(this.mode);
+  }
+
+  // The ImageData points are stamped into, kept from frame to frame (allocating 4 bytes a pixel each frame costs).
+  imageData() {
+    const { width, height } = this.canvas;
+    if (!this.image || this.image.width !== width || this.image.height !== height) {
+      this.image = this.ctx.createImageData(width, height);
+    }
+    return this.image;
   }
 
   // Screen position (CSS pixels, relative to the canvas) of point i as last drawn.
