@@ -5,10 +5,17 @@ Data: a seeded head-like joint set of N queries + N keys (d=64): tokens from a Z
 coincide (as normalize does).
 Default pipeline: sklearn TSNE(metric="cosine"), umap.UMAP(metric="cosine") (numba warm-up timed separately),
 sklearn PCA. Ours: project() with one process, and a 2-worker pool over several heads (throughput).
-Quality: trustworthiness@10 (cosine) on a seeded 2k sample; Spearman of 2D q-k distance vs high-dim q.k over random
-same-sentence pairs (j <= i; more negative = distance is a better proxy for attention).
+Quality: trustworthiness@10 (cosine), mean over three seeded 2k samples; Spearman of layout q-k distance vs high-dim
+q.k over random same-sentence pairs (j <= i; more negative = distance is a better proxy for attention).
+
+--with-3d adds the 3D layouts and the cost of all six layouts in one call against the 2D set (PCA + t-SNE + UMAP).
+--real runs on real heads instead (benchmarks/real_heads.py: the demo's models over the demo's samples): per head
+the CPU seconds of the 2D set and of all six layouts, their ratio, trustworthiness@10 of every t-SNE/UMAP layout and
+the depth of the 3D ones (smallest principal spread / largest); with --default-3d also scikit-learn
+TSNE(n_components=3) and umap-learn UMAP(n_components=3) on the same heads.
 
     python benchmarks/bench_projections.py [--n 5000] [--repeats 1] [--heads 4] [--with-3d]
+    python benchmarks/bench_projections.py --real [--real-heads minilm:L1H3,smollm2:L5H4] [--default-3d]
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ import functools
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def head_like(n: int = 5000, d: int = 64, seed: int = 0, sent_len: int = 25) -> tuple[np.ndarray, np.ndarray]:
@@ -45,15 +56,30 @@ def head_like(n: int = 5000, d: int = 64, seed: int = 0, sent_len: int = 25) -> 
     return np.vstack([q, k]).astype(np.float32), sent
 
 
-def quality(x: np.ndarray, sent: np.ndarray, emb: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """(trustworthiness@10 on a 2k sample, Spearman(2D q-k distance, q.k) over same-sentence pairs)."""
-    from scipy.stats import spearmanr
+def trust(x: np.ndarray, emb: np.ndarray, samples: int = 3) -> float:
+    """Trustworthiness@10 (cosine), mean over `samples` seeded samples of 2k points."""
     from sklearn.manifold import trustworthiness
+
+    out = []
+    for seed in range(samples):
+        s = np.random.default_rng(seed).choice(len(x), size=min(2000, len(x)), replace=False)
+        out.append(trustworthiness(x[s], emb[s], n_neighbors=10, metric="cosine"))
+    return float(np.mean(out))
+
+
+def depth(emb: np.ndarray) -> float:
+    """How 3D a layout is: its smallest principal spread over its largest (0 = flat, 1 = round)."""
+    sv = np.linalg.svd(emb - emb.mean(axis=0), compute_uv=False)
+    return float(sv[-1] / sv[0])
+
+
+def quality(x: np.ndarray, sent: np.ndarray, emb: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(trustworthiness@10, Spearman(layout q-k distance, q.k) over same-sentence pairs)."""
+    from scipy.stats import spearmanr
 
     rng = np.random.default_rng(seed)
     n = len(sent)
-    s = rng.choice(2 * n, size=min(2000, 2 * n), replace=False)
-    tw = trustworthiness(x[s], emb[s], n_neighbors=10, metric="cosine")
+    tw = trust(x, emb)
     i = rng.integers(0, n, size=20000)
     starts = np.searchsorted(sent, sent[i])
     j = starts + (rng.random(20000) * (i - starts + 1)).astype(int)  # same sentence, j <= i
@@ -109,8 +135,12 @@ def ours_pipeline(x: np.ndarray, layouts: list[str], repeats: int) -> dict[str, 
     for lay in layouts:  # per layout (each includes its own kNN graph: the shared graph is counted in every row)
         print(f"  ours {lay}: ", end="")
         res[lay] = timed(lambda: project(x, [lay], params)[lay], repeats)
-    print("  ours all layouts in one call (shared kNN): ", end="")
-    res["all"] = timed(lambda: np.zeros(0) if project(x, layouts, params) else None, repeats)
+    two_d = [lay for lay in layouts if lay.endswith("2d")]
+    print("  ours 2D set in one call (shared kNN): ", end="")
+    res["2d"] = timed(lambda: np.zeros(0) if project(x, two_d, params) else None, repeats)
+    if len(two_d) < len(layouts):
+        print("  ours all layouts in one call (shared kNN, 3D from 2D): ", end="")
+        res["all"] = timed(lambda: np.zeros(0) if project(x, layouts, params) else None, repeats)
     return res
 
 
@@ -138,6 +168,58 @@ def _one_head(seed: int, *, n: int, layouts: tuple[str, ...], params: object, fn
     return len(fn(x, layouts, params))
 
 
+def cpu_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median CPU seconds of `fn` (all threads) over `repeats` runs, and its last result."""
+    cpus, out = [], None
+    for _ in range(repeats):
+        c0 = time.process_time()
+        out = fn()
+        cpus.append(time.process_time() - c0)
+    return statistics.median(cpus), out
+
+
+def real(args: argparse.Namespace) -> None:
+    """2D set vs all six layouts on real heads, and (--default-3d) the default libraries' 3D layouts."""
+    from atlas_build.project import LAYOUT_NAMES, ProjectionParams, project, warm_up
+    from real_heads import DEFAULT_HEADS, real_heads
+
+    names = args.real_heads.split(",") if args.real_heads else list(DEFAULT_HEADS)
+    heads = real_heads(names, Path(args.capture_dir))
+    warm_up()
+    params = ProjectionParams()
+    two_d = [lay for lay in LAYOUT_NAMES if lay.endswith("2d")]
+    graph = ["tsne-2d", "umap-2d", "tsne-3d", "umap-3d"]
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+          f"CPU-s are medians of {args.repeats} runs; trustworthiness@10 means of 3 samples of 2k points", flush=True)
+    print(f"{'head':20} {'points':>6} {'2D CPU-s':>8} {'six CPU-s':>9} {'ratio':>5}  " +
+          " ".join(f"{lay:>7}" for lay in graph) + "  depth t/u" +
+          ("  sklearn-3d umap-learn-3d (CPU-s; depth)" if args.default_3d else ""), flush=True)
+    ratios, wins = [], []
+    for h in heads:
+        c2, _ = cpu_seconds(lambda: project(h.x, two_d, params), args.repeats)
+        c6, out = cpu_seconds(lambda: project(h.x, LAYOUT_NAMES, params), args.repeats)
+        tw = {lay: trust(h.x, out[lay]) for lay in graph}
+        line = (f"{h.name:20} {len(h.x):6d} {c2:8.2f} {c6:9.2f} {c6 / c2:5.2f}  " +
+                " ".join(f"{tw[lay]:7.4f}" for lay in graph) +
+                f"  {depth(out['tsne-3d']):.2f}/{depth(out['umap-3d']):.2f}")
+        ratios.append(c6 / c2)
+        if args.default_3d:
+            import umap
+            from sklearn.manifold import TSNE
+
+            cs, e_s = cpu_seconds(lambda: TSNE(3, metric="cosine", random_state=0).fit_transform(h.x), 1)
+            cu, e_u = cpu_seconds(lambda: umap.UMAP(n_components=3, metric="cosine").fit_transform(h.x), 1)
+            ts, tu = trust(h.x, e_s), trust(h.x, e_u)
+            wins.append((tw["tsne-3d"] - ts, tw["umap-3d"] - tu))
+            line += f"  {ts:10.4f} {tu:13.4f} ({cs:.0f} / {cu:.0f}; {depth(e_s):.2f}/{depth(e_u):.2f})"
+        print(line, flush=True)
+    print(f"\nall six / 2D set, CPU per head: median {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
+    if wins:
+        dt, du = np.array(wins).T
+        print(f"ours - default trustworthiness@10 in 3D: t-SNE median {np.median(dt):+.4f} (min {dt.min():+.4f}), "
+              f"UMAP median {np.median(du):+.4f} (min {du.min():+.4f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5000, help="queries per head (keys as many)")
@@ -145,7 +227,16 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=6, help="heads for the 2-worker throughput run (0 = skip)")
     ap.add_argument("--with-3d", action="store_true", help="also the 3D layouts (sklearn 3D t-SNE takes minutes)")
     ap.add_argument("--skip-default", action="store_true")
+    ap.add_argument("--real", action="store_true", help="real heads of the demo's models instead of the synthetic one")
+    ap.add_argument("--real-heads", default="", help="comma-separated MODEL:L<l>H<h> (default: 3 per model)")
+    ap.add_argument("--capture-dir", default=str(Path(__file__).resolve().parents[1] / "build" / "bench-captures"),
+                    help="where --real keeps its captures (reused by later runs)")
+    ap.add_argument("--default-3d", action="store_true",
+                    help="with --real: also sklearn TSNE and umap-learn in 3D (minutes per head)")
     args = ap.parse_args()
+    if args.real:
+        real(args)
+        return
     layouts = ["pca-2d", "tsne-2d", "umap-2d"] + (["pca-3d", "tsne-3d", "umap-3d"] if args.with_3d else [])
     x, sent = head_like(args.n)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
@@ -171,11 +262,14 @@ def main() -> None:
         else:
             print(f"{lay:8} {'-':>10} {t_o:8.2f} {'-':>6} {'-':>8} / {tw_o:.4f} {'-':>8} / {sp_o:.3f}")
     two_d = ["pca-2d", "tsne-2d", "umap-2d"]
+    if "all" in ours:
+        print(f"\nall six layouts per head: {ours['all'][2]:.1f} CPU-s against {ours['2d'][2]:.1f} for the 2D set "
+              f"(ratio {ours['all'][2] / ours['2d'][2]:.2f}; wall {ours['all'][0]:.1f} s / {ours['2d'][0]:.1f} s)")
     if default:
         t_def = sum(default[lay][0] for lay in two_d)
-        t_our = ours["all"][0] if len(layouts) == 3 else sum(ours[lay][0] for lay in two_d)
+        t_our = ours["2d"][0]
         c_def = sum(default[lay][2] for lay in two_d)
-        c_our = ours["all"][2] if len(layouts) == 3 else sum(ours[lay][2] for lay in two_d)
+        c_our = ours["2d"][2]
         print(f"\n2D pipeline per head: default {t_def:.1f} s, ours {t_our:.1f} s in one process "
               f"(ratio {t_def / t_our:.1f}x); CPU (all threads) default {c_def:.1f} s, ours {c_our:.1f} s "
               f"(ratio {c_def / c_our:.1f}x)")

@@ -13,7 +13,9 @@ import pytest
 from sklearn.manifold import trustworthiness
 
 from atlas_build.project import LAYOUTS, ProjectionParams, align, align_sequence, parse_layout, project
+from atlas_build.project import umap_sgd
 from atlas_build.project.knn import exact_knn, prepare
+from atlas_build.project.methods import diffuse, lift
 
 FAST = ProjectionParams(tsne_early_iter=60, tsne_iter=120, umap_n_epochs=100)
 
@@ -129,20 +131,77 @@ def test_align_sequence_chains_heads(layouts: dict[str, np.ndarray]) -> None:
 
 def test_warm_start_is_deterministic(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
     params = ProjectionParams(**{**FAST.__dict__, "warm_start": True})
-    ref = {"tsne-2d": layouts["tsne-2d"], "umap-2d": layouts["umap-2d"]}
-    a = project(data, ("tsne-2d", "umap-2d"), params, reference=ref)
-    b = project(data, ("tsne-2d", "umap-2d"), params, reference=ref)
+    names = ("tsne-2d", "umap-2d", "tsne-3d", "umap-3d")
+    ref = {lay: layouts[lay] for lay in names}
+    a = project(data, names, params, reference=ref)
+    b = project(data, names, params, reference=ref)
     for lay in a:
         assert np.array_equal(a[lay], b[lay])
+        assert not np.array_equal(a[lay], layouts[lay]), "a warm start starts from the reference, not from PCA"
+
+
+def test_3d_continues_the_same_2d_solution(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
+    """3D t-SNE/UMAP start from the 2D solution: byte-identical whether the 2D layout is asked for in the same call
+    (and computed once) or not, in any order; asking for 3D never changes the 2D layouts."""
+    alone = project(data, ("umap-3d", "tsne-3d"), FAST)
+    two_d = project(data, ("umap-2d", "tsne-2d"), FAST)
+    for method in ("tsne", "umap"):
+        assert np.array_equal(alone[f"{method}-3d"], layouts[f"{method}-3d"]), method
+        assert np.array_equal(two_d[f"{method}-2d"], layouts[f"{method}-2d"]), method
+
+
+def test_lift_keeps_the_2d_axes_and_scales_the_depth() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(60, 2)) * [3.0, 1.0]
+    out = lift(base, rng.normal(size=60) * 7.0 + 2.0, 0.5)
+    assert out.shape == (60, 3) and np.array_equal(out[:, :2], base)
+    assert abs(out[:, 2].mean()) < 1e-12
+    np.testing.assert_allclose(out[:, 2].std(), 0.5 * base.std())
+    assert (lift(base, np.full(60, 4.0), 1.0)[:, 2] == 0).all()
+
+
+def test_diffuse_evens_out_neighbours_and_keeps_slow_variation() -> None:
+    """Two cliques joined by one weak edge: many steps leave nearly one value per clique, the cliques apart."""
+    import scipy.sparse as sp
+
+    n = 10
+    block = np.ones((n, n)) - np.eye(n)
+    adj = np.block([[block, np.zeros((n, n))], [np.zeros((n, n)), block]])
+    adj[0, n] = adj[n, 0] = 0.01
+    v = np.r_[np.linspace(0.0, 2.0, n), np.linspace(5.0, 7.0, n)]
+    out = diffuse(sp.csr_matrix(adj), v, 60)
+    assert np.ptp(out[:n]) < 0.01 and np.ptp(out[n:]) < 0.01  # the bridge's ends lag a little
+    assert out[n:].mean() - out[:n].mean() > 3.0
+    np.testing.assert_allclose(diffuse(sp.csr_matrix(adj), np.full(2 * n, 3.0), 5), 3.0)
+    assert np.array_equal(diffuse(sp.csr_matrix(adj), v, 0), v)
+
+
+def test_umap_keeps_the_scale_of_a_start_that_is_already_a_layout() -> None:
+    import scipy.sparse as sp
+
+    init = np.random.default_rng(1).normal(size=(30, 3)) * [40.0, 2.0, 0.5]
+    graph = sp.coo_matrix(np.eye(30, k=1) + np.eye(30, k=-1))
+    kept = umap_sgd.optimize(graph, init, a=1.6, b=0.9, n_epochs=0, learning_rate=1.0, negative_sample_rate=5, seed=0,
+                             rescale=False)
+    assert kept.dtype == np.float32 and np.array_equal(kept, init.astype(np.float32))
+    scaled = umap_sgd.optimize(graph, init, a=1.6, b=0.9, n_epochs=0, learning_rate=1.0, negative_sample_rate=5,
+                               seed=0)
+    np.testing.assert_allclose(np.ptp(scaled, axis=0), 10.0, rtol=1e-5)
 
 
 def test_quality_trustworthiness() -> None:
+    """Every t-SNE/UMAP layout keeps neighbourhoods; the 3D ones at least as well as the 2D they start from, and
+    they are round, not the flat 2D disc they start from."""
     x, _ = clustered(1200, d=48, k=12, seed=3)
-    out = project(x, ("tsne-2d", "umap-2d"), ProjectionParams())
+    out = project(x, ("tsne-2d", "umap-2d", "tsne-3d", "umap-3d"), ProjectionParams())
     xp = prepare(x, "cosine")
-    for lay, emb in out.items():
-        tw = trustworthiness(xp, emb, n_neighbors=10)
-        assert tw > 0.9, (lay, tw)
+    tw = {lay: trustworthiness(xp, emb, n_neighbors=10) for lay, emb in out.items()}
+    for lay in out:
+        assert tw[lay] > 0.9, (lay, tw[lay])
+    for method in ("tsne", "umap"):
+        assert tw[f"{method}-3d"] >= tw[f"{method}-2d"], (method, tw)
+        spread = np.linalg.svd(out[f"{method}-3d"] - out[f"{method}-3d"].mean(0), compute_uv=False)
+        assert spread[2] / spread[0] > 0.3, (method, spread)
 
 
 def test_exact_knn_matches_brute_force() -> None:

@@ -1,8 +1,8 @@
 """Layouts of one head's joint query-key set: PCA, t-SNE and UMAP in 2D and 3D.
 
-One exact kNN graph (blocked BLAS, cosine by default) is built per head and shared by t-SNE (openTSNE affinities,
-FFT gradients in 2D) and UMAP (fuzzy simplicial set from the same graph, optimised by `umap_sgd`); both start from
-the PCA layout.
+One kNN graph (blocked BLAS, cosine by default; exact, or approximate above `knn.APPROX_MIN_POINTS` points) is
+built per head and shared by t-SNE (openTSNE affinities, FFT gradients in 2D) and UMAP (fuzzy simplicial set from
+the same graph, optimised by `umap_sgd`); both start from the PCA layout.
 Every layout is seeded and deterministic: the same input gives byte-identical output in any process and with any
 thread count. With `reference` (the adjacent head's layouts), each layout is Procrustes-aligned to it.
 """

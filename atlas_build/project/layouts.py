@@ -39,27 +39,50 @@ class Shared:
         return self.cache[name]
 
     def graph(self) -> Any:
-        from .knn import exact_knn
+        from .knn import knn_graph
 
         p = self.params
-        return self.get("knn", lambda: exact_knn(self.x, max(int(3 * p.tsne_perplexity), p.umap_n_neighbors),
-                                                 p.metric))
+        return self.get("knn", lambda: knn_graph(self.x, max(int(3 * p.tsne_perplexity), p.umap_n_neighbors),
+                                                 p.metric, seed=p.seed))
 
 
 def pca(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     return shared.basis[:, :dims]
 
 
+def _pca_start(shared: Shared, init: np.ndarray) -> bool:
+    """Whether `init` is the PCA start (not a warm start from a reference layout)."""
+    return np.array_equal(init, shared.basis[:, :init.shape[1]])
+
+
 def tsne(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    """From the PCA start, 2D is one t-SNE run and 3D continues that same 2D solution, lifted by the third principal
+    component diffused over the affinities (`methods.lift`), for a share of its iterations; a warm start runs the
+    whole optimisation from `init`."""
     from . import methods
 
     p = shared.params
     affinities = shared.get("tsne", lambda: methods.tsne_affinities(shared.graph(), p.tsne_perplexity))
-    return methods.tsne_layout(affinities, init, seed=p.seed, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter,
+
+    def run(start: np.ndarray) -> np.ndarray:
+        return methods.tsne_layout(affinities, start, seed=p.seed, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter,
+                                   exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
+
+    if not _pca_start(shared, init):
+        return run(init)
+    flat = shared.get("tsne-2d", lambda: run(shared.basis[:, :2]))
+    if dims == 2:
+        return flat
+    depth = methods.diffuse(affinities, shared.basis[:, 2], methods.LIFT_SMOOTHING)
+    return methods.tsne_refine(affinities, methods.lift(flat, depth, methods.LIFT_DEPTH), seed=p.seed,
+                               n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE), theta=methods.TSNE_3D_THETA,
                                exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
 
 
 def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
+    """From the PCA start, 2D is one UMAP run and 3D continues that same 2D solution, lifted by the third principal
+    component diffused over the fuzzy graph (`methods.lift`), for a share of its epochs; a warm start runs the
+    whole optimisation from `init`."""
     from . import methods
 
     p = shared.params

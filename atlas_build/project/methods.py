@@ -1,7 +1,9 @@
 """The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (own SGD kernel).
 
-Everything here is deterministic for a given input: no randomness except seeded generators, BLAS kept to one
-thread by the caller, t-SNE affinities copied per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
+3D t-SNE and UMAP continue the 2D solution: `lift` adds a third axis (the third principal component, `diffuse`d over
+the method's graph) and `tsne_refine` / `umap_layout(..., keep_scale=True)` optimise briefly in 3D. Everything here is deterministic for a
+given input: no randomness except seeded generators, BLAS kept to one thread by the caller, t-SNE affinities copied
+per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
 """
 
 from __future__ import annotations
@@ -14,6 +16,23 @@ from .knn import KnnGraph
 
 _SMOOTH_K_TOLERANCE = 1e-5
 _MIN_K_DIST_SCALE = 1e-3
+
+#: 3D from the 2D solution (benchmarks/bench_projections.py --real, docs/reference/projections.md): the third axis
+#: starts as the third principal component diffused this many steps over the method's own graph, so neighbours start
+#: at nearly one depth (the 2D neighbourhoods survive), at this share of the 2D layout's spread (a round start: a
+#: small raw third component gives a flat disc that 30 iterations never open);
+LIFT_SMOOTHING = 100
+LIFT_DEPTH = 1.0
+#: then t-SNE runs this share of its main iterations in 3D, Barnes-Hut with this opening angle,
+TSNE_3D_SHARE = 0.15
+TSNE_3D_THETA = 1.0
+#: and UMAP this share of its epochs.
+UMAP_3D_SHARE = 0.4
+
+
+def share(count: int, fraction: float) -> int:
+    """`fraction` of `count` iterations, at least one."""
+    return max(1, int(round(count * fraction)))
 
 
 def pca_basis(xp: np.ndarray, dims: int = 3) -> np.ndarray:
@@ -30,6 +49,28 @@ def pca_basis(xp: np.ndarray, dims: int = 3) -> np.ndarray:
     if out.shape[1] < dims:  # fewer features than dims: pad with zeros
         out = np.hstack([out, np.zeros((out.shape[0], dims - out.shape[1]))])
     return out
+
+
+def diffuse(graph: sp.spmatrix, v: np.ndarray, steps: int) -> np.ndarray:
+    """`v` [n] averaged over each row's graph neighbours (weighted) `steps` times: a random walk's smoothing, which
+    keeps the slow variations of `v` across the graph and removes the fast ones. Sequential sparse products:
+    deterministic."""
+    w = sp.csr_matrix(graph, dtype=np.float64)
+    deg = np.asarray(w.sum(axis=1)).ravel()
+    w = sp.diags(1.0 / np.where(deg > 0, deg, 1.0)) @ w
+    out = np.asarray(v, dtype=np.float64)
+    for _ in range(steps):
+        out = w @ out
+    return out
+
+
+def lift(base: np.ndarray, depth: np.ndarray, scale: float) -> np.ndarray:
+    """A 3D start from a 2D layout `base` [n, 2]: its axes plus `depth` [n] centred and scaled to `scale` times the
+    layout's standard deviation (all zeros when `depth` is constant)."""
+    z = np.asarray(depth, dtype=np.float64) - np.mean(depth)
+    sd = float(z.std())
+    z = z * (scale * float(np.std(base)) / sd) if sd > 0 else z
+    return np.column_stack([np.asarray(base, dtype=np.float64), z])
 
 
 # ----------------------------------------------------------------------------- t-SNE
@@ -87,6 +128,28 @@ def tsne_layout(
     return np.asarray(emb, dtype=np.float64)
 
 
+def tsne_refine(
+    p: sp.csr_matrix,
+    init: np.ndarray,
+    *,
+    seed: int,
+    n_iter: int,
+    theta: float,
+    exaggeration: float = 1.0,
+    dof: float = 1.0,
+    threads: int = 1,
+) -> np.ndarray:
+    """`n_iter` t-SNE iterations (Barnes-Hut with opening angle `theta`, no early exaggeration) from a layout
+    already at t-SNE's scale, such as a lifted 2D solution; openTSNE's learning rate and momentum."""
+    from openTSNE import TSNEEmbedding
+    from openTSNE.affinity import PrecomputedAffinities
+
+    emb = TSNEEmbedding(np.array(init, dtype=np.float64, order="C"), PrecomputedAffinities(p.copy(), normalize=False),
+                        dof=dof, negative_gradient_method="bh", theta=theta, random_state=seed, n_jobs=threads,
+                        verbose=False)
+    return np.asarray(emb.optimize(n_iter, exaggeration=exaggeration, momentum=0.8), dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------- UMAP
 
 
@@ -140,6 +203,11 @@ def umap_graph(graph: KnnGraph, n_neighbors: int) -> sp.coo_matrix:
     return out
 
 
+def umap_epochs(n_epochs: int | None, n: int) -> int:
+    """Epochs of a UMAP run over `n` points: `n_epochs`, or for None umap-learn's default (500 up to 10k, 200 above)."""
+    return n_epochs if n_epochs is not None else (500 if n <= 10000 else 200)
+
+
 def umap_layout(
     g: sp.coo_matrix,
     init: np.ndarray,
@@ -149,15 +217,17 @@ def umap_layout(
     n_epochs: int | None,
     learning_rate: float = 1.0,
     negative_sample_rate: int = 5,
+    keep_scale: bool = False,
 ) -> np.ndarray:
     """UMAP layout of the fuzzy graph `g` from an initial layout (umap-learn's SGD schedule, see `umap_sgd`).
 
     `learning_rate` is the SGD's initial step (decaying linearly to 0); `negative_sample_rate` the repulsive
     samples per attractive edge sample (umap-learn's defaults: 1.0 and 5); `n_epochs` None = umap-learn's default
-    (500 up to 10k points, 200 above).
+    (500 up to 10k points, 200 above). `keep_scale`: the start is already a UMAP layout (such as a lifted 2D
+    solution); it is not rescaled to umap-learn's [0, 10] per axis.
     """
     a, b = umap_sgd.curve_params(min_dist)
-    epochs = n_epochs if n_epochs is not None else (500 if g.shape[0] <= 10000 else 200)
+    epochs = umap_epochs(n_epochs, g.shape[0])
     emb = umap_sgd.optimize(g, init, a=a, b=b, n_epochs=epochs, learning_rate=learning_rate,
-                            negative_sample_rate=negative_sample_rate, seed=seed)
+                            negative_sample_rate=negative_sample_rate, seed=seed, rescale=not keep_scale)
     return np.asarray(emb, dtype=np.float64)

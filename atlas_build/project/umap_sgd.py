@@ -87,8 +87,9 @@ def curve_params(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
     return float(params[0]), float(params[1])
 
 
-def _initial_layout(init: np.ndarray, seed: int) -> np.ndarray:
-    """umap-learn's treatment of an initial layout: jitter duplicate rows apart, then scale each axis to [0, 10]."""
+def _initial_layout(init: np.ndarray, seed: int, rescale: bool = True) -> np.ndarray:
+    """umap-learn's treatment of an initial layout: jitter duplicate rows apart, then (`rescale`) scale each axis to
+    [0, 10]."""
     emb = np.array(init, dtype=np.float64)
     if np.unique(emb, axis=0).shape[0] < emb.shape[0]:
         from sklearn.neighbors import KDTree
@@ -96,6 +97,8 @@ def _initial_layout(init: np.ndarray, seed: int) -> np.ndarray:
         dist, _ = KDTree(emb).query(emb, k=2)
         scale = 0.001 * float(np.mean(dist[:, 1])) or 1e-6
         emb = emb + np.random.default_rng(seed).normal(scale=scale, size=emb.shape)
+    if not rescale:
+        return np.ascontiguousarray(emb, dtype=np.float32)
     span = emb.max(axis=0) - emb.min(axis=0)
     emb = _INIT_SPAN * (emb - emb.min(axis=0)) / np.where(span > 0, span, 1.0)
     return np.ascontiguousarray(emb, dtype=np.float32)
@@ -111,17 +114,20 @@ def optimize(
     learning_rate: float,
     negative_sample_rate: int,
     seed: int,
+    rescale: bool = True,
 ) -> np.ndarray:
     """Layout of the fuzzy `graph` [n, n] from `init` [n, dims]: float32 [n, dims], deterministic for a seed.
 
     Edges lighter than max/n_epochs are dropped and the rest sampled every max/w epochs (umap-learn's schedule).
+    `rescale`: scale each axis of `init` to [0, 10] first (umap-learn's treatment of any start); without it the
+    start is taken at its own scale (a layout that is already UMAP's, continued in more dimensions).
     """
     g = sp.coo_matrix(graph, copy=True)
     g.sum_duplicates()
     if g.nnz and n_epochs > 0:
         g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
         g.eliminate_zeros()
-    emb = _initial_layout(init, seed)
+    emb = _initial_layout(init, seed, rescale)
     if g.nnz == 0 or n_epochs <= 0:
         return emb
     epochs_per_sample = g.data.max() / g.data.astype(np.float64)

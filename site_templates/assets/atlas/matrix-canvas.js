@@ -3,6 +3,8 @@
 // then every frame the bitmaps of the cells in view are copied to where their cells are. Cells without points
 // stay transparent, so their thumbnails show through. Hovering a point shows a tooltip and rings the same point in
 // every drawn head. Pointer events go to the cells underneath (links to the heads), never to the canvas.
+// 3D heads share one view angle (yaw, pitch): dragging on a drawn 3D cell turns every 3D head together, as the
+// global view of AttentionViz does; a drag never follows the cell's link.
 
 import { Disposer, el } from "./dom.js";
 import { fitProject, parseColour, rasterize } from "./raster.js";
@@ -11,6 +13,52 @@ import { ink } from "./theme.js";
 const DIM = 0.12;
 const PICK = 5;
 const RING = 4.5;
+const TURN = 0.01; // radians per CSS pixel dragged, as in the head view
+const PITCH = 1.5;
+const DEPTH_BUCKETS = 256;
+
+// A 3D head seen at (yaw, pitch), the head view's rotation: centred on its bounding box and scaled by the box's
+// diagonal, so turning never rescales it. sx, sy in CSS px of a w × h box; depth grows towards the reader.
+export function orbitProject(axes, w, h, yaw, pitch, pad = 4) {
+  const n = axes[0].length;
+  const mid = [0, 0, 0];
+  const span = [0, 0, 0];
+  for (let a = 0; a < 3; a++) {
+    let [lo, hi] = [Infinity, -Infinity];
+    for (const v of axes[a]) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+    [mid[a], span[a]] = n ? [(lo + hi) / 2, hi - lo] : [0, 0];
+  }
+  const k = Math.max(1, Math.min(w, h) - 2 * pad) / Math.max(Math.hypot(...span), 1e-9);
+  const [cy, sy0, cp, sp] = [Math.cos(yaw), Math.sin(yaw), Math.cos(pitch), Math.sin(pitch)];
+  const sx = new Float32Array(n);
+  const sy = new Float32Array(n);
+  const depth = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const [x, y, z] = [axes[0][i] - mid[0], axes[1][i] - mid[1], axes[2][i] - mid[2]];
+    const [rx, rz] = [cy * x + sy0 * z, -sy0 * x + cy * z];
+    sx[i] = w / 2 + rx * k;
+    sy[i] = h / 2 - (cp * y - sp * rz) * k;
+    depth[i] = sp * y + cp * rz;
+  }
+  return { sx, sy, depth };
+}
+
+// Rows in drawing order (last on top): highlighted rows after the others, and far points before near ones.
+// A counting sort over depth buckets: linear in the points, so every frame of a drag can afford it.
+function drawOrder(n, hl, depth) {
+  if (!hl && !depth) return Int32Array.from({ length: n }, (_, i) => i);
+  let [lo, hi] = [Infinity, -Infinity];
+  if (depth) for (const v of depth) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+  const scale = depth && hi > lo ? (DEPTH_BUCKETS - 1) / (hi - lo) : 0;
+  const key = new Int32Array(n);
+  for (let i = 0; i < n; i++) key[i] = (hl && hl[i] ? DEPTH_BUCKETS : 0) + (depth ? Math.floor((depth[i] - lo) * scale) : 0);
+  const start = new Int32Array(2 * DEPTH_BUCKETS + 1);
+  for (let i = 0; i < n; i++) start[key[i] + 1]++;
+  for (let b = 1; b < start.length; b++) start[b] += start[b - 1];
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[start[key[i]]++] = i;
+  return order;
+}
 
 export class MatrixCanvas {
   // hooks: cellAt(target) → cell | null, onHover(cell | null), describe(row) → {text, kind, …}, href(cell, pointId).
@@ -26,19 +74,33 @@ export class MatrixCanvas {
     this.hover = null;
     this.frame = 0;
     this.after = [];
+    this.yaw = 0.6;
+    this.pitch = 0.35;
+    this.drag = null;
     const d = this.disposer;
     const redraw = () => this.schedule();
     d.on(window, "scroll", redraw, { passive: true });
     d.on(window, "resize", redraw);
     d.on(grid, "scroll", redraw, { passive: true });
-    d.on(grid, "pointermove", (e) => this.pointer(e));
-    d.on(grid, "pointerleave", () => this.setHover(null));
+    d.on(grid, "pointerdown", (e) => this.press(e));
+    d.on(grid, "pointermove", (e) => (this.drag ? this.turn(e) : this.pointer(e)));
+    d.on(grid, "pointerup", (e) => this.release(e));
+    d.on(grid, "pointercancel", (e) => this.release(e));
+    d.on(grid, "pointerleave", () => this.drag || this.setHover(null));
+    d.on(grid, "dragstart", (e) => this.rotatable() && e.preventDefault());
+    // The click that ends a drag must not open the head under the pointer.
+    d.on(grid, "click", (e) => {
+      if (!this.dragged) return;
+      this.dragged = false;
+      e.preventDefault();
+      e.stopPropagation();
+    }, true);
     const ro = new ResizeObserver(redraw);
     ro.observe(grid);
     d.add(() => ro.disconnect());
   }
 
-  // picture: {key, highlight (per point 0/1, or null), draw(cell) → {axes, rgb} | null}.
+  // picture: {key, highlight (per point 0/1, or null), rotatable (3D layout), draw(cell) → {axes, rgb} | null}.
   setPicture(picture) {
     this.picture = picture;
     this.schedule();
@@ -78,23 +140,30 @@ export class MatrixCanvas {
     return dpr;
   }
 
-  // The cell's bitmap for the current picture and cell size (rendered on first need), or null.
+  // The shared view angle of the 3D heads.
+  angle() {
+    return { yaw: this.yaw, pitch: this.pitch };
+  }
+
+  // The cell's bitmap for the current picture, cell size and (3D) angle (rendered on first need), or null.
   bitmap(cell, w, h, dpr) {
     const picture = this.picture;
+    const angle = `${this.yaw},${this.pitch}`;
     let r = this.rendered.get(cell);
-    if (r && r.key === picture.key && r.w === w && r.h === h && r.dpr === dpr) return r.bitmap;
+    if (r && r.key === picture.key && r.w === w && r.h === h && r.dpr === dpr && (!r.turns || r.angle === angle)) return r.bitmap;
+    const old = r && r.bitmap && r.w === w && r.h === h && r.dpr === dpr ? r.bitmap : null;
     const spec = picture.draw(cell);
-    r = { key: picture.key, w, h, dpr, bitmap: null };
+    r = { key: picture.key, w, h, dpr, angle, bitmap: null };
     this.rendered.set(cell, r);
     if (!spec) return null;
-    const { sx, sy } = fitProject(spec.axes, w, h);
+    r.turns = spec.axes.length > 2;
+    const { sx, sy, depth } = r.turns ? orbitProject(spec.axes, w, h, this.yaw, this.pitch) : fitProject(spec.axes, w, h);
     const hl = picture.highlight;
     const n = sx.length;
     const alpha = hl ? Float32Array.from(hl, (v) => (v ? 1 : DIM)) : null;
-    const order = Int32Array.from({ length: n }, (_, i) => i);
-    if (hl) order.sort((a, b) => hl[a] - hl[b]);
-    const bitmap = document.createElement("canvas");
-    [bitmap.width, bitmap.height] = [Math.round(w * dpr), Math.round(h * dpr)];
+    const order = drawOrder(n, hl, depth || null);
+    const bitmap = old || document.createElement("canvas");
+    if (!old) [bitmap.width, bitmap.height] = [Math.round(w * dpr), Math.round(h * dpr)];
     const bctx = bitmap.getContext("2d");
     const image = bctx.createImageData(bitmap.width, bitmap.height);
     const bg = parseColour(getComputedStyle(cell.plot).backgroundColor);
@@ -173,8 +242,49 @@ export class MatrixCanvas {
     return best;
   }
 
-  pointer(event) {
+  rotatable() {
+    return !!(this.picture && this.picture.rotatable);
+  }
+
+  // A press on a drawn 3D cell may start turning every 3D head (once the pointer has moved a few pixels).
+  press(event) {
+    this.dragged = false;
+    if (event.button !== 0 || !this.rotatable()) return;
     const cell = this.hooks.cellAt(event.target);
+    if (!cell || !this.drawn(cell)) return;
+    event.preventDefault();
+    this.drag = { x: event.clientX, y: event.clientY, moved: false, id: event.pointerId };
+  }
+
+  turn(event) {
+    const drag = this.drag;
+    const [dx, dy] = [event.clientX - drag.x, event.clientY - drag.y];
+    if (!drag.moved && Math.hypot(dx, dy) < 3) return;
+    if (!drag.moved) {
+      drag.moved = true;
+      this.grid.setPointerCapture(drag.id);
+      this.setHover(null);
+    }
+    [drag.x, drag.y] = [event.clientX, event.clientY];
+    this.yaw += dx * TURN;
+    this.pitch = Math.max(-PITCH, Math.min(PITCH, this.pitch + dy * TURN));
+    this.stage.dataset.angle = `${this.yaw.toFixed(3)},${this.pitch.toFixed(3)}`;
+    this.schedule();
+  }
+
+  release(event) {
+    const drag = this.drag;
+    if (!drag) return;
+    this.drag = null;
+    if (!drag.moved) return;
+    this.dragged = true;
+    setTimeout(() => (this.dragged = false), 0); // the click of this release comes before
+    if (this.grid.hasPointerCapture(drag.id)) this.grid.releasePointerCapture(drag.id);
+    this.pointer(event, document.elementFromPoint(event.clientX, event.clientY));
+  }
+
+  pointer(event, target = event.target) {
+    const cell = this.hooks.cellAt(target);
     this.hooks.onHover(cell);
     const row = cell ? this.pick(cell, event) : -1;
     this.setHover(row >= 0 ? { cell, row } : null, event);

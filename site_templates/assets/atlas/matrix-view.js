@@ -4,6 +4,7 @@
 // needs points (another colouring, a search, a layout without thumbnails) or the pointer rests on it. Hovering a
 // point shows its token and rings the same point in every drawn head; a search highlights its hits in every head
 // with a count per head. Layout and colour switch, sort by a behaviour score, filter by label; a click opens the head.
+// In a 3D layout, dragging on any drawn head turns every head together (one shared angle).
 // The thumbnails are pictures on white: in the dark colour scheme every cell in view is drawn from its points.
 
 import { AtlasDataError, loadLayout, loadManifest, loadModel, loadNorms } from "./data.js";
@@ -121,6 +122,7 @@ class MatrixView {
       el("span", { class: "atlas-search-box" }, [search, this.count]),
       el("label", {}, ["sort ", sortSel]),
       el("label", {}, ["label ", labelSel]),
+      this.turnHint,
     ]);
     this.grid = el("div", { class: "atlas-matrix-grid" });
     this.grid.style.setProperty("--atlas-columns", String(manifest.model.num_heads || 1));
@@ -323,11 +325,16 @@ class MatrixView {
       if (s[key] && s[key] !== fallback) p.set(key, s[key]);
     }
     writeHash(p);
+    this.turnHint.hidden = !this.is3d();
     this.carry = new URLSearchParams([...p].filter(([k]) => ["layout", "colour", "search"].includes(k)));
     for (const c of this.cells) c.link.setAttribute("href", this.cellHref(c, null));
     this.requestNeeded();
     this.counts();
     this.canvas.setPicture(this.picture());
+  }
+
+  is3d() {
+    return !this.meta.layouts2d.includes(this.state.layout);
   }
 
   cellHref(cell, pointId) {
@@ -366,6 +373,7 @@ class MatrixView {
     return {
       key: `${s.layout}|${s.colour}|${query}|${features ? 1 : 0}|${isDark() ? "dark" : "light"}`,
       layout: s.layout,
+      rotatable: this.is3d(),
       highlight,
       draw: (cell) => {
         const coords = cell.coords.get(s.layout);
