@@ -60,6 +60,16 @@ def test_missing_or_malformed_colours_are_refused(synthetic, tab, colours):
     assert tab.page.locator(".atlas-canvas").count() == 0
 
 
+RANK_DOC = "how well distance from a query ranks its keys as attention does, in the layout shown (1 = exactly)"
+SHARE_DOC = "attention on the key nearest each query in the layout shown ÷ the row's top attention"
+LAYOUT_MEASURES = [
+    ["layout.query_rank_corr:desc", "query rank corr (this layout) ↓", RANK_DOC],
+    ["layout.query_rank_corr:asc", "query rank corr (this layout) ↑", RANK_DOC],
+    ["layout.nearest_key_share:desc", "nearest key share (this layout) ↓", SHARE_DOC],
+    ["layout.nearest_key_share:asc", "nearest key share (this layout) ↑", SHARE_DOC],
+]
+
+
 def test_sort_menu_follows_the_score_registry(synthetic, tab):
     edit_manifest(tab.page, lambda doc: doc.update(scores=SCORES))
     tab.page.goto(f"{synthetic.url}models/{ss.MODEL}/")
@@ -72,6 +82,7 @@ def test_sort_menu_follows_the_score_registry(synthetic, tab):
         ["attn_distance:asc", "attention distance ↑", "mean distance from query to key"],
         ["spearman:desc", "rank <b>correlation</b> ↓", "Spearman's rho"],
         ["spearman:asc", "rank <b>correlation</b> ↑", "Spearman's rho"],
+        *LAYOUT_MEASURES,  # the synthetic heads' per-layout faithfulness follows the registry's scores
     ]
     tab.page.locator("select[aria-label='sort heads']").select_option("spearman:asc")
     order = tab.page.evaluate("[...document.querySelectorAll('.atlas-matrix-cell')]"
@@ -84,4 +95,5 @@ def test_sort_menu_without_a_registry_lists_the_heads_scores_by_name(synthetic, 
     tab.page.goto(f"{synthetic.url}models/{ss.MODEL}/")
     tab.page.wait_for_function("document.querySelector('.atlas-view').dataset.loaded === 'true'")
     labels = tab.page.locator("select[aria-label='sort heads'] option").all_text_contents()
-    assert labels == ["layer, head", "attn distance ↓", "attn distance ↑", "spearman ↓", "spearman ↑"]
+    assert labels == ["layer, head", "attn distance ↓", "attn distance ↑", "spearman ↓", "spearman ↑",
+                      *[label for _, label, _ in LAYOUT_MEASURES]]
