@@ -12,7 +12,8 @@ q.k over random same-sentence pairs (j <= i; more negative = distance is a bette
 --real runs on real heads instead (benchmarks/real_heads.py: the demo's models over the demo's samples): per head
 the CPU seconds of the 2D set and of all six layouts, their ratio, trustworthiness@10 of every t-SNE/UMAP layout and
 the depth of the 3D ones (smallest principal spread / largest); with --default-3d also scikit-learn
-TSNE(n_components=3) and umap-learn UMAP(n_components=3) on the same heads.
+TSNE(n_components=3) and umap-learn UMAP(n_components=3) on the same heads (their layouts are kept in the capture
+folder and reused), and every 3D t-SNE's trustworthiness on whole-set neighbourhoods (`local_trust`).
 
     python benchmarks/bench_projections.py [--n 5000] [--repeats 1] [--heads 4] [--with-3d]
     python benchmarks/bench_projections.py --real [--real-heads minilm:L1H3,smollm2:L5H4] [--default-3d]
@@ -65,6 +66,24 @@ def trust(x: np.ndarray, emb: np.ndarray, samples: int = 3) -> float:
         s = np.random.default_rng(seed).choice(len(x), size=min(2000, len(x)), replace=False)
         out.append(trustworthiness(x[s], emb[s], n_neighbors=10, metric="cosine"))
     return float(np.mean(out))
+
+
+def local_trust(x: np.ndarray, emb: np.ndarray, k: int = 10, rows: int = 1000) -> float:
+    """Trustworthiness@k of `rows` seeded points against their neighbourhoods in the whole set (cosine), not in a
+    sample: the finest scale, where `trust` (2k-point samples) sees about the 50 nearest."""
+    n = len(x)
+    r = np.random.default_rng(0).choice(n, size=min(rows, n), replace=False)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    high = 1.0 - xn[r] @ xn.T
+    high[np.arange(len(r)), r] = -np.inf
+    rank = np.empty(high.shape, dtype=np.int64)
+    np.put_along_axis(rank, np.argsort(high, axis=1), np.arange(n)[None, :], axis=1)  # 0 = itself
+    e = np.asarray(emb, dtype=np.float64)
+    low = (e * e).sum(1)[None, :] - 2.0 * e[r] @ e.T
+    low[np.arange(len(r)), r] = -np.inf
+    near = np.argsort(low, axis=1)[:, 1:k + 1]
+    penalty = np.maximum(np.take_along_axis(rank, near, axis=1) - k, 0).sum()
+    return float(1.0 - 2.0 / (len(r) * k * (2 * n - 3 * k - 1)) * penalty)
 
 
 def depth(emb: np.ndarray) -> float:
@@ -178,6 +197,24 @@ def cpu_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return statistics.median(cpus), out
 
 
+def default_3d(head, folder: "Path") -> tuple[tuple[float, np.ndarray], tuple[float, np.ndarray]]:
+    """((CPU-s, layout) of scikit-learn TSNE 3D, same of umap-learn UMAP 3D) of a real head, computed once and kept
+    in `folder/defaults` (the CPU-s are those of the run that computed them)."""
+    path = folder / "defaults" / f"{head.name.replace(':', '_')}.npz"
+    if path.exists():
+        z = np.load(path)
+        if z["tsne"].shape[0] == len(head.x):
+            return (float(z["tsne_cpu"]), z["tsne"]), (float(z["umap_cpu"]), z["umap"])
+    import umap
+    from sklearn.manifold import TSNE
+
+    cs, e_s = cpu_seconds(lambda: TSNE(3, metric="cosine", random_state=0).fit_transform(head.x), 1)
+    cu, e_u = cpu_seconds(lambda: umap.UMAP(n_components=3, metric="cosine").fit_transform(head.x), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, tsne=e_s, umap=e_u, tsne_cpu=cs, umap_cpu=cu)
+    return (cs, e_s), (cu, e_u)
+
+
 def real(args: argparse.Namespace) -> None:
     """2D set vs all six layouts on real heads, and (--default-3d) the default libraries' 3D layouts."""
     from atlas_build.project import LAYOUT_NAMES, ProjectionParams, project, warm_up
@@ -204,14 +241,12 @@ def real(args: argparse.Namespace) -> None:
                 f"  {depth(out['tsne-3d']):.2f}/{depth(out['umap-3d']):.2f}")
         ratios.append(c6 / c2)
         if args.default_3d:
-            import umap
-            from sklearn.manifold import TSNE
-
-            cs, e_s = cpu_seconds(lambda: TSNE(3, metric="cosine", random_state=0).fit_transform(h.x), 1)
-            cu, e_u = cpu_seconds(lambda: umap.UMAP(n_components=3, metric="cosine").fit_transform(h.x), 1)
+            (cs, e_s), (cu, e_u) = default_3d(h, Path(args.capture_dir))
             ts, tu = trust(h.x, e_s), trust(h.x, e_u)
             wins.append((tw["tsne-3d"] - ts, tw["umap-3d"] - tu))
-            line += f"  {ts:10.4f} {tu:13.4f} ({cs:.0f} / {cu:.0f}; {depth(e_s):.2f}/{depth(e_u):.2f})"
+            line += (f"  {ts:10.4f} {tu:13.4f} ({cs:.0f} / {cu:.0f}; {depth(e_s):.2f}/{depth(e_u):.2f})"
+                     f"  local t-SNE 2D/3D/sklearn {local_trust(h.x, out['tsne-2d']):.4f}/"
+                     f"{local_trust(h.x, out['tsne-3d']):.4f}/{local_trust(h.x, e_s):.4f}")
         print(line, flush=True)
     print(f"\nall six / 2D set, CPU per head: median {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
     if wins:

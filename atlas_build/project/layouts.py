@@ -76,7 +76,8 @@ def tsne(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     depth = methods.diffuse(affinities, shared.basis[:, 2], methods.LIFT_SMOOTHING)
     return methods.tsne_refine(affinities, methods.lift(flat, depth, methods.LIFT_DEPTH), seed=p.seed,
                                n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE), theta=methods.TSNE_3D_THETA,
-                               exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
+                               exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF,
+                               threads=shared.threads)
 
 
 def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
