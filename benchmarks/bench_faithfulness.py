@@ -8,6 +8,8 @@ a random sample of the heads; the summary says how many heads it covers.
 
     python benchmarks/bench_faithfulness.py --cache build/demo/cache            # every head of every model
     python benchmarks/bench_faithfulness.py --cache build/demo/cache --heads-per-model 12
+    python benchmarks/bench_faithfulness.py --cache build/demo/cache --models minilm --out a.jsonl  # one model
+    python benchmarks/bench_faithfulness.py --cache build/demo/cache --summary-only --out a.jsonl --also b.jsonl
 
 `--cache` is a build's cache folder (`atlas build data_manifests/demo.toml` makes `build/demo/cache`): its
 `<model>/capture-*` folders are read, nothing is recomputed.
@@ -28,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAYOUTS = ("pca-2d", "tsne-2d", "umap-2d", "faithful-2d")
+#: With --variants: the faithful layout again with other parameters (name → `ProjectionParams` fields).
+VARIANTS = {"faithful-2d fixed weight": {"faithful_trust": 0.0}}
 MEASURES = ("query_rank_corr", "nearest_key_share", "trustworthiness")
 
 
@@ -56,8 +60,12 @@ def head_task(folder: Path, layer: int, head: int):
     return sample, attention
 
 
-def measure_head(folder: Path, layer: int, head: int) -> dict:
-    """Every layout's measures and CPU seconds for one head, and the high-dimensional ceilings."""
+def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] = LAYOUTS,
+                 variants: bool = False) -> dict:
+    """Every layout's measures and CPU seconds for one head (and the `VARIANTS`), and the high-dimensional
+    ceilings."""
+    from dataclasses import replace
+
     from atlas_build.metrics import trust_scores
     from atlas_build.metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness
     from atlas_build.normalize import normalize
@@ -72,11 +80,14 @@ def measure_head(folder: Path, layer: int, head: int) -> dict:
     x = joint.x.astype(np.float32)
     rows = QueryRows.of(sample, joint, attention)
     out: dict = {"layer": layer, "head": head, "points": len(x), "layouts": {}}
-    for name in LAYOUTS:
+    runs = [(name, name, params) for name in layouts]
+    if variants:
+        runs += [(label, "faithful-2d", replace(params, **fields)) for label, fields in VARIANTS.items()]
+    for name, layout, p in runs:
         t0 = time.process_time()
-        pairs = attention_pairs(sample, joint, attention, max_keys=params.faithful_keys) \
-            if name.startswith("faithful") else None
-        coords = project(x, (name,), params, pairs=pairs)[name]
+        pairs = attention_pairs(sample, joint, attention, max_keys=p.faithful_keys) \
+            if layout.startswith("faithful") else None
+        coords = project(x, (layout,), p, pairs=pairs)[layout]
         seconds = time.process_time() - t0
         out["layouts"][name] = {**layout_faithfulness(rows, coords),
                                 "trustworthiness": trust_scores(sample, joint, coords,
@@ -110,7 +121,7 @@ def summary(results: list[dict]) -> str:
             vals = [v for v in vals if v is not None]
             return f"{np.mean(vals):.2f}" if vals else "n/d"
 
-        for name in LAYOUTS:
+        for name in [v for v in (*LAYOUTS, *VARIANTS) if all(v in r["layouts"] for r in rs)]:
             ls = [r["layouts"][name] for r in rs]
             cost = np.median([v["cpu_s"] for v in ls])
             lines.append(f"| {model} | {len(rs)} | {name} | {mean([v.get('query_rank_corr') for v in ls])} | "
@@ -132,6 +143,9 @@ def main() -> None:
     ap.add_argument("--out", default="build/bench-faithfulness.jsonl", help="results, one head per line (resumed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--summary-only", action="store_true", help="print the table of the results so far")
+    ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), help="only these layouts (tsne-2d: the cost ratio)")
+    ap.add_argument("--variants", action="store_true", help="also the faithful layout's VARIANTS (comparisons)")
+    ap.add_argument("--also", nargs="*", default=[], help="more results files (other runs) for the summary")
     args = ap.parse_args()
     caps = captures(Path(args.cache))
     if args.models:
@@ -144,13 +158,14 @@ def main() -> None:
         todo = [h for h in all_heads(caps, args.heads_per_model, args.seed) if h not in seen]
         for i, (model, layer, head) in enumerate(todo, 1):
             t0 = time.perf_counter()
-            res = {"model": model, **measure_head(caps[model], layer, head)}
+            res = {"model": model, **measure_head(caps[model], layer, head, tuple(args.layouts), args.variants)}
             with out.open("a") as fh:
                 fh.write(json.dumps(res) + "\n")
             done.append(res)
             f = res["layouts"]["faithful-2d"]
             print(f"[{i}/{len(todo)}] {model} L{layer}H{head}: faithful-2d qrc {f.get('query_rank_corr', 'n/d')}"
                   f" trust {f['trustworthiness']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    done += [json.loads(line) for f in args.also for line in Path(f).read_text().splitlines()]
     print(summary([r for r in done if r["model"] in caps]))
 
 

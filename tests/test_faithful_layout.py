@@ -13,7 +13,7 @@ from atlas_build.normalize.pairs import attention_pairs
 from atlas_build.pipeline.heads import HeadTask, run_head
 from atlas_build.project import LAYOUTS, ProjectionParams, project
 from atlas_build.project import methods
-from atlas_build.project.faithful import faithful_terms, faithful_tsne
+from atlas_build.project.faithful import TRUST_STEPS, StressWeight, TrustSample, faithful_terms, faithful_tsne
 from atlas_build.project.knn import exact_knn, prepare
 
 from test_faithfulness import _softmax_head
@@ -129,11 +129,12 @@ def test_it_orders_keys_like_attention_better_than_tsne_and_keeps_neighbourhoods
     out = project(joint.x.astype(np.float32), ("tsne-2d", "faithful-2d"), params, pairs=pairs)
     rows = QueryRows.of(sample, joint, attn)
     classic, faithful = (layout_faithfulness(rows, out[name]) for name in ("tsne-2d", "faithful-2d"))
-    # measured: t-SNE 0.10 / 0.09, faithful 0.67 / 0.41 at trustworthiness 0.997 / 0.960
-    assert faithful["query_rank_corr"] > classic["query_rank_corr"] + 0.4
-    assert faithful["nearest_key_share"] > classic["nearest_key_share"] + 0.2
+    # measured: t-SNE 0.13 / 0.08, faithful 0.68 / 0.46 at trustworthiness 0.997 / 0.908 (floor 0.91; with a fixed
+    # weight 0.61 / 0.37 at 0.984: the floor spends the neighbourhoods this head can spare on the ranking)
+    assert faithful["query_rank_corr"] > classic["query_rank_corr"] + 0.5
+    assert faithful["nearest_key_share"] > classic["nearest_key_share"] + 0.3
     trust = trust_scores(sample, joint, out["faithful-2d"], metric="cosine")["trustworthiness"]
-    assert trust > 0.93
+    assert params.faithful_trust - 0.01 < trust < params.faithful_trust + 0.03
     again = project(joint.x.astype(np.float32), ("faithful-2d",), params, pairs=pairs)["faithful-2d"]
     assert again.tobytes() == out["faithful-2d"].tobytes()
 
@@ -163,3 +164,55 @@ def test_default_layout_is_chosen_validated_and_exported(tmp_path) -> None:
     assert default_2d({"layouts": ["pca-2d", "faithful-2d"], "default_layout": "faithful-2d"}) == "faithful-2d"
     assert default_2d({"layouts": ["pca-3d", "pca-2d"], "default_layout": "pca-3d"}) == "pca-2d"
     assert default_2d({"layouts": ["pca-2d", "tsne-2d"]}) == "pca-2d"
+
+
+def test_trust_sample_is_sklearns_trustworthiness_on_its_sample() -> None:
+    from sklearn.manifold import trustworthiness
+
+    x = prepare(np.random.default_rng(0).normal(size=(500, 12)).astype(np.float32), "cosine")
+    est = TrustSample(x, size=300, seed=1)
+    assert len(est.idx) == 300 and est.k == 10
+    for emb in (methods.pca_basis(x, 2), np.random.default_rng(2).normal(size=(500, 2))):
+        expected = trustworthiness(x[est.idx], emb[est.idx], n_neighbors=10, metric="cosine")
+        assert est(emb) == pytest.approx(expected, abs=1e-9)
+    assert TrustSample(x[:30]).k == 10 and len(TrustSample(x[:15]).idx) == 15 and TrustSample(x[:15]).k == 7
+
+
+def test_stress_weight_follows_the_trust_floor() -> None:
+    sample, attn = _synthetic_head()
+    joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
+    x = prepare(joint.x.astype(np.float32), "cosine")
+    terms = faithful_terms(x, attention_pairs(sample, joint, attn), "cosine")
+    p = ProjectionParams()
+    affinities = methods.tsne_affinities(exact_knn(x, 90, "cosine"), p.tsne_perplexity)
+    init = methods.pca_basis(x, 2)
+    rows = QueryRows.of(sample, joint, attn)
+    est = TrustSample(x, seed=0)
+    runs = {}
+    for floor in (0.0, 0.5, 0.999):
+        weight = StressWeight(0.03, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter, trust=est, floor=floor)
+        emb = faithful_tsne(affinities, terms, init, stress=weight, mix=p.faithful_mix, early_iter=p.tsne_early_iter,
+                            n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration, dof=p.tsne_dof)
+        runs[floor] = (weight, layout_faithfulness(rows, emb)["query_rank_corr"], est(emb))
+    fixed, easy, hard = runs[0.0], runs[0.5], runs[0.999]
+    assert fixed[0].value == 0.03 and fixed[0].history == []  # no floor: the weight is fixed
+    # checks at main iterations 50, 75, ..., 175 (a quarter of the 200 to an eighth before the end)
+    assert [h[0] for h in easy[0].history] == [p.tsne_early_iter + 25 * j for j in range(2, 8)]
+    assert easy[0].value == pytest.approx(0.03 * np.prod(TRUST_STEPS))  # always above 0.5: raised at every check
+    assert hard[0].value == pytest.approx(0.03 / np.prod(TRUST_STEPS))  # never reaches 0.999: lowered every time
+    # a larger weight orders keys more like attention and keeps fewer neighbourhoods; a smaller one the reverse
+    assert easy[1] > fixed[1] > hard[1]
+    assert easy[2] < fixed[2] < hard[2]
+
+
+def test_edges_and_measured_rows_group_the_same_keys() -> None:
+    sample, attn = _softmax_head([9, 1, 12, 5], causal=True, seed=4)
+    attn[3] = np.zeros_like(attn[3])  # a masked sentence: no edges, no measured rows
+    rows = np.array([0, 1, 2, 4, 5, 7, 8, 9, 10, 13, 14, 15, 17, 19, 20, 22, 23, 25])
+    joint = JointSet.of(sample.q[rows], sample.k[rows], rows)
+    pairs = attention_pairs(sample, joint, attn, max_keys=100)
+    measured = QueryRows.of(sample, joint, attn)
+    covered = {(int(b.points[i]), joint.m + int(b.points[j]))
+               for b in measured.blocks for i, j in zip(*np.nonzero(b.cover)) if b.share_ok[i]}
+    assert covered == set(zip(pairs.query.tolist(), pairs.key.tolist())) and len(covered) == len(pairs)
+    assert len(pairs) == 2 * (2 + 3 + 4 + 5 + 6 + 7)  # seven causal points in each of sentences 0 and 2

@@ -23,6 +23,7 @@ from scipy.spatial.distance import cdist
 
 from ..normalize import HeadSample
 from ..normalize.joint import JointSet
+from ..normalize.pairs import sentence_blocks
 
 __all__ = ["MEASURES", "QueryRows", "padded_space", "space_faithfulness", "layout_faithfulness",
            "highdim_faithfulness"]
@@ -77,24 +78,9 @@ class QueryRows:
     def of(cls, sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray]) -> "QueryRows":
         """``sample``: every token of the head (``joint.token_rows`` index it); ``attention``: sentence id →
         [n, n] matrix by position. Points whose position lies outside their sentence's matrix are left out."""
-        sid = np.asarray(sample.sentence_id)[joint.token_rows]
-        pos = np.asarray(sample.position)[joint.token_rows]
-        order = np.lexsort((pos, sid))
         blocks = []
-        for s, start, count in zip(*np.unique(sid[order], return_index=True, return_counts=True)):
-            a = attention.get(int(s))
-            if a is None:
-                continue
-            idx = order[start:start + count]
-            a = np.asarray(a, np.float64)
-            if a.ndim != 2:
-                continue
-            idx = idx[pos[idx] < min(a.shape)]
-            if idx.size < 2:
-                continue
-            p = pos[idx]
-            cover = (p[None, :] <= p[:, None]) if sample.causal else np.ones((p.size, p.size), bool)
-            block = a[np.ix_(p, p)]
+        for sb in sentence_blocks(sample, joint, attention):
+            cover, block = sb.cover, sb.attention
             finite = np.where(cover, np.isfinite(block), True).all(axis=1)
             block = np.where(cover & finite[:, None], np.nan_to_num(block), 0.0)
             ok = finite & (cover.sum(axis=1) >= 2) & (block.max(axis=1, initial=0.0) > 0)
@@ -102,7 +88,7 @@ class QueryRows:
                 continue
             ranks = _centred_ranks(block, cover)
             rank_ok = ok & ((ranks ** 2).sum(axis=1) > 0)
-            blocks.append(_Block(idx, cover, block, ok, rank_ok, ranks))
+            blocks.append(_Block(sb.points, cover, block, ok, rank_ok, ranks))
         return cls(tuple(blocks))
 
     def measure(self, distance: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:

@@ -9,7 +9,7 @@ keys still span the whole ranking. No randomness: the same input gives the same 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from . import HeadSample
 from .joint import JointSet
 
-__all__ = ["AttentionPairs", "attention_pairs"]
+__all__ = ["AttentionPairs", "SentenceBlock", "attention_pairs", "sentence_blocks"]
 
 
 @dataclass(frozen=True)
@@ -43,34 +43,52 @@ def _kept_ranks(count: int, max_keys: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, max_keys)).astype(np.int64))
 
 
-def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray], *,
-                    max_keys: int = 16) -> AttentionPairs:
-    """The edges of every point query whose row covers at least two point keys with finite, not all-zero
-    attention. ``attention``: sentence id → [n, n] matrix by position; tokens beyond it get no edges."""
-    if max_keys < 2:
-        raise ValueError(f"max_keys must be at least 2, got {max_keys}")
+@dataclass(frozen=True)
+class SentenceBlock:
+    """One sentence's point tokens (by position) and the attention among them."""
+
+    points: np.ndarray     #: [n] joint id of each point token's query (its key is m + id)
+    attention: np.ndarray  #: [n, n] float64 the model's attention by query row and key column
+    cover: np.ndarray      #: [n, n] bool, key j is covered by query i's row (causal: j ≤ i)
+
+
+def sentence_blocks(sample: HeadSample, joint: JointSet,
+                    attention: Mapping[int, np.ndarray]) -> Iterator[SentenceBlock]:
+    """The sentences of at least two point tokens with a 2D attention matrix, in sentence id order.
+    ``attention``: sentence id → [n, n] matrix by position; tokens beyond it are left out."""
     sid = np.asarray(sample.sentence_id)[joint.token_rows]
     pos = np.asarray(sample.position)[joint.token_rows]
-    m = joint.m
     order = np.lexsort((pos, sid))
-    out_q, out_k, out_a = [], [], []
     for s, start, count in zip(*np.unique(sid[order], return_index=True, return_counts=True)):
         a = attention.get(int(s))
         if a is None or np.ndim(a) != 2:
             continue
         idx = order[start:start + count]
         idx = idx[pos[idx] < min(np.shape(a))]
+        if idx.size < 2:
+            continue
         p = pos[idx]
-        block = np.asarray(a, np.float64)[np.ix_(p, p)]
         cover = (p[None, :] <= p[:, None]) if sample.causal else np.ones((p.size, p.size), bool)
-        for r in range(p.size):
-            cols = np.nonzero(cover[r])[0]
-            w = block[r, cols]
+        yield SentenceBlock(idx, np.asarray(a, np.float64)[np.ix_(p, p)], cover)
+
+
+def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray], *,
+                    max_keys: int = 16) -> AttentionPairs:
+    """The edges of every point query whose row covers at least two point keys with finite, not all-zero
+    attention. ``attention``: sentence id → [n, n] matrix by position; tokens beyond it get no edges."""
+    if max_keys < 2:
+        raise ValueError(f"max_keys must be at least 2, got {max_keys}")
+    m = joint.m
+    out_q, out_k, out_a = [], [], []
+    for b in sentence_blocks(sample, joint, attention):
+        for r in range(b.points.size):
+            cols = np.nonzero(b.cover[r])[0]
+            w = b.attention[r, cols]
             if cols.size < 2 or not np.isfinite(w).all() or w.max() <= 0:
                 continue
             ranked = np.argsort(-w, kind="stable")[_kept_ranks(cols.size, max_keys)]
-            out_q.append(np.full(ranked.size, idx[r], np.int64))
-            out_k.append(m + idx[cols[ranked]])
+            out_q.append(np.full(ranked.size, b.points[r], np.int64))
+            out_k.append(m + b.points[cols[ranked]])
             out_a.append(w[ranked])
     if not out_q:
         return AttentionPairs.empty()

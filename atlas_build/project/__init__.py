@@ -40,10 +40,13 @@ class ProjectionParams:
     trustworthiness@10 at or above umap-learn's default runs on the benchmark head and on three real MiniLM heads,
     and keep more of the PCA start's global structure (better distance-vs-dot-product correlation). Fewer negative
     samples or epochs lose 0.01-0.02 trustworthiness on real heads.
-    `faithful_stress`/`faithful_mix`/`faithful_keys`: the faithful layout's rank-stress weight, attention share of
-    its affinities and keys kept per query row (`faithful`; chosen by benchmarks/bench_faithfulness.py).
+    `faithful_stress`/`faithful_mix`/`faithful_keys`: the faithful layout's rank-stress weight (its start, with a
+    trust floor), attention share of its affinities and keys kept per query row (`faithful`; chosen by
+    benchmarks/bench_faithfulness.py). `faithful_trust`: the trustworthiness@10 floor the stress weight follows
+    during the run (estimated on a seeded 2,000-point sample); 0 = a fixed weight.
     `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA (makes a head depend on
     its neighbour: heads then run in order).
+    `values`: also lay out each key/value head's value vectors (`normalize.values`; the value view).
     """
 
     metric: str = "cosine"
@@ -62,6 +65,8 @@ class ProjectionParams:
     faithful_stress: float = 0.03
     faithful_mix: float = 0.1
     faithful_keys: int = 16
+    faithful_trust: float = 0.91
+    values: bool = True
 
     @classmethod
     def from_spec(cls, spec: Any, seed: int) -> "ProjectionParams":

@@ -8,12 +8,15 @@ them unlike attention. Two terms are added to t-SNE's objective, both built from
   edges (normalised to sum 1): attended keys attract their queries as kNN neighbours do;
 * **rank stress** (weight ``stress``): for every edge, a target distance taken from the row's own high-dimensional
   query→key distances, reassigned in attention order (the most attended key gets the row's smallest distance, and
-  so on: Kruskal's rank images). The stress Σ (d − s·δ)² / E, with s the least-squares scale, pulls each query's
-  keys into attention order while keeping the distances' spread of the space the layout is computed from.
+  so on: Kruskal's rank images). The stress Σ (d − s_q·δ)² / E, with s_q the least-squares scale of query q's row,
+  pulls each query's keys into attention order with the ratios of the distances of the space the layout is
+  computed from, at whatever scale t-SNE gives that query's surroundings.
 
 The optimiser is openTSNE's gradient descent (gains, momentum, early exaggeration) with the stress gradient added
-to its FFT gradient, so the cost is one t-SNE plus a pass over the edges per iteration. Deterministic: no random
-step beyond the PCA start.
+to its FFT gradient, so the cost is one t-SNE plus a pass over the edges per iteration. The stress weight may follow
+a trustworthiness floor (`StressWeight`): raised while the picture's trustworthiness@10, estimated on a seeded
+sample (`TrustSample`), stays above the floor and lowered when it falls below, so each head gets as much ranking as
+its neighbourhoods allow. Deterministic: no random step beyond the PCA start and the seeded sample.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FaithfulTerms", "faithful_terms", "faithful_tsne"]
+__all__ = ["FaithfulTerms", "StressWeight", "TrustSample", "faithful_terms", "faithful_tsne"]
 
 
 @dataclass(frozen=True)
@@ -55,21 +58,79 @@ def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
 
 
 def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad: np.ndarray) -> None:
-    """Add weight·∇ Σ_e (d_e − s·δ_e)² / E to `grad` in place (s: the least-squares scale of the targets)."""
+    """Add weight·∇ Σ_e (d_e − s_q·δ_e)² / E to `grad` in place (s_q: the least-squares scale of query q's row)."""
     diff = emb[terms.query] - emb[terms.key]
     d = np.sqrt((diff ** 2).sum(axis=1)) + 1e-12
-    t = terms.target
-    s = float(d @ t) / max(float(t @ t), 1e-300)
-    coef = (2.0 * weight / len(t)) * (d - s * t) / d
-    n = len(emb)
+    t, q, n = terms.target, terms.query, len(emb)
+    scale = np.bincount(q, d * t, n) / np.maximum(np.bincount(q, t * t, n), 1e-300)
+    coef = (2.0 * weight / len(t)) * (d - scale[q] * t) / d
     for axis in range(emb.shape[1]):
         c = coef * diff[:, axis]
-        grad[:, axis] += np.bincount(terms.query, c, minlength=n) - np.bincount(terms.key, c, minlength=n)
+        grad[:, axis] += np.bincount(q, c, minlength=n) - np.bincount(terms.key, c, minlength=n)
 
 
-def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.ndarray, *, stress: float, mix: float,
-                  early_iter: int, n_iter: int, exaggeration: float, dof: float, threads: int = 1) -> np.ndarray:
-    """The 2D layout: t-SNE on the mixed affinities plus the rank stress, from `init` (rescaled to std 1e-4)."""
+class TrustSample:
+    """trustworthiness@k of a 2D picture of the prepared joint set, on a seeded sample of its points (as
+    `metrics.trust_scores` computes it, without its O(s² log s) ranking per call: each row's high-dimensional
+    distances are sorted once and a picture's neighbours are ranked by binary search)."""
+
+    def __init__(self, x: np.ndarray, *, k: int = 10, size: int = 2000, seed: int = 0):
+        n = len(x)
+        self.idx = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)) if n > size \
+            else np.arange(n)
+        xs = np.asarray(x, np.float64)[self.idx]
+        sq = (xs ** 2).sum(axis=1)
+        self.d2 = sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T
+        np.fill_diagonal(self.d2, -np.inf)  # a point is not its own neighbour
+        self.sorted = np.sort(self.d2, axis=1)
+        s = len(self.idx)
+        self.k = min(k, (s - 1) // 2)
+
+    def __call__(self, emb: np.ndarray) -> float:
+        """The estimate for coordinates ``emb`` of every point (rows as the joint set)."""
+        from scipy.spatial import cKDTree
+
+        s, k = len(self.idx), self.k
+        e = np.asarray(emb, np.float64)[self.idx]
+        near = cKDTree(e).query(e, k + 1)[1][:, 1:]
+        d2 = np.take_along_axis(self.d2, near, axis=1)
+        rank = np.array([np.searchsorted(row, v) for row, v in zip(self.sorted, d2)])  # 1 = nearest
+        return 1.0 - 2.0 / (s * k * (2 * s - 3 * k - 1)) * float(np.maximum(rank - k, 0).sum())
+
+
+#: Relative steps of the stress weight at the trust checks of the main phase, finer as the picture settles.
+TRUST_STEPS = (2.0, 2.0, 2.0 ** 0.5, 2.0 ** 0.5, 2.0 ** 0.25, 2.0 ** 0.25)
+
+
+class StressWeight:
+    """The stress weight over the run: ``start`` throughout, or, with ``trust`` and ``floor``, adapted at evenly
+    spaced checks of the main phase (the first after a quarter of it, the last an eighth before its end): raised by
+    the check's step while the picture's estimated trustworthiness is at least ``floor``, lowered otherwise."""
+
+    def __init__(self, start: float, *, early_iter: int, n_iter: int, trust: TrustSample | None = None,
+                 floor: float = 0.0):
+        self.value = start
+        every = max(1, n_iter // (len(TRUST_STEPS) + 2))
+        self.checks = {early_iter + every * (j + 2): step for j, step in enumerate(TRUST_STEPS)} \
+            if trust is not None and trust.k >= 1 and floor > 0 and start > 0 else {}
+        self.trust, self.floor = trust, floor
+        self.history: list[tuple[int, float, float]] = []  #: (iteration, estimated trust, weight after the check)
+
+    def at(self, iteration: int, emb: np.ndarray) -> float:
+        """The weight for ``iteration`` (counted over both phases) of the picture ``emb``."""
+        step = self.checks.get(iteration)
+        if step is not None:
+            estimate = self.trust(emb)
+            self.value *= step if estimate >= self.floor else 1.0 / step
+            self.history.append((iteration, estimate, self.value))
+        return self.value
+
+
+def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.ndarray, *,
+                  stress: float | StressWeight, mix: float, early_iter: int, n_iter: int, exaggeration: float,
+                  dof: float, threads: int = 1) -> np.ndarray:
+    """The 2D layout: t-SNE on the mixed affinities plus the rank stress (a fixed weight or a `StressWeight`),
+    from `init` (rescaled to std 1e-4)."""
     from openTSNE.initialization import rescale
     from openTSNE.tsne import gradient_descent, kl_divergence_fft
 
@@ -78,11 +139,16 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
     fft = {"n_interpolation_points": 3, "min_num_intervals": 30, "ints_in_interval": 2}
     use = terms is not None and len(terms.target) > 0
     p = ((1.0 - mix) * p_knn + mix * terms.p_attn).tocsr() if use and mix > 0 else p_knn.copy()
+    weight = stress if isinstance(stress, StressWeight) else \
+        StressWeight(stress, early_iter=early_iter, n_iter=n_iter)
+    iteration = [0]
 
     def objective(embedding: np.ndarray, P: sp.csr_matrix, dof: float, **_: Any) -> tuple[float, np.ndarray]:
         kl, grad = kl_divergence_fft(embedding, P, dof, fft, n_jobs=threads)
-        if use and stress > 0:
-            _stress_gradient(embedding, terms, stress, grad)
+        w = weight.at(iteration[0], embedding) if use else 0.0
+        if w > 0:
+            _stress_gradient(embedding, terms, w, grad)
+        iteration[0] += 1
         return kl, grad
 
     emb = rescale(np.array(init, dtype=np.float64, order="C"), target_std=1e-4)

@@ -108,15 +108,17 @@ def faithful(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     """t-SNE with the head's attention edges in its affinities and a rank stress on them (`faithful`); without
     edges, the classic t-SNE objective."""
     from . import methods
-    from .faithful import faithful_terms, faithful_tsne
+    from .faithful import StressWeight, TrustSample, faithful_terms, faithful_tsne
 
     p = shared.params
     affinities = shared.get("tsne", lambda: methods.tsne_affinities(shared.graph(), p.tsne_perplexity))
     pairs = shared.pairs
     terms = faithful_terms(shared.x, pairs, p.metric) if pairs is not None and len(pairs) else None
-    return faithful_tsne(affinities, terms, init, stress=p.faithful_stress, mix=p.faithful_mix,
-                         early_iter=p.tsne_early_iter, n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration,
-                         dof=p.tsne_dof, threads=shared.threads)
+    trust = TrustSample(shared.x, seed=p.seed) if terms is not None and p.faithful_trust > 0 else None
+    weight = StressWeight(p.faithful_stress, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter, trust=trust,
+                          floor=p.faithful_trust)
+    return faithful_tsne(affinities, terms, init, stress=weight, mix=p.faithful_mix, early_iter=p.tsne_early_iter,
+                         n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
 
 
 @dataclass(frozen=True)
