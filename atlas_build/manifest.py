@@ -33,6 +33,8 @@ MAX_TOKEN_BUDGET = 2_000_000
 MAX_FEATURED = 8
 MAX_MANIFEST_BYTES = 16 * 2**20
 TEXT_FORMATS = ("auto", "text", "jsonl", "csv", "json")
+#: text and images: one attention stack; pairs (source/target text) and audio (clips/target): encoder–decoder.
+DATASET_KINDS = ("text", "images", "pairs", "audio")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ class DatasetSpec:
     images: tuple[str, ...] = ()
     image_size: int = 224
     max_images: int = 64
+    # Encoder–decoder data (kind = "pairs": source text ``field`` + target text; kind = "audio": clips + target).
+    target_field: str = ""  # JSONL/JSON field or CSV column of the target; "": targets are generated (greedy)
+    targets: tuple[str, ...] = ()  # inline targets, one per sentence (pairs) or clip (audio)
+    max_target_tokens: int = 32  # cap on the decoder tokens of a generated target
+    max_clips: int = 8
+    clip_seconds: float = 1.0  # length of each synthetic clip
 
 
 @dataclass(frozen=True)
@@ -309,11 +317,17 @@ def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
         "max_tokens": i(1, MAX_TOKEN_BUDGET), "max_sentences": i(1, 10_000_000),
         "min_words": i(1, 10_000), "max_words": i(1, 10_000), "seed": i(0, 2**32 - 1),
         "max_token_repeats": i(0, MAX_TOKEN_BUDGET), "license": s(), "attribution": s(),
-        "kind": s(choices=("text", "images")),
+        "kind": s(choices=DATASET_KINDS),
         "images": lambda k, v: _sentences(ctx, k, v),
         "image_size": i(16, 4096), "max_images": i(1, 100_000),
+        "target_field": s(), "targets": lambda k, v: _sentences(ctx, k, v),
+        "max_target_tokens": i(2, 32_768), "max_clips": i(1, 100_000),
+        "clip_seconds": lambda k, v: _float(ctx, k, v, 0.01, 3600.0),
     }
     d = DatasetSpec(**_fields(ctx, key, raw, spec, required=("name", "source")))
+    _check_encdec_dataset(ctx, key, d)
+    if d.kind == "audio":
+        return d
     if d.kind == "images":
         if d.sentences:
             raise ctx.fail(f"{key}.sentences", "an image dataset lists no sentences")
@@ -329,6 +343,39 @@ def _parse_dataset(ctx: _Ctx, key: str, raw: Any) -> DatasetSpec:
     if d.min_words > d.max_words:
         raise ctx.fail(f"{key}.min_words", f"must not exceed max_words ({d.max_words}), got {d.min_words}")
     return d
+
+
+def _dataset_names(ctx: _Ctx, key: str, v: Any) -> tuple[str, ...]:
+    """``datasets = [...]``: a non-empty list of distinct dataset names."""
+    if not isinstance(v, list) or not v:
+        raise ctx.fail(key, f"expected a non-empty list of dataset names, got {_describe(v)}")
+    out = tuple(_str(ctx, f"{key}[{i}]", x) for i, x in enumerate(v))
+    for i, x in enumerate(out):
+        if x in out[:i]:
+            raise ctx.fail(f"{key}[{i}]", f"lists {_describe(x)} twice (first at {key}[{out.index(x)}])")
+    return out
+
+
+#: Dataset keys that only encoder–decoder kinds read, and the kinds that read each.
+ENCDEC_KEYS = {"target_field": ("pairs",), "targets": ("pairs", "audio"), "max_target_tokens": ("pairs", "audio"),
+               "max_clips": ("audio",), "clip_seconds": ("audio",)}
+
+
+def _check_encdec_dataset(ctx: _Ctx, key: str, d: DatasetSpec) -> None:
+    """Keys that only pair and audio datasets read, and their consistency."""
+    defaults = DatasetSpec(d.name, d.source)
+    for k, kinds in ENCDEC_KEYS.items():
+        if d.kind not in kinds and getattr(d, k) != getattr(defaults, k):
+            raise ctx.fail(f"{key}.{k}", f"only a dataset of kind {' or '.join(map(repr, kinds))} reads it")
+    if d.kind == "pairs" and d.source == "inline" and d.target_field:
+        raise ctx.fail(f"{key}.target_field", "an inline pairs dataset lists its targets in targets = [...]")
+    if d.kind == "pairs" and d.source != "inline" and d.targets:
+        raise ctx.fail(f"{key}.targets", "only an inline dataset (source = \"inline\") lists targets")
+    if d.kind == "pairs" and d.targets and len(d.targets) != len(d.sentences):
+        raise ctx.fail(f"{key}.targets", f"{len(d.targets)} targets for {len(d.sentences)} sentences")
+    if d.kind == "audio" and (d.sentences or d.images):
+        raise ctx.fail(f"{key}.{'sentences' if d.sentences else 'images'}",
+                       "an audio dataset lists no sentences or images")
 
 
 def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:

@@ -101,6 +101,9 @@ def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, 
         if m.tokenizer:
             collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir))
     problems += check_featured(manifest, skip=unresolved)
+    from .capture.encdec_checks import encdec_problems  # pairs and audio for encoder–decoder models
+
+    problems += [ManifestError(str(manifest.path), k, m) for k, m in encdec_problems(manifest, configs)]
     if problems:
         raise ManifestError.collect(problems)
     return configs
@@ -136,9 +139,13 @@ def check_tokenizer(spec: ModelSpec, base_dir: Path) -> None:
 
 
 def _heads(config: Any) -> tuple[int, int, int] | None:
-    """(layers, query heads, hidden size) from a config, or None."""
+    """(layers, query heads, hidden size) from a config, or None; encoder–decoder models count the layers of all
+    three blocks (encoder, decoder, cross)."""
+    from .capture.encdec_checks import block_shape
     from .capture.facts import text_config
 
+    if getattr(config, "is_encoder_decoder", False):
+        return block_shape(config)
     c = text_config(config)
     layers, heads, hidden = (getattr(c, a, None) for a in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
     return (layers, heads, hidden) if all(isinstance(v, int) for v in (layers, heads, hidden)) else None

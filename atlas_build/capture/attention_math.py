@@ -33,10 +33,13 @@ def allowed_keys(T: int, S: int, causal: bool, device: torch.device | str = "cpu
 
 
 def recompute(q: torch.Tensor, k: torch.Tensor, scaling: float, causal: bool,
-              key_valid: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(q·kᵀ·scaling + mask) in float64 for q [.., H, T, d], k [.., KV, S, d]."""
+              key_valid: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q·kᵀ·scaling + bias + mask) in float64 for q [.., H, T, d], k [.., KV, S, d] (``bias``: additive
+    score terms broadcastable to [.., H, T, S], such as a relative position bias)."""
     q, k = q.double(), share_kv(k.double(), q.shape[-3])
     scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    if bias is not None:
+        scores = scores + bias.double()
     allowed = allowed_keys(*scores.shape[-2:], causal, scores.device, key_valid)
     return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
 

@@ -26,6 +26,10 @@ ATTN_NAME = "atlas_capture"
 
 Recorder = Callable[["AttentionCall"], None]
 
+#: Keyword arguments of the attention function that carry additive score terms (added to q·k·scaling before the
+#: mask): the T5 family passes its relative position bias as ``position_bias``.
+SCORE_BIAS_KWARGS = ("position_bias",)
+
 
 @dataclass
 class AttentionCall:
@@ -39,6 +43,7 @@ class AttentionCall:
     weights: torch.Tensor  # [B, H, T, S]: the model's own probabilities
     scaling: float
     mask: torch.Tensor | None  # as passed to the attention function (additive float or boolean), or None
+    bias: torch.Tensor | None = None  # additive score terms passed beside the mask (T5's relative position bias)
 
 
 class _State(threading.local):
@@ -65,7 +70,8 @@ def capture_attention_forward(module: nn.Module, query: torch.Tensor, key: torch
     if rec is not None and order is not None:
         layer = order.setdefault(id(module), len(order))
         s = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
-        rec(AttentionCall(layer, module, query, key, value, weights, s, attention_mask))
+        bias = next((kwargs[n] for n in SCORE_BIAS_KWARGS if kwargs.get(n) is not None), None)
+        rec(AttentionCall(layer, module, query, key, value, weights, s, attention_mask, bias))
     return out, weights
 
 

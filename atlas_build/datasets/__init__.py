@@ -27,6 +27,9 @@ from .paths import resolve_path
 
 HF_HINT = missing("hf", "an hf: dataset source (the `datasets` package)")
 
+AUDIO_SOURCES = ("synthetic",)  # built-in audio sources (datasets.audio)
+ENCDEC_KINDS = ("pairs", "audio")  # datasets of encoder–decoder inputs (datasets.pairs, datasets.audio)
+FOLDER_KINDS = ("images", "audio")  # kinds whose file source is a folder
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
@@ -143,6 +146,9 @@ def _hf_documents(spec: DatasetSpec) -> Iterator[str]:
 
 def load_sentences(spec: DatasetSpec, base_dir: Path) -> list[Sentence]:
     """Split, filter by word count, deduplicate and shuffle with the dataset's seed; ids follow the sample order."""
+    if spec.kind in ENCDEC_KINDS:
+        raise InputError(f"dataset {spec.name!r} (kind {spec.kind!r}) holds encoder–decoder inputs: they are "
+                         "captured (capture.encdec_run) but not yet built into the site")
     seen: set[str] = set()
     pool: list[str] = []
     for doc in read_documents(spec, base_dir):
@@ -172,13 +178,15 @@ def check_source(spec: DatasetSpec, base_dir: Path) -> None:
         return
     if spec.kind == "images" and all(p in IMAGE_SOURCES for p in spec.source.split("+")):
         return
+    if spec.kind == "audio" and spec.source in AUDIO_SOURCES:
+        return
     path = resolve_path(spec.source, base_dir)
     try:
         st = path.stat()
     except OSError:
-        raise SourceError(spec.source, f"no such folder: {path}" if spec.kind == "images"
+        raise SourceError(spec.source, f"no such folder: {path}" if spec.kind in FOLDER_KINDS
                           else f"file not found: {path}") from None
-    if spec.kind == "images":
+    if spec.kind in FOLDER_KINDS:
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(spec.source, f"{path} is not a folder")
     elif stat.S_ISDIR(st.st_mode):
@@ -200,6 +208,8 @@ def dataset_digest(spec: DatasetSpec, base_dir: Path, memo: DigestMemo) -> str:
     if spec.source == "inline" or spec.source.startswith("hf:"):
         return ""
     if spec.kind == "images" and all(p in IMAGE_SOURCES for p in spec.source.split("+")):
+        return ""
+    if spec.kind == "audio" and spec.source in AUDIO_SOURCES:
         return ""
     return path_digest(resolve_path(spec.source, base_dir), spec.source, memo)
 
