@@ -81,16 +81,16 @@ def check_featured(manifest: Manifest, skip: set[str] = frozenset()) -> list[Man
     problems: list[ManifestError] = []
     samples: dict[str, list[SampleInput]] = {}
     for m, spec in enumerate(manifest.models):
-        data = manifest.dataset(spec.dataset)
-        if not spec.featured or data.name in skip:
-            continue
-        if data.name not in samples:
-            try:
-                samples[data.name] = sample_inputs(data, manifest.base_dir)
-            except InputError:
-                continue  # the dataset's own problem: the build reports it where it reads the data
-        _, found = resolve(spec.featured, samples[data.name], data, f"models[{m}].featured")
-        problems += [ManifestError(str(manifest.path), k, msg) for k, msg in found]
+        for data in map(manifest.dataset, spec.all_datasets):  # a model on several datasets: each must match
+            if not spec.featured or data.name in skip:
+                continue
+            if data.name not in samples:
+                try:
+                    samples[data.name] = sample_inputs(data, manifest.base_dir)
+                except InputError:
+                    continue  # the dataset's own problem: the build reports it where it reads the data
+            _, found = resolve(spec.featured, samples[data.name], data, f"models[{m}].featured")
+            problems += [ManifestError(str(manifest.path), k, msg) for k, msg in found]
     return problems
 
 
@@ -103,7 +103,7 @@ def featured_ids(manifest: Manifest, spec: ModelSpec, captured: Sequence[int], s
     if not spec.featured:
         return []
     data = manifest.dataset(spec.dataset)
-    key = f"models[{manifest.models.index(spec)}].featured"
+    key = f"models[{[m.name for m in manifest.models].index(spec.name)}].featured"
     inputs = sample_inputs(data, manifest.base_dir)
     ids, problems = resolve(spec.featured, inputs, data, key)
     what = _what(data)

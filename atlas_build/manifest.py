@@ -11,7 +11,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
     import tomli as tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,7 +85,7 @@ class DatasetSpec:
 class ModelSpec:
     name: str
     source: str
-    dataset: str
+    dataset: str  #: the model's (first) dataset
     title: str = ""
     revision: str = "main"
     dtype: str = "float32"
@@ -98,9 +98,21 @@ class ModelSpec:
     # Featured inputs (neuron-view vectors, listed on the model page): sentence/image ids (int) or text matches
     # (str); None: a seeded handful.
     featured: tuple[int | str, ...] | None = None
+    #: Several datasets (``datasets = [...]``), the first being `dataset`; () when the model has one dataset.
+    datasets: tuple[str, ...] = ()
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.config)
+
+    @property
+    def all_datasets(self) -> tuple[str, ...]:
+        """Every dataset the model is captured on, in manifest order."""
+        return self.datasets or (self.dataset,)
+
+    def on(self, dataset: str) -> "ModelSpec":
+        """The model on one of its datasets (`dataset` is that one, `datasets` still lists them all): what each
+        per-dataset stage reads (capture, export, featured)."""
+        return replace(self, dataset=dataset)
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,8 @@ class ProjectionSpec:
     umap_min_dist: float = 0.1
     #: The layout head and matrix pages open with; None: faithful-2d when listed, else the first 2D layout.
     default_layout: str | None = None
+    #: Value layouts and files (the head pages' value view); the value scores are computed either way.
+    values: bool = True
 
     @property
     def default(self) -> str:
@@ -212,6 +226,12 @@ def _float(ctx: _Ctx, key: str, v: Any, lo: float, hi: float) -> float:
     if not lo <= v <= hi:
         raise ctx.fail(key, f"expected a number from {lo} to {hi}, got {v}")
     return float(v)
+
+
+def _bool(ctx: _Ctx, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ctx.fail(key, f"expected true or false, got {_describe(v)}")
+    return v
 
 
 def _table(ctx: _Ctx, key: str, v: Any) -> dict[str, Any]:
@@ -383,7 +403,8 @@ def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
     spec = {
         "name": s(pattern=NAME_RE, what="a name of lowercase letters, digits, '-' or '_' (at most 64)"),
         "source": lambda k, v: _model_source(ctx, k, v),
-        "dataset": s(), "title": s(), "revision": s(), "license": s(), "gguf_file": s(),
+        "dataset": s(), "datasets": lambda k, v: _dataset_names(ctx, k, v),
+        "title": s(), "revision": s(), "license": s(), "gguf_file": s(),
         "dtype": s(choices=("float32", "float16", "bfloat16")),
         "max_tokens": lambda k, v: _int(ctx, k, v, 2, 32_768),
         "tokenizer": lambda k, v: _model_source(ctx, k, v),
@@ -391,7 +412,21 @@ def _parse_model(ctx: _Ctx, key: str, raw: Any) -> ModelSpec:
         "seed": lambda k, v: _int(ctx, k, v, 0, 2**32 - 1),
         "featured": lambda k, v: _featured(ctx, k, v),
     }
-    return ModelSpec(**_fields(ctx, key, raw, spec, required=("name", "source", "dataset")))
+    fields = _fields(ctx, key, raw, spec, required=("name", "source"))
+    table = _table(ctx, key, raw)
+    if "dataset" in table and "datasets" in table:
+        raise ctx.fail(f"{key}.datasets", "give either dataset or datasets, not both")
+    if "dataset" not in table and "datasets" not in table:
+        raise ctx.fail(f"{key}.dataset", "required key is missing (or datasets = [...])")
+    if "datasets" in table:
+        if "datasets" not in fields:
+            raise _Recorded  # a bad list: already reported
+        names = fields.pop("datasets")
+        # One dataset in a list is the plain `dataset = "..."` case (same spec, same cache keys).
+        fields.update(dataset=names[0], datasets=names if len(names) > 1 else ())
+    elif "dataset" not in fields:
+        raise _Recorded
+    return ModelSpec(**fields)
 
 
 def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
@@ -402,6 +437,7 @@ def _parse_projections(ctx: _Ctx, raw: Any) -> ProjectionSpec:
         "umap_n_neighbors": lambda k, v: _int(ctx, k, v, 2, 500),
         "umap_min_dist": lambda k, v: _float(ctx, k, v, 0.0, 1.0),
         "default_layout": lambda k, v: _str(ctx, k, v, choices=LAYOUTS),
+        "values": lambda k, v: _bool(ctx, k, v),
     }
     p = ProjectionSpec(**_fields(ctx, "projections", raw, spec))
     if p.default_layout is not None and p.default_layout not in p.layouts:
@@ -438,13 +474,19 @@ def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
     models = ctx.check(_parse_list, ctx, data, "models", _parse_model, default=())
     names = {d.name: d for d in datasets}
     for i, m in enumerate(models):
-        if m.dataset not in names:
-            if datasets:
-                ctx.problems.append(ctx.fail(f"models[{i}].dataset", "expected one of the datasets "
-                                             f"({', '.join(sorted(names))}), got {_describe(m.dataset)}"))
+        key = f"models[{i}].datasets" if m.datasets else f"models[{i}].dataset"
+        unknown = [j for j, d in enumerate(m.all_datasets) if d not in names]
+        for j in unknown if datasets else ():
+            ctx.problems.append(ctx.fail(f"{key}[{j}]" if m.datasets else key, "expected one of the datasets "
+                                         f"({', '.join(sorted(names))}), got {_describe(m.all_datasets[j])}"))
+        if unknown:
             continue
+        kinds = [names[d].kind for d in m.all_datasets]
+        if len(set(kinds)) > 1:
+            ctx.problems.append(ctx.fail(key, "mixes kinds of dataset; a model reads one kind of input "
+                                         f"({', '.join(f'{d}: {k}' for d, k in zip(m.all_datasets, kinds))})"))
         # A random text model borrows a tokenizer; an image model reads pixels (no tokenizer).
-        if m.source.startswith("random:") and not m.tokenizer and names[m.dataset].kind != "images":
+        if m.source.startswith("random:") and not m.tokenizer and "images" not in kinds:
             ctx.problems.append(ctx.fail(f"models[{i}].tokenizer", "a random: model over a text dataset needs a "
                                                                    "tokenizer source (e.g. package:NAME)"))
     ctx.raise_problems()

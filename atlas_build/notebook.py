@@ -73,6 +73,8 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
         if value == default:
             continue
         out[f.name] = dict(value) if f.name == "config" else list(value) if isinstance(value, tuple) else value
+    if out.get("datasets"):  # a model on several datasets: `datasets` lists its first `dataset` too
+        del out["dataset"]
     return out
 
 

@@ -58,7 +58,8 @@ def memory_problems(manifest: Manifest, configs: dict[str, Any], machine: int | 
     memory = machine_bytes() if machine is None else machine
     fit = points_that_fit(memory)
     problems = []
-    for i, spec in enumerate(manifest.models):
+    units = [(i, spec.on(d)) for i, spec in enumerate(manifest.models) for d in spec.all_datasets]
+    for i, spec in units:
         points = _points(manifest, spec, configs.get(spec.name))
         if head_bytes(points) <= memory:
             continue
@@ -172,23 +173,27 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
 def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
     """What a build of the manifest will do, one line per model and a total (upper bounds: the token budgets)."""
     from .memory import gib, head_bytes
+    from .normalize.values import value_layout_names
 
     lines = []
     total = 0.0
     layouts = manifest.projections.layouts
-    for spec in manifest.models:
+    for model, spec in ((m, m.on(d)) for m in manifest.models for d in m.all_datasets):  # an atlas per dataset
+        name = f"{spec.name} on {spec.dataset}" if model.datasets else spec.name
         config = configs.get(spec.name)
         shape = _heads(config) if config is not None else None
         points = _points(manifest, spec, config)
         if shape is None:
-            lines.append(f"{spec.name}: up to {points:,} points per head; head count known once the model loads")
+            lines.append(f"{name}: up to {points:,} points per head; head count known once the model loads")
             continue
         layers, heads, hidden = shape
         per_head = head_seconds(points, layouts)
+        if manifest.projections.values:  # value layouts on half the points; an upper bound (once per kv head)
+            per_head += head_seconds(points // 2, value_layout_names(layouts)) - head_seconds(points // 2, ())
         capture = 2 * 12 * layers * hidden**2 * (points // 2) / CAPTURE_FLOPS
         seconds = capture + layers * heads * per_head
         total += seconds
-        lines.append(f"{spec.name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
+        lines.append(f"{name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
                      f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head); "
                      f"about {gib(head_bytes(points))} of memory per head running at once")
         if points > LARGE_HEAD_POINTS:

@@ -57,7 +57,8 @@ def main(site: Path) -> None:
     biggest = max(files, key=lambda p: p.stat().st_size)
     print(f"site {site}: {len(files)} files, {total / MB:.1f} MB (budget 1024 MB); largest file "
           f"{biggest.relative_to(site)} {biggest.stat().st_size / MB:.2f} MB (budget 50 MB)")
-    for manifest_path in sorted(site.glob("data/*/manifest.json")):
+    # a model on one dataset: data/<model>/; on several: data/<model>/<dataset>/, each held to the per-model budget
+    for manifest_path in sorted([*site.glob("data/*/manifest.json"), *site.glob("data/*/*/manifest.json")]):
         data = manifest_path.parent
         m = json.loads(manifest_path.read_text())
         size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
@@ -69,7 +70,7 @@ def main(site: Path) -> None:
             raw.append(sum(p.stat().st_size for p in opened))
             packed.append(sum(gz(p) for p in opened))
             sent.append(sum(served(p) for p in opened))
-        print(f"  {m['model']['name']}: {heads} heads x {points} points, {size / MB:.1f} MB "
+        print(f"  {data.relative_to(site / 'data')}: {heads} heads x {points} points, {size / MB:.1f} MB "
               f"(scaled to 144 heads x 10k points: {scaled / MB:.1f} MB, budget 100 MB)")
         print(f"    data to open a head page: median {statistics.median(raw) / KB:.0f} KB raw, "
               f"{statistics.median(packed) / KB:.0f} KB gzip, {statistics.median(sent) / KB:.0f} KB served "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -26,18 +27,43 @@ def _manifest(tmp_path: Path) -> Path:
     return path
 
 
-def test_site_is_published_after_each_model(tmp_path: Path) -> None:
-    seen: list[tuple[list[str], bool]] = []
+def _layouts(site: Path) -> dict[str, list[str]]:
+    return {m.name: json.loads((site / "data" / m.name / "manifest.json").read_text())["layouts"]
+            for m in sorted((site / "models").iterdir())}
+
+
+def test_site_is_published_after_each_model_after_a_first_look(tmp_path: Path) -> None:
+    seen: list[tuple[dict[str, list[str]], str]] = []
 
     def on_publish(site: Path) -> None:
-        models = sorted(p.name for p in (site / "models").iterdir())
-        seen.append((models, "Still being built" in (site / "index.html").read_text()))
+        home = (site / "index.html").read_text()
+        note = re.search(r"Still to come: ([^<]*?)\. Reload", home)
+        seen.append((_layouts(site), note.group(1) if note else ""))
 
     build(_manifest(tmp_path), tmp_path / "out", log=lambda m: None, on_publish=on_publish)
-    assert seen == [(["tiny-bert"], True), (["tiny-bert", "tiny-gpt2"], False)]
+    full = ["pca-2d", "tsne-2d"]
+    assert seen == [({"tiny-bert": ["pca-2d"]}, "the tsne-2d layouts of Tiny random BERT, Second model"),
+                    ({"tiny-bert": full}, "Second model"),
+                    ({"tiny-bert": full, "tiny-gpt2": full}, "")]
     home = (tmp_path / "out" / "site" / "index.html").read_text()
     assert "Second model" in home and "Still being built" not in home
     assert not (tmp_path / "out" / ".site.new").exists()
+
+
+def test_first_look_only_on_a_first_build_and_it_changes_nothing_built(tmp_path: Path) -> None:
+    """A rebuild (a site is already in OUT) publishes no first look; the final site is the same bytes either way."""
+    manifest = _manifest(tmp_path)
+    build(manifest, tmp_path / "a", log=lambda m: None)
+    logs: list[str] = []
+    build(manifest, tmp_path / "a", force=True, log=logs.append)
+    assert not any("first look" in line for line in logs)
+    publishes: list[int] = []
+    build(manifest, tmp_path / "b", log=lambda m: None, on_publish=lambda site: publishes.append(1))
+    assert len(publishes) == 3
+    files = {p.relative_to(tmp_path / "a" / "site"): p.read_bytes()
+             for p in sorted((tmp_path / "a" / "site").rglob("*")) if p.is_file()}
+    assert files == {p.relative_to(tmp_path / "b" / "site"): p.read_bytes()
+                     for p in sorted((tmp_path / "b" / "site").rglob("*")) if p.is_file()}
 
 
 def test_build_serve_answers_from_the_first_publish(tmp_path: Path) -> None:

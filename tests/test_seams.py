@@ -35,7 +35,7 @@ def test_projection_params_take_every_manifest_setting() -> None:
                           umap_min_dist=0.3)
     params = ProjectionParams.from_spec(spec, seed=5)
     shared = {f.name for f in dataclasses.fields(ProjectionSpec)} & {f.name for f in dataclasses.fields(params)}
-    assert shared == {"metric", "tsne_perplexity", "umap_n_neighbors", "umap_min_dist"}
+    assert shared == {"metric", "tsne_perplexity", "umap_n_neighbors", "umap_min_dist", "values"}
     assert all(getattr(params, n) == getattr(spec, n) for n in shared) and params.seed == 5
 
 

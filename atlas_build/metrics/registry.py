@@ -53,6 +53,15 @@ SCORES: tuple[Score, ...] = (
           "Pearson correlation of the flattened W_Q and W_K of the head (paper: 0.94 for a ViT \"look at self\" "
           "head); only when weights are given"),
     Score("value_norm", "value norm", "≥ 0", "both", "values", "mean ‖v‖ of the value vectors the head reads"),
+    Score("first_token_output_share", "first-token output share", "[0, 1]", "both", "values",
+          "mean Aᵢ₀‖v₀‖ / Σⱼ Aᵢⱼ‖vⱼ‖ (rows at position ≥ 2): the first token's share of the head's output, each "
+          "key's contribution measured by the norm of Aᵢⱼvⱼ; well below `first_token` = a sink with a small value"),
+    Score("output_norm_ratio", "output norm ratio", "[0, 1]", "both", "values",
+          "mean ‖Σⱼ Aᵢⱼvⱼ‖ / Σⱼ Aᵢⱼ‖vⱼ‖ (rows with ≥ 2 allowed keys): 1 = the mixed values point one way (or one "
+          "key takes all), near 0 = they cancel"),
+    Score("attended_value_norm", "attended value norm", "≥ 0", "both", "values",
+          "mean Σⱼ Aᵢⱼ‖vⱼ‖ ÷ the mean ‖vⱼ‖ of the row's allowed keys (rows with ≥ 2): > 1 the head reads tokens "
+          "with large values, < 1 it parks attention on small ones"),
     Score("hue_sorting", "hue sorting", "≤ 1", "image", "vision",
           "how strongly the 2D layouts order hue-probe patches by hue across images (mean over 2D layouts)"),
     Score("brightness_sorting", "brightness sorting", "≤ 1", "image", "vision",

@@ -19,6 +19,9 @@ sentences; they do not depend on the order of sentences or tokens.
 | ``wq_wk_correlation`` | [−1, 1] | Pearson correlation of the flattened W_Q and W_K of the head |
 | ``value_norm`` | [0, ∞) | mean ‖v‖ of the value vectors |
 
+The scores that weigh attention by the value vectors (``first_token_output_share``, ``output_norm_ratio``,
+``attended_value_norm``) are in `metrics.values`.
+
 For image tokens (a patch grid per image), ``mean_distance`` is the Euclidean distance between patch centres in
 patch units, over patch queries and patch keys only (prefix tokens such as CLS dropped, rows re-normalised over
 patches), and ``locality`` compares it with uniform attention over the image's patches.

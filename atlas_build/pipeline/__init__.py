@@ -29,13 +29,15 @@ from ..featured import featured_ids
 from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 from ..metrics.vision import capture_patch_attributes
-from ..normalize import HeadSample
 from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
-from ..project import ProjectionParams, align_sequence
+from ..project import ProjectionParams
 from ..site import build_site
 from ..validate import check_memory, resolve_sources
 from .export_model import export_model
-from .heads import HeadResult, HeadTask, add_related, run_head
+from .units import adopt_units, unit_slug, unit_title, units
+from .heads import HeadResult, add_related, run_head
+from .preview import publish_first_look, worthwhile
+from .tasks import align_results, layer_tasks
 
 Log = Callable[[str], None]
 
@@ -96,26 +98,40 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
         report = BuildReport(site_dir=out / SITE)
         exported = []
         executor = make_executor(jobs=jobs, scheduler=scheduler or manifest.build.scheduler or None)
+        # a first build of OUT publishes a first look (linear layouts) before the first model's graph layouts
+        first_look = not (out / SITE).exists()
         finished = False
         try:
-            for i, spec in enumerate(manifest.models):
-                cap, cap_key = _capture_stage(manifest, spec, cache, memo, report, force, progress, device, log)
+            todo = units(manifest)
+            for i, spec in enumerate(todo):
+                if spec.dataset == spec.all_datasets[0]:  # a model's first unit: capture it on all its datasets
+                    captured = _capture_model(manifest, spec, cache, memo, report, force, progress, device, log)
+                cap, cap_key = captured[spec.dataset]
                 # A featured input the token budget left out stops the build before the per-head work.
                 featured_ids(manifest, spec, np.unique(cap.tokens.sentence_id).tolist(), manifest.build.seed)
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
+                if (first_look and worthwhile(manifest.projections.layouts)
+                        and not _heads_started(manifest, spec, cap_key, cache)):
+                    first_look = False
+                    later = [unit_title(u) for u in todo[i + 1:]]
+                    if publish_first_look(manifest, spec, unit_title(spec), cap, has_point, exported, later,
+                                          staging / "docs" / "data" / unit_slug(spec), staging, out, executor,
+                                          progress, log) and on_publish is not None:
+                        on_publish(report.site_dir)
                 results = _heads_stage(manifest, spec, cap, cap_key, has_point, cache, report, force, progress,
                                        executor, log)
                 if results is None:
-                    log(f"[{spec.name}] left out of the site: a head failed")
+                    log(f"[{unit_slug(spec)}] left out of the site: a head failed")
                     continue
-                data_dir = staging / "docs" / "data" / spec.name
+                data_dir = staging / "docs" / "data" / unit_slug(spec)
                 exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
-                log(f"[{spec.name}] exported {len(results)} heads")
-                pending = [m.title or m.name for m in manifest.models[i + 1:]]
+                log(f"[{unit_slug(spec)}] exported {len(results)} heads")
+                pending = [unit_title(u) for u in todo[i + 1:]]
+                first_look = False
                 if pending:
                     build_site(manifest, exported, staging, out / NEW_SITE, pending)
                     publish(out)
-                    log(f"[site] published with {len(exported)} of {len(manifest.models)} models; still coming: "
+                    log(f"[site] published with {len(exported)} of {len(todo)} atlases; still coming: "
                         f"{', '.join(pending)}")
                     if on_publish is not None:
                         on_publish(report.site_dir)
@@ -138,12 +154,13 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
 
 
 def capture_inputs(manifest: Manifest, spec: ModelSpec, memo: DigestMemo) -> dict:
-    """The named inputs of a model's capture unit."""
+    """The named inputs of a model's capture unit on `spec.dataset`."""
     data = manifest.dataset(spec.dataset)
     base = manifest.base_dir
     return {
         # Featured inputs only choose what is exported: changing them recaptures nothing.
-        "model entry": {k: v for k, v in asdict(spec).items() if k != "featured"},
+        # The model on this dataset: its other datasets are other units.
+        "model entry": {k: v for k, v in asdict(spec).items() if k not in ("featured", "datasets")},
         # The Zipf cap only picks which tokens get points (heads stage): it does not change what the model computes.
         "dataset entry": replace(data, max_token_repeats=0),
         "dataset files": dataset_digest(data, base, memo),
@@ -155,25 +172,45 @@ def capture_inputs(manifest: Manifest, spec: ModelSpec, memo: DigestMemo) -> dic
     }
 
 
+def _capture_model(manifest: Manifest, model: ModelSpec, cache: StageCache, memo: DigestMemo, report: BuildReport,
+                   force: bool, progress: bool, device: str | None, log: Log) -> dict[str, tuple[CaptureResult, str]]:
+    """The model's capture on each of its datasets, by dataset name: cached units are reused, and the weights are
+    loaded once, by the first dataset that needs them, for all the others."""
+    loaded: list = []
+
+    def load() -> object:
+        if not loaded:
+            log(f"[{model.name}] loading {model.source}")
+            with _library_bars(progress):
+                loaded.append(load_model(model, manifest.base_dir, device or manifest.build.device,
+                                         cache_dir=cache.root / "_models"))
+        return loaded[0]
+
+    return {d: _capture_stage(manifest, model.on(d), cache, memo, report, force, progress, log, load)
+            for d in model.all_datasets}
+
+
 def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo: DigestMemo, report: BuildReport,
-                   force: bool, progress: bool, device: str | None, log: Log) -> tuple[CaptureResult, str]:
+                   force: bool, progress: bool, log: Log, load: Callable[[], object]) -> tuple[CaptureResult, str]:
+    """One (model, dataset) capture unit; `load()` gives the loaded model."""
     data = manifest.dataset(spec.dataset)
     inputs = capture_inputs(manifest, spec, memo)
     key = stage_key("capture", inputs)
-    unit = cache.unit_dir(spec.name, "capture", key)
-    name = f"{spec.name}/capture"
+    slug = unit_slug(spec)
+    adopt_units(cache.root, spec)
+    unit = cache.unit_dir(slug, "capture", key)
+    name = f"{slug}/capture"
     if cache.is_done(unit) and not force:
-        log(f"[{spec.name}] capture: reused ({key})")
+        log(f"[{slug}] capture: reused ({key})")
         report.reused.append(name)
         return load_capture(unit), key
-    reason = "--force" if force else cache.why(spec.name, "capture", key, inputs)
-    log(f"[{spec.name}] capture: computing ({reason}); loading {spec.source}")
+    reason = "--force" if force else cache.why(slug, "capture", key, inputs)
+    log(f"[{slug}] capture: computing ({reason})")
     build = manifest.build
     confine_caches(cache.root)
     if data.kind == "images":
         items = load_images(data, manifest.base_dir)
-        with _library_bars(progress):
-            loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        loaded = load()
         cache.resumable(unit, force)
         cache.record_inputs(unit, inputs)
         result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
@@ -181,17 +218,16 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo:
         unit_name = "images"
     else:
         sentences = load_sentences(data, manifest.base_dir)
-        with _library_bars(progress):
-            loaded = load_model(spec, manifest.base_dir, device or build.device, cache_dir=cache.root / "_models")
+        loaded = load()
         cache.resumable(unit, force)
         cache.record_inputs(unit, inputs)
         result = capture(loaded, sentences, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
                          batch_size=build.batch_size, dtype=build.capture_dtype, progress=progress)
         unit_name = "sentences"
     cache.mark_done(unit)
-    cache.prune(spec.name, "capture", key)
+    cache.prune(slug, "capture", key)
     report.rebuilt.append(name)
-    log(f"[{spec.name}] capture: {len(result.tokens.token_id)} tokens from "
+    log(f"[{slug}] capture: {len(result.tokens.token_id)} tokens from "
         f"{len(np.unique(result.tokens.sentence_id))} {unit_name} "
         f"({result.batches_reused} of {result.batches_total} batches reused)")
     return result, key
@@ -203,22 +239,34 @@ def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
     return repeat_cap_mask(tok.vocab_id, 0 if tok.is_image else data.max_token_repeats)
 
 
+def _heads_unit(manifest: Manifest, spec: ModelSpec, cap_key: str, cache: StageCache) -> tuple[dict, str, Path]:
+    """The named inputs, key and directory of a model's heads unit."""
+    # the default layout only chooses what pages open with: changing it recomputes no head
+    inputs = {"capture": cap_key, "projections": replace(manifest.projections, default_layout=None),
+              "seed": manifest.build.seed,
+              "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
+              "libraries": library_versions("heads"),
+              "code": code_hash("normalize", "project", "metrics", "pipeline/heads.py", "pipeline/tasks.py")}
+    key = stage_key("heads", inputs)
+    return inputs, key, cache.unit_dir(unit_slug(spec), "heads", key)
+
+
+def _heads_started(manifest: Manifest, spec: ModelSpec, cap_key: str, cache: StageCache) -> bool:
+    """Whether any head of the model's heads unit is already computed (a resumed or cached build)."""
+    unit = _heads_unit(manifest, spec, cap_key, cache)[2]
+    return unit.is_dir() and any(cache.is_done(d) for d in unit.iterdir() if d.is_dir())
+
+
 def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_key: str, has_point: np.ndarray,
                  cache: StageCache, report: BuildReport, force: bool, progress: bool, executor,
                  log: Log) -> list[HeadResult] | None:
     """Every head's result, or None when a head's unit ran out of memory (one log line; the others still run)."""
     p = manifest.projections
     params = ProjectionParams.from_spec(p, seed=manifest.build.seed)
-    # the default layout only chooses what pages open with: changing it recomputes no head
-    inputs = {"capture": cap_key, "projections": replace(p, default_layout=None),
-              "seed": manifest.build.seed,
-              "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
-              "libraries": library_versions("heads"),
-              "code": code_hash("normalize", "project", "metrics", "pipeline/heads.py")}
-    key = stage_key("heads", inputs)
-    unit = cache.unit_dir(spec.name, "heads", key)
+    inputs, key, unit = _heads_unit(manifest, spec, cap_key, cache)
+    slug = unit_slug(spec)
     if force or not cache.is_done(unit):
-        log(f"[{spec.name}] heads: computing ({'--force' if force else cache.why(spec.name, 'heads', key, inputs)})")
+        log(f"[{slug}] heads: computing ({'--force' if force else cache.why(slug, 'heads', key, inputs)})")
     cache.record_inputs(unit, inputs)
     facts = cap.facts
     results: dict[tuple[int, int], HeadResult] = {}
@@ -232,55 +280,30 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
             todo_layers.append(layer)
     n_reused = len(results)
     if n_reused:
-        log(f"[{spec.name}] heads: {n_reused} reused")
-        report.reused.extend(f"{spec.name}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
-    tok = cap.tokens
-    # Image tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
-    vocab = None if tok.is_image else tok.vocab_id
-    points = None if has_point.all() else np.flatnonzero(has_point)
-    grid = np.stack([tok.patch_row, tok.patch_col], axis=1).astype(np.int16) if tok.is_image else None
+        log(f"[{slug}] heads: {n_reused} reused")
+        report.reused.extend(f"{slug}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
     patches = capture_patch_attributes(cap) if todo_layers else None  # None for text models
     for layer in todo_layers:
-        lc = read_layer(cap.directory, layer)
-        attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
-        weights = cap.qk_weights(layer)
-        tasks = []
-        for head in range(facts.num_heads):
-            if (layer, head) in results:
-                continue
-            kv = facts.kv_head_of_query[head]
-            sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
-                                position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
-            tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
-                                  vocab, np.linalg.norm(lc.v[:, kv], axis=1), p.layouts, params,
-                                  w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv], points=points, grid=grid,
-                                  patches=patches))
-        runs = executor.map(run_head, tasks, desc=f"{spec.name} L{layer}", progress=progress, contain=(MemoryError,))
+        tasks = layer_tasks(cap, layer, read_layer(cap.directory, layer), has_point, p.layouts, params, patches,
+                            skip={h for (lr, h) in results if lr == layer})
+        runs = executor.map(run_head, tasks, desc=f"{slug} L{layer}", progress=progress, contain=(MemoryError,))
         for task, res in zip(tasks, runs):
             if isinstance(res, ItemFailed):  # one line; the other heads go on
-                report.failed.append(f"{spec.name}/L{task.layer}H{task.head}")
-                log(f"[{spec.name}] L{task.layer}H{task.head} failed: {res.error}")
+                report.failed.append(f"{slug}/L{task.layer}H{task.head}")
+                log(f"[{slug}] L{task.layer}H{task.head} failed: {res.error}")
                 continue
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)
             cache.mark_done(d)
             results[(res.layer, res.head)] = res
-            report.rebuilt.append(f"{spec.name}/L{res.layer}H{res.head}")
-        log(f"[{spec.name}] heads: layer {layer} done")
+            report.rebuilt.append(f"{slug}/L{res.layer}H{res.head}")
+        log(f"[{slug}] heads: layer {layer} done")
     if len(results) < facts.num_layers * facts.num_heads:
         return None
     cache.mark_done(unit)
-    cache.prune(spec.name, "heads", key)
+    cache.prune(slug, "heads", key)
     ordered = [results[k] for k in sorted(results)]
-    return add_related(_align_sequence(ordered))
-
-
-def _align_sequence(results: list[HeadResult]) -> list[HeadResult]:
-    """Rotate/reflect each head's layouts onto the previous head's (Procrustes) so stepping heads does not flip."""
-    for res, layouts in zip(results, align_sequence([r.layouts for r in results])):
-        res.layouts = {name: coords.astype(np.float32) for name, coords in layouts.items()}
-    return results
+    return add_related(align_results(ordered))
 
 
 __all__ = ["BuildReport", "build", "dataset_info"]

@@ -14,6 +14,8 @@ from ..datasets import dataset_info
 from ..datasets.images import dataset_license
 from ..export import SentenceAttention, colour_manifest, head_path, tokens_table, write_manifest, write_table
 from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
+from ..export.thumbnails import STRIP_PATH, write_strip
+from ..export.values import values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
 from ..metrics.registry import for_model
@@ -30,6 +32,13 @@ class ExportedModel:
     data_dir: Path
     manifest: dict
     inputs: tuple[InputRecord, ...] = ()  # every input, for its model-view page
+    dataset: str = ""  #: the dataset of this atlas unit
+    datasets: tuple[str, ...] = ()  #: every dataset of the model when it has several (the site's switcher), else ()
+
+    @property
+    def slug(self) -> str:
+        """Path of the unit under models/ and data/: the model's name, plus the dataset's when it has several."""
+        return f"{self.name}/{self.dataset}" if self.datasets else self.name
 
 
 def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:
@@ -83,6 +92,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     heads_meta = []
     for layer, layer_results in sorted(by_layer.items()):
         lc = read_layer(cap.directory, layer)
+        value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_point,
+                                        {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts})
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
         for res in layer_results:
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
@@ -97,6 +108,10 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             })
             if facts.input_kind == "image":
                 heads_meta[-1]["vision"] = res.vision
+        ordered = sorted(layer_results, key=lambda r: r.head)
+        for name in sorted({n for r in ordered for n, c in r.layouts.items() if c.shape[1] == 2}):
+            write_strip(data_dir / STRIP_PATH.format(layer=layer, layout=name),
+                        [data_dir / head_path("thumb", r.layer, r.head, name) for r in ordered])
     data = manifest.dataset(spec.dataset)
     info = dataset_info(data)
     dataset = {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
@@ -116,21 +131,28 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     else:
         for k in ("patch_size", "image_size"):  # image-only facts
             model.pop(k, None)
+    # the layouts the results carry (all of the manifest's, or a first look's subset), in the manifest's order
+    layouts = [n for n in manifest.projections.layouts if n in results[0].layouts] if results else []
+    default = manifest.projections.default
+    if default not in layouts:
+        default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
     doc = {
         "model": model,
         "dataset": dataset,
-        "layouts": list(manifest.projections.layouts),
-        "default_layout": manifest.projections.default,
+        "layouts": layouts,
+        "default_layout": default,
         "scores": for_model(facts.input_kind),
         "colours": colour_manifest(),
         "points": {"count": num_points},
-        "thumbnails": {"layouts": [n for n in manifest.projections.layouts if n.endswith("-2d")],
-                       "size": manifest.export.thumbnail_size},
+        "thumbnails": {"layouts": [n for n in layouts if n.endswith("-2d")],
+                       "size": manifest.export.thumbnail_size, "strips": STRIP_PATH},
         "tokens": {"file": "tokens.arrow", "count": int(len(tok.token_id))},
         "heads": heads_meta,
     }
     if images:
         doc["images"] = images
     doc["inputs"], inputs = export_inputs(manifest, spec, cap, data_dir, blocks, token_ids)
+    if any(r.value_layouts for r in results):
+        doc["values"] = values_section(results, manifest.projections.layouts, value_dims)
     write_manifest(data_dir, doc)
-    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc, tuple(inputs))
+    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc, tuple(inputs), spec.dataset, spec.datasets)

@@ -1,5 +1,6 @@
-"""The per-head unit of work: normalize → project → metrics (every score, vision ones included). Pure: arrays in,
-arrays and numbers out."""
+"""The per-head unit of work: normalize → project → metrics (every score, vision and value ones included), and the
+value layouts of its key/value head when it is the first query head reading it. Pure: arrays in, arrays and numbers
+out."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from ..fsutil import atomic_path, write_json
 from ..metrics import attention_signature, head_scores, label_head, related_heads, signature_plan, trust_scores
 from ..metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness
 from ..metrics.registry import ordered, rounded
+from ..metrics.values import value_scores, values_by_sentence
 from ..metrics.vision import PatchAttributes, head_vision, vision_metrics
 from ..normalize import HeadSample, normalize
 from ..normalize.joint import JointSet
 from ..normalize.pairs import attention_pairs
+from ..normalize.values import value_layout_names, value_set
 from ..project import LAYOUTS
-from ..project import ProjectionParams, project
+from ..project import ProjectionParams, align_sequence, project
 
 
 @dataclass
@@ -37,6 +40,8 @@ class HeadTask:
     points: np.ndarray | None = None  # token rows that carry query/key points (Zipf cap); None: every token
     grid: np.ndarray | None = None  # [N, 2] patch (row, column) per token of an image model, -1 for prefix tokens
     patches: PatchAttributes | None = None  # image models: probe attributes per token (vision scores)
+    values: np.ndarray | None = None  # [N, dv] value vectors of its key/value head (value scores and layouts)
+    lays_out_values: bool = False  # whether this head lays out its key/value head's values (one query head per kv head)
 
 
 @dataclass
@@ -54,10 +59,13 @@ class HeadResult:
     vision: dict = field(default_factory=dict)  #: image models: sorting scores per 2D layout (metrics.vision)
     highdim: dict[str, dict[str, float]] = field(default_factory=dict)  #: per-query faithfulness ceilings by space
     related: list[dict] = field(default_factory=list)  #: filled per model by `add_related`, not stored
+    #: the value layouts of its key/value head (normalize.values), [m, 2] per layout; empty unless `lays_out_values`
+    value_layouts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """Store arrays in .npy files and numbers in JSON under `path` (a directory), atomically per file."""
-        arrays = {**{f"layout_{k}": v for k, v in self.layouts.items()}, "norms": self.norms}
+        arrays = {**{f"layout_{k}": v for k, v in self.layouts.items()}, "norms": self.norms,
+                  **{f"values_{k}": v for k, v in self.value_layouts.items()}}
         if self.signature is not None:
             arrays["signature"] = self.signature
         for name, arr in arrays.items():
@@ -67,16 +75,18 @@ class HeadResult:
         write_json(path / "result.json", {
             "layer": self.layer, "head": self.head, "kv_head": self.kv_head, "layouts": sorted(self.layouts),
             "normalization": self.normalization, "metrics": self.metrics, "label": self.label, "trust": self.trust,
-            "vision": self.vision, "highdim": self.highdim})
+            "vision": self.vision, "highdim": self.highdim, "value_layouts": sorted(self.value_layouts)})
 
     @classmethod
     def load(cls, path: Path) -> "HeadResult":
         meta = json.loads((path / "result.json").read_text())
         layouts = {k: np.load(path / f"layout_{k}.npy") for k in meta["layouts"]}
         sig = path / "signature.npy"
+        values = {k: np.load(path / f"values_{k}.npy") for k in meta.get("value_layouts", [])}
         return cls(meta["layer"], meta["head"], meta["kv_head"], layouts, np.load(path / "norms.npy"),
                    meta["normalization"], meta["metrics"], meta["label"], meta["trust"],
-                   np.load(sig) if sig.exists() else None, meta.get("vision", {}), highdim=meta.get("highdim", {}))
+                   np.load(sig) if sig.exists() else None, meta.get("vision", {}), highdim=meta.get("highdim", {}),
+                   value_layouts=values)
 
 
 def _subset(s: HeadSample, rows: np.ndarray) -> HeadSample:
@@ -97,7 +107,11 @@ def run_head(task: HeadTask) -> HeadResult:
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k, grid=task.grid)
     vision = {} if task.patches is None else head_vision(task.patches, layouts, seed=task.params.seed)
-    metrics = ordered({**metrics, **vision_metrics(vision)})
+    by_sentence = ({} if task.values is None else
+                   value_scores(task.attention, values_by_sentence(s.sentence_id, s.position, task.values), s.causal))
+    metrics = ordered({**metrics, **vision_metrics(vision), **by_sentence})
+    value_layouts = ({} if task.values is None or not task.lays_out_values or not task.params.values else
+                     project(value_set(task.values, task.points), value_layout_names(task.layouts), task.params))
     rows = QueryRows.of(s, joint, task.attention)
     trust = {name: rounded({**trust_scores(ps, joint, coords, metric=task.params.metric),
                             **layout_faithfulness(rows, coords)})
@@ -107,12 +121,21 @@ def run_head(task: HeadTask) -> HeadResult:
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
                       label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision,
-                      highdim=highdim)
+                      highdim=highdim, value_layouts=value_layouts)
 
 
 def add_related(results: list[HeadResult]) -> list[HeadResult]:
-    """Set each result's `related` heads from one correlation matrix of all the model's signatures."""
+    """Set each result's `related` heads from one correlation matrix of all the model's signatures, and align the
+    value layouts in head order (`align_values`)."""
     for res, rel in zip(results, related_heads([(r.layer, r.head) for r in results],
                                                [r.signature for r in results])):
         res.related = rel
+    return align_values(results)
+
+
+def align_values(results: list[HeadResult]) -> list[HeadResult]:
+    """Rotate/reflect each value layout onto the previous one laid out (Procrustes), as the query/key layouts."""
+    carriers = [r for r in results if r.value_layouts]
+    for res, layouts in zip(carriers, align_sequence([r.value_layouts for r in carriers])):
+        res.value_layouts = {name: coords.astype(np.float32) for name, coords in layouts.items()}
     return results

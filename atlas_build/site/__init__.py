@@ -21,6 +21,7 @@ from .findings import findings_page
 from .input_pages import input_pages, inputs_section
 from .markup import html_text, http_url, md_link_or_text, md_paragraphs, md_text
 from .pages import head_page, matrix_page
+from .unit_pages import model_datasets_page, write_redirects
 
 if TYPE_CHECKING:
     from ..pipeline.export_model import ExportedModel
@@ -46,26 +47,36 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tpl / "pages")), autoescape=False,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(md=md_text, md_paragraphs=md_paragraphs, md_link=md_link_or_text)
-    ctx_models = [{"name": m.name, "title": m.title, **m.manifest} for m in models]
-    _write_text(docs / "index.md", env.get_template("index.md.j2").render(site=manifest.site, models=ctx_models,
-                                                                         pending=list(pending)))
+    ctx_models = [{"name": m.slug, "title": m.title, **m.manifest} for m in models]
+    # one row per atlas unit (a model on several datasets has one per dataset)
+    _write_text(docs / "index.md", env.get_template("index.md.j2").render(
+        site=manifest.site, models=ctx_models, num_models=len({m.name for m in models}), pending=list(pending)))
     _write_text(docs / "about.md", (tpl / "pages" / "about.md").read_text(encoding="utf-8")
                 + faithful_example(ctx_models))
     shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
-    nav_models = []
+    nav_models: list[dict] = []
+    by_model: dict[str, list[dict]] = {}  # a model on several datasets: its nav entries
     for m in models:
-        _write_text(docs / "models" / m.name / "index.md",
-                    matrix_page(m.name, m.title, m.manifest) + inputs_section(m.manifest, m.inputs))
-        for rel, page in input_pages(m.name, m.title, m.manifest, m.inputs).items():
-            _write_text(docs / "models" / m.name / rel, page)
+        _write_text(docs / "models" / m.slug / "index.md",
+                    matrix_page(m.slug, m.title, m.manifest, m.datasets) + inputs_section(m.manifest, m.inputs))
+        for rel, page in input_pages(m.slug, m.title, m.manifest, m.inputs).items():
+            _write_text(docs / "models" / m.slug / rel, page)
         heads = m.manifest["heads"]
         for i, h in enumerate(heads):
             prev = heads[i - 1] if i > 0 else None
             nxt = heads[i + 1] if i + 1 < len(heads) else None
-            page = head_page(m.name, m.title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url))
-            _write_text(docs / "models" / m.name / f"L{h['layer']}" / f"H{h['head']}.md", page)
-        nav_models.append({html_text(m.title): f"models/{m.name}/index.md"})
-    _write_text(docs / "findings.md", findings_page([m.manifest for m in models]))
+            page = head_page(m.slug, m.title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url), m.datasets)
+            _write_text(docs / "models" / m.slug / f"L{h['layer']}" / f"H{h['head']}.md", page)
+        if not m.datasets:
+            nav_models.append({html_text(m.title): f"models/{m.slug}/index.md"})
+            continue
+        if m.name not in by_model:  # the model's first dataset: its overview page, and its heads' one-dataset URLs
+            by_model[m.name] = [{"Datasets": f"models/{m.name}/index.md"}]
+            nav_models.append({html_text(m.title): by_model[m.name]})
+            _write_text(docs / "models" / m.name / "index.md", model_datasets_page(m, models))
+            write_redirects(docs / "models" / m.name, m.dataset, heads)
+        by_model[m.name].append({html_text(m.dataset): f"models/{m.slug}/index.md"})
+    _write_text(docs / "findings.md", findings_page([m.manifest for m in models], [m.slug for m in models]))
     return [{"Home": "index.md"}, {"Models": nav_models}, {"Findings": "findings.md"}, {"How to read": "about.md"}]
 
 

@@ -55,16 +55,53 @@ def _f(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if v == v else NOT_DEFINED
 
 
-def findings_page(models: Sequence[Mapping]) -> str:
-    """Markdown for every model, from the models' exported manifest.json documents."""
+def label_changes(units: Sequence[tuple[str, Mapping]]) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
+    """(datasets, rows) for one model's units ``(slug, manifest)``: (layer, head, label per dataset) of every head
+    whose label is not the same on all the datasets, in layer/head order ("–" where a dataset lacks the head)."""
+    datasets = [m["dataset"]["name"] for _, m in units]
+    labels = [{(h["layer"], h["head"]): h["label"] for h in m["heads"]} for _, m in units]
+    heads = sorted(set().union(*labels))
+    rows = [(layer, head, [lab.get((layer, head), "–") for lab in labels]) for layer, head in heads]
+    return datasets, [r for r in rows if len(set(r[2])) > 1]
+
+
+def _compare_section(units: Sequence[tuple[str, Mapping]]) -> list[str]:
+    """The label comparison of a model on several datasets."""
+    datasets, rows = label_changes(units)
+    total = len({(h["layer"], h["head"]) for _, m in units for h in m["heads"]})
+    title = md_text(units[0][1]["model"]["title"])
+    out = [f"## {title}: labels across datasets", "",
+           f"{total - len(rows)} of {total} heads keep their label on all {len(datasets)} datasets "
+           f"({', '.join(md_text(d) for d in datasets)}); the label of each head that changes, per dataset:", ""]
+    if rows:
+        out += ["| head | " + " | ".join(md_text(d) for d in datasets) + " |", "|---|" + "---|" * len(datasets)]
+        out += [f"| L{layer} H{head} | " + " | ".join(
+            f"[{md_text(lab)}](models/{slug}/L{layer}/H{head}.md)" if lab != "–" else lab
+            for (slug, _), lab in zip(units, labels)) + " |" for layer, head, labels in rows]
+    return out + [""]
+
+
+def findings_page(models: Sequence[Mapping], slugs: Sequence[str] | None = None) -> str:
+    """Markdown for every model, from the models' exported manifest.json documents; `slugs`: each one's path under
+    models/ and data/ (default its model name); a model on several datasets has a section per dataset and a
+    comparison of its heads' labels across them."""
+    slugs = [m["model"]["name"] for m in models] if slugs is None else list(slugs)
     out = ["# Findings", "",
            "Every number on this page is measured by the build from the exported `manifest.json` files and set "
            "beside the value the AttentionViz paper reports for the closest model family.", ""]
-    for m in models:
+    by_model: dict[str, list[tuple[str, Mapping]]] = defaultdict(list)
+    for name, m in zip(slugs, models):
+        by_model[m["model"]["name"]].append((name, m))
+    for name, m in zip(slugs, models):
         s = model_summary(m)
         family = "decoder" if m["model"]["causal"] else "encoder"
         ref = PAPER[family]
-        name, title = m["model"]["name"], md_text(m["model"]["title"])
+        title = md_text(m["model"]["title"])
+        group = by_model[m["model"]["name"]]
+        if len(group) > 1 and group[0][0] == name:  # before the first dataset of a model on several
+            out += _compare_section(group)
+        if "/" in name:  # one dataset of a model on several (models/<model>/<dataset>/)
+            title += f" on {md_text(m['dataset']['name'])}"
         out += [f"## {title}", "",
                 "| measure | this atlas | paper |", "|---|---|---|",
                 f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | "
@@ -95,5 +132,5 @@ def findings_page(models: Sequence[Mapping]) -> str:
                 out.append(f"\n![{md_text(label)} example: layer {l0} head {h0}](data/{name}/"
                            f"{thumbs[(l0, h0)][layout]}){{ width=\"160\" }}")
             out.append("")
-        out += vision_section(m)
+        out += vision_section(m, name)
     return "\n".join(out) + "\n"

@@ -60,11 +60,12 @@ def _link(name: str, layer: int, head: int) -> str:
     return f"[L{layer} H{head}](models/{name}/L{layer}/H{head}.md)"
 
 
-def vision_section(model: Mapping) -> list[str]:
-    """Markdown lines for one image model (nothing for a model without ``vision`` entries)."""
+def vision_section(model: Mapping, slug: str | None = None) -> list[str]:
+    """Markdown lines for one image model (nothing for a model without ``vision`` entries); `slug`: its path under
+    models/ (default its name)."""
     if not any("vision" in h for h in model["heads"]):
         return []
-    name, layouts = model["model"]["name"], _layouts(model)
+    name, layouts = slug or model["model"]["name"], _layouts(model)
     out = ["### Heads that sort probe patches", "",
            "Sorting score per 2D layout: 1 − mean |Δattribute| between each query (key) patch point and its "
            f"{NEIGHBOURS} nearest layout neighbours from *other* probe images ÷ the same over random pairs "

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..export.inputs import input_path
 from .markup import html_text, md_text
-from .pages import SEARCH_EXCLUDE, _front_matter, _preload
+from .pages import SEARCH_EXCLUDE, _front_matter, _preload, site_root
 
 if TYPE_CHECKING:
     from ..pipeline.export_inputs import InputRecord
 
 INPUT_DIR = "inputs"
-ROOT = "../../../../"  # from models/<model>/inputs/<id>/ to the site root
 SHORT = 140
 
 
@@ -31,12 +30,13 @@ def input_page(name: str, title: str, manifest: Mapping, rec: "InputRecord", pre
                nxt: "InputRecord | None") -> str:
     """One input: the model view (every layer × head on it) and the input's text, which search finds."""
     kind = _kind(manifest)
+    root = site_root(name, 2)  # from models/<name>/inputs/<id>/
     data = [f"data/{name}/manifest.json", f"data/{name}/{manifest['tokens']['file']}",
             f"data/{name}/{input_path('attention', input=rec.input_id)}"]
     data += [f"data/{name}/{im['file']}" for im in manifest.get("images", []) if im["image_id"] == rec.input_id]
     meta = {"title": html_text(f"{title} · {kind} {rec.input_id}"),
             "description": html_text(f"Every attention head of {title} on {kind} {rec.input_id}: {_short(rec.text)}"),
-            "hide": ["toc"], "atlas_preload": _preload(ROOT, "model-view.js", data)}
+            "hide": ["toc"], "atlas_preload": _preload(root, "model-view.js", data)}
     nav = []
     if prev:
         nav.append(f'<a class="atlas-prev" rel="prev" href="../{prev.input_id}/">← {kind} {prev.input_id}</a>')
@@ -51,7 +51,7 @@ def input_page(name: str, title: str, manifest: Mapping, rec: "InputRecord", pre
         f"# {kind.capitalize()} {rec.input_id} <small class=\"atlas-label\">{md_text(title)}: every head</small>\n",
         f'<nav class="atlas-headnav">{" · ".join(nav)}</nav>\n',
         f'<p class="atlas-input-text">{html_text(rec.text)}</p>\n',
-        f'<div class="atlas-view" data-view="model" data-data="{ROOT}data/{name}/" data-input="{rec.input_id}">'
+        f'<div class="atlas-view" data-view="model" data-data="{root}data/{name}/" data-input="{rec.input_id}">'
         "</div>\n",
         f"Model: [{md_text(title)}](../index.md) · {md_text('; '.join(facts))}\n",
     ]

@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 from html import escape
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..export import head_path
 from ..fsutil import dumps_json
@@ -49,16 +49,40 @@ def _front_matter(meta: Mapping[str, object]) -> str:
     return "---\n" + "\n".join(f"{k}: {dumps_json(v)}" for k, v in sorted(meta.items())) + "\n---\n\n"
 
 
+def site_root(slug: str, below: int = 0) -> str:
+    """From a unit's page under ``models/<slug>/`` (`below` folders deeper) back to the site root."""
+    return "../" * (2 + slug.count("/") + below)
+
+
+def dataset_links(datasets: Sequence[str], manifest: Mapping, target: str) -> tuple[str, str]:
+    """(the view's ``data-datasets`` attribute, an HTML line) for a unit of a model on several datasets: every
+    dataset with the relative URL of the same page in it (`target` after ``../<dataset>/``); ("", "") for one."""
+    if not datasets:
+        return "", ""
+    current = manifest["dataset"]["name"]
+    up = "../" * (target.count("/") + 1)
+    links = [{"name": d, "href": f"{up}{d}/{target}"} for d in datasets]
+    attr = f' data-dataset="{escape(current)}" data-datasets="{escape(dumps_json(links))}"'
+    line = "dataset: " + " · ".join(f"<strong>{html_text(d)}</strong>" if d == current else
+                                    f'<a class="atlas-dataset-link" href="{escape(x["href"])}">{html_text(d)}</a>'
+                                    for d, x in zip(datasets, links))
+    return attr, f'<p class="atlas-datasets">{line}</p>\n'
+
+
 def default_2d(manifest: Mapping) -> str | None:
     """The 2D layout static pages show: the model's default layout when it is 2D, else the first 2D one."""
     two_d = [name for name in manifest["layouts"] if name.endswith("-2d")]
     return manifest.get("default_layout") if manifest.get("default_layout") in two_d else next(iter(two_d), None)
 
 
-def matrix_page(name: str, title: str, manifest: Mapping) -> str:
-    """All heads of a model: a static thumbnail grid (never blank) that the matrix view enhances."""
+def matrix_page(name: str, title: str, manifest: Mapping, datasets: Sequence[str] = ()) -> str:
+    """All heads of a model (`name`: its unit's slug): a static thumbnail grid (never blank) that the matrix view
+    enhances; `datasets`: the model's datasets when it has several (a switcher)."""
     model = manifest["model"]
+    root = site_root(name)
+    switch, switch_line = dataset_links(datasets, manifest, "")
     layout = default_2d(manifest)
+    strips, n_heads = (manifest.get("thumbnails") or {}).get("strips"), int(model["num_heads"])
     rows = []
     by_layer: dict[int, list[Mapping]] = {}
     for h in manifest["heads"]:
@@ -67,8 +91,12 @@ def matrix_page(name: str, title: str, manifest: Mapping) -> str:
         cells = []
         for h in heads:
             label = escape(h["label"])
-            img = (f'<img src="../../data/{name}/{h["thumbs"][layout]}" alt="layer {layer} head {h["head"]}" '
-                   f'loading="lazy" width="96" height="96">' if layout and layout in h["thumbs"] else "")
+            src, style = (h["thumbs"].get(layout) if layout else None), ""
+            if src and strips:  # the head's part of its layer's strip: one file per layer
+                src = strips.replace("{layer}", str(layer)).replace("{layout}", layout)
+                style = f' style="object-fit:cover;object-position:{100 * h["head"] / max(1, n_heads - 1):g}% 0"'
+            img = (f'<img src="{escape(root + "data/" + name + "/" + src)}" alt="layer {layer} head {h["head"]}" '
+                   f'loading="lazy" width="96" height="96"{style}>' if src else "")
             cells.append(f'<a class="atlas-thumb" href="{HEAD_URL.format(**h)}" data-layer="{layer}" '
                          f'data-head="{h["head"]}" title="L{layer} H{h["head"]}: {label}">{img}'
                          f'<span class="atlas-thumb-label">H{h["head"]} · {label}</span></a>')
@@ -78,12 +106,12 @@ def matrix_page(name: str, title: str, manifest: Mapping) -> str:
              + (f" ({model['num_kv_heads']} key/value heads)" if model["num_kv_heads"] != model["num_heads"] else "")
              + f", head dimension {model['head_dim']}, {'causal' if model['causal'] else 'bidirectional'}"
              + f"; {manifest['dataset']['num_tokens']} tokens from {manifest['dataset']['num_sentences']} sentences.")
-    body = (f"# {md_text(title)}\n\n<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
-            f'<div class="atlas-view" data-view="matrix" data-data="../../data/{name}/">\n'
+    body = (f"# {md_text(title)}\n\n{switch_line}<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
+            f'<div class="atlas-view" data-view="matrix" data-data="{root}data/{name}/"{switch}>\n'
             f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
     meta = {"title": html_text(title), "description": html_text(f"Every attention head of {title}"),
             "hide": ["navigation", "toc"],
-            "atlas_preload": _preload("../../", "matrix-view.js", [f"data/{name}/manifest.json"])}
+            "atlas_preload": _preload(root, "matrix-view.js", [f"data/{name}/manifest.json"])}
     return _front_matter(meta) + body
 
 
@@ -125,17 +153,20 @@ def faithfulness_table(trust: Mapping[str, Mapping], highdim: Mapping[str, Mappi
 
 
 def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mapping | None, nxt: Mapping | None,
-              base_url: str) -> str:
-    """One head: the interactive view plus its numbers as text (searchable: label, layer, head)."""
+              base_url: str, datasets: Sequence[str] = ()) -> str:
+    """One head (`name`: its unit's slug; `datasets`: the model's datasets when it has several, a switcher): the
+    interactive view plus its numbers as text (searchable: label, layer, head)."""
     layer, head = h["layer"], h["head"]
+    root = site_root(name, 2)
+    switch, switch_line = dataset_links(datasets, manifest, f"L{layer}/H{head}/")
     layout = default_2d(manifest)
-    thumb = f"../../../../data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
+    thumb = f"{root}data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
     base_url = http_url(base_url)
     og = f"{base_url.rstrip('/')}/data/{name}/{h['thumbs'][layout]}" if base_url and thumb else thumb
     meta = {"title": html_text(f"{title} · layer {layer} · head {head}"),
             "description": html_text(f"{title} layer {layer} head {head}: {h['label']} head"),
             "og_image": og, "hide": ["toc"],
-            "atlas_preload": _preload("../../../../", "head-view.js", [
+            "atlas_preload": _preload(root, "head-view.js", [
                 f"data/{name}/manifest.json", f"data/{name}/{head_path('head', layer, head)}",
                 f"data/{name}/{manifest['tokens']['file']}"]
                 + ([f"data/{name}/{head_path('coords', layer, head, layout)}"] if layout else []))}
@@ -152,8 +183,9 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
     body = [
         f"# Layer {layer} · Head {head} <small class=\"atlas-label\">{md_text(h['label'])}</small>\n",
         f'<nav class="atlas-headnav">{" ".join(nav)}</nav>\n',
-        f'<div class="atlas-view" data-view="head" data-data="../../../../data/{name}/" '
-        f'data-layer="{layer}" data-head="{head}">'
+        *([switch_line] if switch_line else []),
+        f'<div class="atlas-view" data-view="head" data-data="{root}data/{name}/" '
+        f'data-layer="{layer}" data-head="{head}"{switch}>'
         + (f'<img class="atlas-fallback" src="{thumb}" alt="layer {layer} head {head}" width="320">' if thumb else "")
         + "</div>\n",
         f"Model: [{md_text(title)}](../index.md) · key/value head {h['kv_head']} · label **{md_text(h['label'])}**\n",

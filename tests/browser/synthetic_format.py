@@ -1,4 +1,4 @@
-"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 3).
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 4).
 
 Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
 whatever the exporter happens to do."""
@@ -17,7 +17,7 @@ import pyarrow as pa
 from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 3
+VERSION = 4
 QMAX = 65535
 
 

@@ -1,4 +1,4 @@
-// Loading the files of docs/reference/formats.md (schema version 3). Rows are joined by explicit ids only: tokens
+// Loading the files of docs/reference/formats.md (schema version 4). Rows are joined by explicit ids only: tokens
 // name their query/key point ids, and every per-point file of a head lists its points in ascending point id order.
 
 import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, fetchJson, loadTable, versionError } from "./fetch.js";

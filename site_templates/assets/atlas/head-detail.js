@@ -1,7 +1,8 @@
 // What the head view shows for a selected point: the attention lines of its sentence (from the head's small top-k
 // file) and the sentence view (text: BertViz lines from the full attention rows, plus the head's aggregate pattern)
 // or the image view (image models, through head-images.js), with the neuron view of featured sentences and a link
-// to the sentence's model view. The full rows load only when a point is selected.
+// to the sentence's model view, and the value view with its flow panel (value-view.js) when the build has values.
+// The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 
 import { loadAggregate, loadAttention, loadTopK } from "./data.js";
@@ -9,6 +10,7 @@ import { showError } from "./dom.js";
 import { modelViewUrl } from "./inputs-data.js";
 import { NeuronView } from "./neuron-view.js";
 import { SentenceView } from "./sentence-view.js";
+import { ValueView } from "./value-view.js";
 
 export class HeadDetail {
   // images: the head-images.js module for image models (loaded by the view), or null.
@@ -16,6 +18,7 @@ export class HeadDetail {
     this.ctx = ctx;
     this.images = images ? new images.HeadImages(ctx) : null;
     this.shownFor = null;
+    this.values = ctx.model.manifest.values ? new ValueView(ctx) : null;
     ctx.onChange((id) => this.update(id));
   }
 
@@ -33,6 +36,10 @@ export class HeadDetail {
     this.root = this.sentence.root;
     this.neuron = new NeuronView(this.sentence.root, { onPick: (sid) => this.pickSentence(sid) });
     this.sentence.onPair = (q, k) => this.neuron.setPair(q, k);
+  }
+
+  mountValues(root) {
+    if (this.values) this.values.mount(root);
   }
 
   // Selects a sentence's first non-special token (its query point) in the head view.
@@ -60,8 +67,10 @@ export class HeadDetail {
   // Opens, keeps or closes the detail for the selected point id (null: none).
   update(id) {
     if (this.images) this.images.syncChooser(id);
+    if (this.values && this.values.colour !== this.ctx.colour()) this.values.refresh();
     if (id === this.shownFor) return;
     this.shownFor = id;
+    if (this.values) this.values.update(id === null ? null : this.ctx.pointOf(id));
     if (id === null) {
       (this.images || this.sentence).hide();
       if (this.neuron) this.neuron.hide();
@@ -123,6 +132,7 @@ export class HeadDetail {
   }
 
   destroy() {
+    if (this.values) this.values.destroy();
     if (this.images) this.images.destroy();
     if (this.neuron) this.neuron.destroy();
     if (this.sentence) this.sentence.destroy();

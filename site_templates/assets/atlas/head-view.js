@@ -8,6 +8,7 @@ import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setC
 import { Disposer, download, el, hashIsState, isTyping, readHash, select, showError, writeHash } from "./dom.js";
 import { HeadDetail } from "./head-detail.js";
 import { HeadNav } from "./head-nav.js";
+import { DatasetSwitch } from "./dataset-switch.js";
 import { imageInfo, isImageModel } from "./images.js";
 import { drawLines, drawRings, placeLabels, viewToSvg } from "./overlay.js";
 import { Scatter } from "./scatter.js";
@@ -145,7 +146,9 @@ class HeadView {
     d.on(svgButton, "click", () => download(`${this.fileStem()}.svg`, new Blob([this.svgText()], { type: "image/svg+xml" })));
     this.detail = new HeadDetail(this.context(), this.imagesModule);
     this.imageSelect = this.detail.chooser(d);
+    this.datasetSwitch = new DatasetSwitch(this.root, () => this.hashParams(false).toString(), d);
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
+      this.datasetSwitch.element,
       this.imageSelect ? el("label", {}, ["image ", this.imageSelect]) : null,
       el("label", {}, ["layout ", this.layoutSelect]),
       el("label", {}, ["colour ", this.colourSelect]),
@@ -162,6 +165,7 @@ class HeadView {
       sidePanel(this.model, this.info)]);
     this.root.append(this.toolbar, main);
     this.detail.mount(this.root);
+    this.detail.mountValues(this.root);
     this.scatter = new Scatter(this.plot, {
       onHover: (i) => this.hover(i),
       onClick: (i) => this.select(i >= 0 ? this.attrs.pointId[i] : null),
@@ -330,6 +334,7 @@ class HeadView {
     this.root.dataset.selectedSentence = selRow >= 0 ? String(selSentence) : "";
     writeHash(this.hashParams());
     this.nav.update();
+    this.datasetSwitch.update();
     for (const fn of this.listeners) fn(selRow >= 0 ? s.point : null);
   }
 
@@ -346,6 +351,8 @@ class HeadView {
           isKey: !!a.isKey[r], patchRow: a.patchRow[r], patchCol: a.patchCol[r] };
       },
       selected: () => this.state.point,
+      // The colour encoding the head view shows (the value view follows it).
+      colour: () => this.state.colour,
       select: (id) => this.select(id),
       // fn(selected point id or null) after every change of the view.
       onChange: (fn) => this.listeners.push(fn),

@@ -1,4 +1,4 @@
-// Per-input files (docs/reference/formats.md, schema version 3): one input's attention in every head
+// Per-input files (docs/reference/formats.md, schema version 4): one input's attention in every head
 // (inputs/S<id>.bin.gz, the model view) and the featured inputs' query/key vectors (vectors/…, the neuron view).
 // Blocks are found by the explicit ids of their tables (layer, head; input id), never by their order.
 

@@ -1,5 +1,6 @@
 // Matrix view: every head of a model (layers × heads). Thumbnails come first and stand in for the default picture
-// (query/key colours of a 2D layout). One shared canvas lies over the whole grid (sticky to the viewport) and
+// (query/key colours of a 2D layout), one strip per layer when the model has strips; the tokens follow once they
+// are drawn. One shared canvas lies over the whole grid (sticky to the viewport) and
 // draws every head whose points are loaded: a head's coordinates are fetched when its cell is in view and the view
 // needs points (another colouring, a search, a layout without thumbnails) or the pointer rests on it. Hovering a
 // point shows its token and rings the same point in every drawn head; a search highlights its hits in every head
@@ -12,6 +13,7 @@ import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setC
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
 import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
 import { MatrixCanvas } from "./matrix-canvas.js";
+import { DatasetSwitch } from "./dataset-switch.js";
 import { isDark, onSchemeChange } from "./theme.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
@@ -116,7 +118,9 @@ class MatrixView {
     d.on(search, "input", () => ((s.search = search.value.trim()), this.changed()));
     d.on(sortSel, "change", () => ((s.sort = sortSel.value), this.arrange()));
     d.on(labelSel, "change", () => ((s.label = labelSel.value), this.arrange()));
+    this.datasetSwitch = new DatasetSwitch(this.root, () => this.hashText || "", d);
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
+      this.datasetSwitch.element,
       el("label", {}, ["layout ", layoutSel]),
       el("label", {}, ["colour ", colourSel]),
       el("span", { class: "atlas-search-box" }, [search, this.count]),
@@ -163,12 +167,25 @@ class MatrixView {
     return cell;
   }
 
+  // The cell's thumbnail: its part of the layer's strip when the model has strips (one file per layer, so a wide
+  // model costs one request per layer), else its own file.
   setThumb(cell) {
     const { layer, head } = cell.info;
     const layout = this.state.layout;
     const has = this.meta.thumbLayouts.has(layout);
-    if (has) cell.img.src = this.meta.url("thumb", layer, head, layout);
+    const strip = has ? this.stripUrl(layer, layout) : null;
+    const n = this.meta.manifest.model.num_heads || 1;
+    if (strip) cell.img.src = strip;
+    else if (has) cell.img.src = this.meta.url("thumb", layer, head, layout);
+    cell.img.style.objectFit = strip ? "cover" : "";
+    cell.img.style.objectPosition = strip ? `${n > 1 ? (100 * head) / (n - 1) : 0}% 0` : "";
     cell.img.hidden = !has;
+  }
+
+  stripUrl(layer, layout) {
+    const template = (this.meta.manifest.thumbnails || {}).strips;
+    if (typeof template !== "string" || !template) return null;
+    return new URL(template.replaceAll("{layer}", String(layer)).replaceAll("{layout}", layout), this.base).href;
   }
 
   cellAt(target) {
@@ -288,7 +305,9 @@ class MatrixView {
       this.interactive = true;
       const thumbs = this.cells.filter((c) => c.visible && !this.canvas.drawn(c) && !c.img.hidden && c.img.src);
       await Promise.all(thumbs.map((c) => c.img.decode().catch(() => null)));
-      if (!this.destroyed) performance.mark("atlas:interactive", { detail: { view: "matrix" } });
+      if (this.destroyed) return;
+      performance.mark("atlas:interactive", { detail: { view: "matrix" } });
+      this.loadTokens(); // what every hover needs: the first one then waits only for its head's points
     });
   }
 
@@ -325,6 +344,8 @@ class MatrixView {
       if (s[key] && s[key] !== fallback) p.set(key, s[key]);
     }
     writeHash(p);
+    this.hashText = p.toString();
+    this.datasetSwitch.update();
     this.turnHint.hidden = !this.is3d();
     this.carry = new URLSearchParams([...p].filter(([k]) => ["layout", "colour", "search"].includes(k)));
     for (const c of this.cells) c.link.setAttribute("href", this.cellHref(c, null));

@@ -1,0 +1,73 @@
+"""Per-head scores that read the value vectors: where the head's output comes from, not only where it attends.
+
+A head's output for query i (before the output projection W_O) is o_i = Σ_j A_ij v_j. Following the norm-based
+analysis of Kobayashi et al. (EMNLP 2020), key j's *contribution* to it is the vector A_ij v_j, of norm A_ij ‖v_j‖:
+a token that takes much attention but has a small value vector adds little (an attention sink as a no-op).
+
+| score | range | meaning |
+|---|---|---|
+| ``first_token_output_share`` | [0, 1] | mean A_i0 ‖v_0‖ / Σ_j A_ij ‖v_j‖ (rows at position ≥ 2, like ``first_token``) |
+| ``output_norm_ratio`` | [0, 1] | mean ‖Σ_j A_ij v_j‖ / Σ_j A_ij ‖v_j‖: 1 = contributions aligned, 0 = they cancel |
+| ``attended_value_norm`` | ≥ 0 | mean Σ_j A_ij ‖v_j‖ / (mean ‖v_j‖ over the row's allowed keys): > 1 reads large values |
+
+Rows are pooled over sentences, each weighing 1; ``output_norm_ratio`` and ``attended_value_norm`` use rows with at
+least two allowed keys. Rows whose contributions are all zero are skipped. A score without a row is omitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["value_scores", "values_by_sentence"]
+
+
+def values_by_sentence(sentence_id: np.ndarray, position: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
+    """sentence id → [n, dv] value vectors by position (n = the sentence's largest position + 1; gaps are zero)."""
+    sid, pos = np.asarray(sentence_id), np.asarray(position)
+    v = np.asarray(values, np.float64)
+    out: dict[int, np.ndarray] = {}
+    for s in np.unique(sid):
+        rows = np.flatnonzero(sid == s)
+        block = np.zeros((int(pos[rows].max()) + 1, v.shape[1]))
+        block[pos[rows]] = v[rows]
+        out[int(s)] = block
+    return out
+
+
+def value_scores(attention: Mapping[int, np.ndarray], values: Mapping[int, np.ndarray],
+                 causal: bool) -> dict[str, float]:
+    """The value scores of one head (module docstring). ``attention``: sentence id → [n, n] probabilities (rows =
+    queries by position); ``values``: sentence id → [n, dv] value vectors of the key/value head by position."""
+    sums = {"first_token_output_share": [0.0, 0], "output_norm_ratio": [0.0, 0], "attended_value_norm": [0.0, 0]}
+
+    def add(name: str, x: np.ndarray) -> None:
+        sums[name][0] += float(x.sum())
+        sums[name][1] += int(x.size)
+
+    for sid in sorted(attention):
+        a = np.nan_to_num(np.asarray(attention[sid], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        n = a.shape[0]
+        v = np.asarray(values[sid], np.float64)[:n]
+        if v.shape[0] != n:
+            raise ValueError(f"sentence {sid}: {v.shape[0]} value vectors for {n} attention rows")
+        allowed = np.tril(np.ones((n, n), bool)) if causal else np.ones((n, n), bool)
+        a = np.where(allowed, np.clip(a, 0.0, None), 0.0)
+        mass = a.sum(axis=1)
+        live = mass > 0
+        a[live] /= mass[live, None]
+        nu = np.linalg.norm(v, axis=1)
+        contrib = a * nu[None, :]
+        total = contrib.sum(axis=1)
+        out_norm = np.linalg.norm(a @ v, axis=1)
+        keys = allowed.sum(axis=1)
+        mean_nu = (allowed * nu[None, :]).sum(axis=1) / keys
+        ok = live & (total > 0)
+        pos = np.arange(n)
+        first = ok & (pos >= 2)
+        add("first_token_output_share", contrib[first, 0] / total[first])
+        multi = ok & (keys >= 2) & (mean_nu > 0)
+        add("output_norm_ratio", np.minimum(out_norm[multi] / total[multi], 1.0))
+        add("attended_value_norm", total[multi] / mean_nu[multi])
+    return {name: s / c for name, (s, c) in sums.items() if c}

@@ -1,0 +1,100 @@
+"""The value view and its flow panel in chromium over the real tiny site: the panel's Σ a_ij v_j equals numpy's sum
+from the exported attention and value files, the value points are drawn in the view's colours, and a value point
+click selects its token's query."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from helpers import KEY_RGB, count_rgb, open_head, pixels
+
+MODEL = "tiny-bert"
+
+
+def _attention(path: Path) -> dict[int, np.ndarray]:
+    blob = gzip.decompress(path.read_bytes())
+    count = struct.unpack_from("<I", blob, 8)[0]
+    out = {}
+    for i in range(count):
+        sid, _, n, offset = struct.unpack_from("<4I", blob, 12 + 16 * i)
+        out[sid] = np.frombuffer(blob, np.uint8, n * n, offset).reshape(n, n)
+    return out
+
+
+def _values(path: Path) -> tuple[dict[int, np.ndarray], int, int]:
+    blob = gzip.decompress(path.read_bytes())
+    assert blob[:4] == b"VALS"
+    _, layer, kv, d, n = struct.unpack_from("<5I", blob, 4)
+    ids = np.frombuffer(blob, "<u4", n, 24)
+    scale = np.frombuffer(blob, "<f4", n, 24 + 4 * n)
+    codes = np.frombuffer(blob, np.int8, n * d, 24 + 8 * n).reshape(n, d)
+    return {int(t): codes[r].astype(np.float64) * float(scale[r]) for r, t in enumerate(ids)}, layer, kv
+
+
+def _tokens(site: Path) -> pa.Table:
+    return ipc.open_file(pa.memory_map(str(site / "data" / MODEL / "tokens.arrow"))).read_all()
+
+
+def test_flow_panel_sums_the_exported_values_weighted_by_attention(tiny_site, tab):
+    url, site = tiny_site
+    data = site / "data" / MODEL
+    layer, head = 1, 2
+    kv = json.loads((data / "heads" / f"L{layer}H{head}.json").read_text())["kv_head"]
+    open_head(tab.page, f"{url}models/{MODEL}/L{layer}/H{head}/")
+    tab.page.locator(".atlas-values").scroll_into_view_if_needed()  # its files load when it comes into view
+    tab.page.wait_for_function("document.querySelector('.atlas-view').atlasView.detail.values.coords")
+    tok = _tokens(site).to_pydict()
+    row = next(r for r in range(len(tok["token_id"])) if tok["position"][r] == 3)
+    qpoint = tok["query_point"][row]
+    tab.page.evaluate(f"document.querySelector('.atlas-view').atlasView.select({qpoint})")
+    tab.page.wait_for_function("document.querySelector('.atlas-values').dataset.outputNorm")
+    flow = tab.page.evaluate("(() => { const f = document.querySelector('.atlas-view').atlasView.detail.values.flow;"
+                             " return {output: Array.from(f.output), norm: f.outputNorm, sentence: f.sentence,"
+                             " position: f.position, terms: f.terms}; })()")
+    sid = tok["sentence_id"][row]
+    assert (flow["sentence"], flow["position"]) == (sid, 3)
+    attn = _attention(data / "attn" / f"L{layer}H{head}.bin.gz")[sid]
+    values, file_layer, file_kv = _values(data / "values" / "vectors" / f"L{layer}V{kv}.bin.gz")
+    assert (file_layer, file_kv) == (layer, kv)
+    by_pos = {tok["position"][r]: tok["token_id"][r] for r in range(len(tok["token_id"])) if tok["sentence_id"][r] == sid}
+    a = np.float32(attn[3] / np.float32(255)).astype(np.float64)  # the viewer's weights: byte / 255 in float32
+    expected = sum(a[j] * values[by_pos[j]] for j in range(len(a)))
+    np.testing.assert_allclose(flow["output"], expected, rtol=1e-9, atol=1e-12)
+    assert abs(flow["norm"] - np.linalg.norm(expected)) < 1e-9
+    contributions = sorted((a[j] * np.linalg.norm(values[by_pos[j]]) for j in range(len(a)) if a[j] > 0), reverse=True)
+    np.testing.assert_allclose([t["contribution"] for t in flow["terms"]], contributions, rtol=1e-9)
+    panel = tab.page.locator(".atlas-flow")
+    assert panel.locator("li").count() == min(8, len(contributions))
+    assert f"{np.linalg.norm(expected):.3f}" in panel.text_content()
+    assert not tab.errors
+
+
+def test_value_points_are_drawn_and_pick_their_query(tiny_site, tab):
+    url, site = tiny_site
+    open_head(tab.page, f"{url}models/{MODEL}/L0/H1/")
+    assert tab.page.evaluate("document.querySelector('.atlas-view').atlasView.detail.values.coords") is None
+    tab.page.locator(".atlas-values").scroll_into_view_if_needed()
+    tab.page.wait_for_function("(() => { const v = document.querySelector('.atlas-view').atlasView;"
+                               " return v.detail.values && v.detail.values.attrs; })()")
+    img = pixels(tab.page.locator(".atlas-value-plot canvas"))
+    assert count_rgb(img, KEY_RGB) > 20  # query/key colouring: every value point in the key colour
+    n_points = tab.page.evaluate("document.querySelector('.atlas-view').atlasView.detail.values.attrs.n")
+    assert n_points == len(_tokens(site))  # one value point per token (tiny has no Zipf cap)
+    tab.page.select_option(".atlas-toolbar select[aria-label='colour']", "position")
+    tab.page.wait_for_function("document.querySelector('.atlas-view').atlasView.detail.values.colour === 'position'")
+    pos = tab.page.evaluate("(() => { const vv = document.querySelector('.atlas-view').atlasView.detail.values;"
+                            " const [x, y] = vv.scatter.project(5); const r = vv.scatter.canvas.getBoundingClientRect();"
+                            " return {x: r.left + x, y: r.top + y, token: vv.coords.tokenIds[vv.scatter.pick(x, y)]}; })()")
+    tab.page.mouse.click(pos["x"], pos["y"])
+    tab.page.wait_for_function("document.querySelector('.atlas-values').dataset.outputNorm")
+    selected = tab.page.evaluate("document.querySelector('.atlas-view').atlasView.state.point")
+    tok = _tokens(site).to_pydict()
+    assert selected == tok["query_point"][tok["token_id"].index(pos["token"])]
+    assert not tab.errors
