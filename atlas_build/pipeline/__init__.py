@@ -110,23 +110,21 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
                 # A featured input the token budget left out stops the build before the per-head work.
                 featured_ids(manifest, spec, np.unique(cap.tokens.sentence_id).tolist(), manifest.build.seed)
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
+                data_dir = staging / "docs" / "data" / unit_slug(spec)
+                pending = [unit_title(u) for u in todo[i + 1:]]
                 if (first_look and worthwhile(manifest.projections.layouts)
                         and not _heads_started(manifest, spec, cap_key, cache)):
                     first_look = False
-                    later = [unit_title(u) for u in todo[i + 1:]]
-                    if publish_first_look(manifest, spec, unit_title(spec), cap, has_point, exported, later,
-                                          staging / "docs" / "data" / unit_slug(spec), staging, out, executor,
-                                          progress, log) and on_publish is not None:
+                    if publish_first_look(manifest, spec, unit_title(spec), cap, has_point, exported, pending,
+                                          data_dir, staging, out, executor, progress, log) and on_publish is not None:
                         on_publish(report.site_dir)
                 results = _heads_stage(manifest, spec, cap, cap_key, has_point, cache, report, force, progress,
                                        executor, log)
                 if results is None:
                     log(f"[{unit_slug(spec)}] left out of the site: a head failed")
                     continue
-                data_dir = staging / "docs" / "data" / unit_slug(spec)
                 exported.append(export_model(manifest, spec, cap, results, data_dir, has_point=has_point))
                 log(f"[{unit_slug(spec)}] exported {len(results)} heads")
-                pending = [unit_title(u) for u in todo[i + 1:]]
                 first_look = False
                 if pending:
                     build_site(manifest, exported, staging, out / NEW_SITE, pending)
