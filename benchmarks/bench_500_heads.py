@@ -6,7 +6,8 @@ heads sharing 8 key/value heads, head dim 64, hidden 2048, RoPE) over the demo's
 Every figure goes to OUT/results.json; stages can run separately and later ones read earlier results. Builds go
 through the normal `atlas build` with its cache, so an interrupted stage resumes where it stopped.
 
-Stages (`--stage`, several allowed; default: site subset browser):
+Stages (`--stage`, several allowed; default: site subset browser; subset and browser in bench500_subset.py and
+bench500_browser.py):
 
 * site: the full 512-head model built with layouts pca-2d + pca-3d only (cheap) into OUT/cheap: capture wall time
   and peak RSS (the whole model over the whole sample, measured), per-head wall, export + site wall, the site's
@@ -37,15 +38,13 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench500_browser import stage_browser  # noqa: E402
+from bench500_subset import stage_subset  # noqa: E402
 from buildrun import run_build  # noqa: E402
 
 MANIFEST = HERE / "llama1b_random.toml"
@@ -167,119 +166,6 @@ def stage_site(out: Path, jobs: int, results: dict) -> None:
                   per_head_wall_median=statistics.median(phases["layer_walls"]) / per_layer,
                   sizes=site_sizes(site, model["name"]), heads=model["num_layers"] * per_layer, jobs=jobs)
     results["site"] = phases
-    save_results(out, results)
-
-
-def _capture(out: Path):
-    """The capture unit of the benchmark model, from the site stage's build cache (same key for any layout set)."""
-    from atlas_build.cache import StageCache, stage_key
-    from atlas_build.capture import load_capture
-    from atlas_build.fingerprint import DigestMemo
-    from atlas_build.manifest import load_manifest
-    from atlas_build.pipeline import capture_inputs
-
-    manifest = load_manifest(out / "cheap.toml")
-    spec = manifest.models[0]
-    cache = StageCache(out / "cheap" / "cache")
-    key = stage_key("capture", capture_inputs(manifest, spec, DigestMemo(cache.root / "_digests.json")))
-    unit = cache.unit_dir(spec.name, "capture", key)
-    if not cache.is_done(unit):
-        # the capture code changed since the site stage (the key names it): its tokens and vectors still serve
-        done = sorted((u for u in unit.parent.glob("capture-*") if cache.is_done(u)), key=lambda u: u.stat().st_mtime)
-        if not done:
-            raise SystemExit(f"no finished capture in {unit.parent}: run --stage site first")
-        print(f"  capture {unit.name} not built (its inputs changed since); using {done[-1].name}", flush=True)
-        unit = done[-1]
-    return manifest, load_capture(unit)
-
-
-def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> list:
-    """The per-head tasks of the given layers, as the build's heads stage makes them."""
-    from atlas_build.capture import read_layer
-    from atlas_build.normalize import HeadSample
-    from atlas_build.pipeline.heads import HeadTask
-    from atlas_build.datasets.repeats import repeat_cap_mask
-    from atlas_build.project import ProjectionParams
-
-    tok, facts = cap.tokens, cap.facts
-    data = manifest.dataset(manifest.models[0].dataset)
-    has_point = repeat_cap_mask(tok.vocab_id, data.max_token_repeats)
-    points = None if has_point.all() else np.flatnonzero(has_point)
-    params = ProjectionParams.from_spec(manifest.projections, seed=manifest.build.seed)
-    tasks = []
-    for layer in layers:
-        lc = read_layer(cap.directory, layer)
-        attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
-        weights = cap.qk_weights(layer)
-        for head in range(facts.num_heads):
-            kv = facts.kv_head_of_query[head]
-            sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
-                                position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
-            tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()}, tok.vocab_id,
-                                  np.linalg.norm(lc.v[:, kv], axis=1), layouts, params,
-                                  w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv], points=points))
-    return tasks
-
-
-def timed_head(item: tuple) -> dict:
-    """Run one head in a worker: its CPU and wall seconds, and the bytes of each layout's per-head files."""
-    from atlas_build.export.thumbnails import thumbnail_png
-    from atlas_build.export.writer import coords_table, write_table
-    from atlas_build.normalize.joint import is_key
-    from atlas_build.pipeline.heads import run_head
-
-    task, thumb_size = item
-    cpu, wall = time.process_time(), time.perf_counter()
-    res = run_head(task)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    files, export_cpu = {}, time.process_time()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, coords in res.layouts.items():
-            path = Path(tmp) / f"{name}.arrow"
-            write_table(path, coords_table(coords.astype(np.float32), task.layer, task.head, name))
-            files[f"coords:{name}"] = path.stat().st_size
-            if coords.shape[1] == 2:
-                files[f"thumbs:{name}"] = len(thumbnail_png(coords, is_key(len(coords)), thumb_size))
-    # what the head adds to manifest.json that grows with its layouts (thumbnail paths, scores per layout)
-    thumbs = {name: f"thumbs/L{task.layer}H{task.head}_{name}.png"
-              for name, c in res.layouts.items() if c.shape[1] == 2}
-    files["manifest.json"] = len(json.dumps({"thumbs": thumbs, "trust": res.trust}, separators=(",", ":")))
-    return {"layer": task.layer, "head": task.head, "cpu": cpu, "wall": wall, "files": files,
-            "export_cpu": time.process_time() - export_cpu}
-
-
-def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, results: dict) -> None:
-    from atlas_build.executor import default_initializer, make_executor
-
-    manifest, cap = _capture(out)
-    full = tuple(manifest_layouts())
-    layers = sorted(np.random.default_rng(seed).choice(cap.facts.num_layers, n_layers, replace=False).tolist())
-    print(f"subset: layers {layers} of {cap.facts.num_layers} (seed {seed}), {cap.facts.num_heads} heads each, "
-          f"{jobs} workers; load {os.getloadavg()[0]:.2f}", flush=True)
-    subset = {"layers": layers, "seed": seed, "jobs": jobs, "sets": {}}
-    if jobs == 1:  # in this process: one BLAS thread and the projection warm-up, as a pool worker has
-        default_initializer()
-    executor = make_executor(jobs=jobs)
-    try:
-        for label, layouts in (("cheap", CHEAP), ("default", full)):
-            tasks = [(t, manifest.export.thumbnail_size) for t in head_tasks(manifest, cap, layers, layouts)]
-            start = time.perf_counter()
-            rows = list(executor.map(timed_head, tasks, desc=label, progress=False))
-            wall = time.perf_counter() - start
-            cpu = [r["cpu"] for r in rows]
-            subset["sets"][label] = {
-                "layouts": list(layouts), "heads": len(rows), "cpu_median": statistics.median(cpu),
-                "cpu_quartiles": [float(q) for q in np.percentile(cpu, [25, 75])], "wall_total": wall,
-                "export_cpu_median": statistics.median(r["export_cpu"] for r in rows),
-                "file_bytes_mean": {k: float(np.mean([r["files"][k] for r in rows])) for k in rows[0]["files"]},
-                "file_bytes_max": {k: int(max(r["files"][k] for r in rows)) for k in rows[0]["files"]},
-                "load": os.getloadavg()[0]}
-            print(f"  {label} ({len(layouts)} layouts): {len(rows)} heads, CPU median "
-                  f"{subset['sets'][label]['cpu_median']:.2f} s per head, wall {wall:.0f} s", flush=True)
-    finally:
-        executor.close()
-    results["subset"] = subset
     save_results(out, results)
 
 
@@ -406,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "site":
             stage_site(out, args.jobs, results)
         elif stage == "subset":
-            stage_subset(out, args.layers, args.seed, args.jobs, results)
+            results["subset"] = stage_subset(out, args.layers, args.seed, args.jobs,
+                                             {"cheap": CHEAP, "default": tuple(manifest_layouts())})
+            save_results(out, results)
         elif stage == "browser":
             stage_browser(args.site or out / "cheap" / "site", args.model, args.runs, results, out)
         elif stage == "whole":

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlas_build.datasets.images import (GRATING_ANGLES, GRATING_FREQS, PROBE_FAMILIES, ImageItem, ImagePreprocessor,
-                                         dataset_license, fit_image, hsv_to_rgb, load_images, make_probe,
-                                         patch_columns, patch_grid, patch_to_position, patch_to_token,
-                                         position_to_patch, probe_catalogue, to_rgb_uint8, token_to_patch,
+from atlas_build.datasets.images import (GRATING_ANGLES, GRATING_FREQS, PROBE_FAMILIES, dataset_license, hsv_to_rgb,
+                                         load_images, make_probe, patch_columns, patch_grid, patch_to_position,
+                                         patch_to_token, position_to_patch, probe_catalogue, token_to_patch,
                                          tokens_per_image)
+from atlas_build.datasets.pixels import ImageItem, ImagePreprocessor, fit_image, to_rgb_uint8
 from atlas_build.errors import InputError, SourceError
 from atlas_build.manifest import DatasetSpec
 

@@ -24,7 +24,8 @@ pytest.importorskip("onnxruntime")
 
 from atlas_build.capture.onnx_import import (find_onnx_model, load_onnx_dinov2, onnx_attention,  # noqa: E402
                                              onnx_state_dict, resolve_onnx)
-from atlas_build.datasets.images import ImagePreprocessor, make_probe, probe_catalogue  # noqa: E402
+from atlas_build.datasets.images import make_probe, probe_catalogue  # noqa: E402
+from atlas_build.datasets.pixels import ImagePreprocessor  # noqa: E402
 from atlas_build.errors import SourceError  # noqa: E402
 
 TOL = 1e-4

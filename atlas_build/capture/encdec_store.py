@@ -20,8 +20,6 @@ Blocks are ``encoder``, ``decoder`` and ``cross`` (queries: decoder tokens, keys
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 
 from .encdec import BLOCKS, KEY_SIDE, QUERY_SIDE, EncDecFacts
-from .store import (FORMAT_VERSION, META_FILE, NP_DTYPES, PA_DTYPES, TokenTable, _fixed, _read_ipc, _rows, batch_dir,
-                    write_table_atomic)
+from .staged import StagedBatch
+from .store import FORMAT_VERSION, META_FILE, TokenTable, _fixed, _flat, _read_ipc, _rows, batch_dir, write_table_atomic
 
 KIND = "encdec"
 PAIRS_FILE = "pairs.arrow"
@@ -43,28 +41,11 @@ def tokens_file(out_dir: Path, side: str) -> Path:
     return Path(out_dir) / TOKENS_DIR / f"{side}.arrow"
 
 
-def _flat(values: np.ndarray, dtype: str) -> pa.Array:
-    return pa.array(np.ascontiguousarray(values, NP_DTYPES[dtype]).ravel(), PA_DTYPES[dtype])
-
-
-class BlockBatchWriter:
+class BlockBatchWriter(StagedBatch):
     """Writes one forward batch of every block into a temporary directory; `commit` renames it into place."""
 
     def __init__(self, out_dir: Path, index: int, dtype: str):
-        self.dtype = dtype
-        self.final = batch_dir(out_dir, index)
-        self.tmp = self.final.with_name(f".{self.final.name}.tmp")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        self._writers: dict[str, Any] = {}
-        self._sinks: list[pa.NativeFile] = []
-
-    def _write(self, name: str, batch: pa.RecordBatch) -> None:
-        if name not in self._writers:
-            sink = pa.OSFile(str(self.tmp / name), "wb")
-            self._sinks.append(sink)
-            self._writers[name] = pa.ipc.new_file(sink, batch.schema)
-        self._writers[name].write_batch(batch)
+        super().__init__(batch_dir(out_dir, index), dtype)
 
     def write(self, block: str, q_ids: np.ndarray, q: np.ndarray, k_ids: np.ndarray, k: np.ndarray, v: np.ndarray,
               pair_ids: list[int], n_q: list[int], n_k: list[int], attention: np.ndarray,
@@ -85,22 +66,6 @@ class BlockBatchWriter:
             cols.append(pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), _flat(bias, "float32")))
             names.append("bias")
         self._write(f"{block}.attn.arrow", pa.record_batch(cols, names=names))
-
-    def _close(self) -> None:
-        for w in self._writers.values():
-            w.close()
-        for s in self._sinks:
-            s.close()
-        self._writers, self._sinks = {}, []
-
-    def commit(self) -> None:
-        self._close()
-        shutil.rmtree(self.final, ignore_errors=True)
-        os.replace(self.tmp, self.final)
-
-    def abort(self) -> None:
-        self._close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @dataclass

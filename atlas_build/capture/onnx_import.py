@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor
+from ..datasets.pixels import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor
 from ..errors import SourceError
 from ..extras import missing
 

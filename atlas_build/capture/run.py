@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..datasets import Sentence
-from ..datasets.images import ImageItem, ImagePreprocessor, dataset_license, patch_columns, tokens_per_image
+from ..datasets.images import dataset_license, patch_columns, tokens_per_image
+from ..datasets.pixels import ImageItem, ImagePreprocessor
 from ..errors import InputError
 from .batches import Batch, is_finished, resume, run_batches
 from .facts import text_config

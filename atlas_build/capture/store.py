@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .facts import ModelFacts
+from .staged import StagedBatch
 
 FORMAT_VERSION = 3
 META_FILE = "capture.json"
@@ -126,71 +126,37 @@ def write_json_atomic(data: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _flat(values: np.ndarray, dtype: str) -> pa.Array:
+    """Any array → one flat Arrow array of its values in the storage dtype."""
+    return pa.array(np.ascontiguousarray(values, NP_DTYPES[dtype]).ravel(), PA_DTYPES[dtype])
+
+
 def _fixed(values: np.ndarray, dtype: str) -> pa.FixedSizeListArray:
     """[N, ...] array → FixedSizeList array of the flattened rows in the storage dtype."""
-    n = values.shape[0]
-    width = int(np.prod(values.shape[1:]))
-    flat = np.ascontiguousarray(values, dtype=NP_DTYPES[dtype]).reshape(n * width)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat, PA_DTYPES[dtype]), width)
+    return pa.FixedSizeListArray.from_arrays(_flat(values, dtype), int(np.prod(values.shape[1:])))
 
 
-class BatchWriter:
+class BatchWriter(StagedBatch):
     """Writes one forward batch into a temporary directory: per layer, in layer order, one record batch of q/k/v rows
     (``qkv.arrow``) and one of attention (``attn.arrow``). `commit` renames it to ``batches/<index>``."""
 
     def __init__(self, out_dir: Path, index: int, dtype: str):
-        self.dtype = dtype
-        self.final = batch_dir(out_dir, index)
-        self.tmp = self.final.with_name(f".{self.final.name}.tmp")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        self._qkv: ipc.RecordBatchFileWriter | None = None
-        self._att: ipc.RecordBatchFileWriter | None = None
-        self._sinks: list[pa.NativeFile] = []
-
-    def _open(self, name: str, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
-        sink = pa.OSFile(str(self.tmp / name), "wb")
-        self._sinks.append(sink)
-        return ipc.new_file(sink, schema)
+        super().__init__(batch_dir(out_dir, index), dtype)
 
     def write(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, sentence_ids: list[int], lengths: list[int],
               attention: np.ndarray) -> None:
         """Append the next layer. q [n, H, d], k/v [n, KV, d] for the batch's real tokens; attention: the sentences'
         [H, n_s, n_s] probabilities flattened and concatenated in ``sentence_ids`` order."""
-        qkv = pa.record_batch([_fixed(q, self.dtype), _fixed(k, self.dtype), _fixed(v, self.dtype)],
-                              names=["q", "k", "v"])
         heads = q.shape[1]
         offsets = np.zeros(len(lengths) + 1, np.int64)
         offsets[1:] = np.cumsum([heads * n * n for n in lengths])
-        values = pa.array(np.ascontiguousarray(attention, NP_DTYPES[self.dtype]).ravel(), PA_DTYPES[self.dtype])
-        att = pa.record_batch([
+        self._write(QKV_FILE, pa.record_batch([_fixed(q, self.dtype), _fixed(k, self.dtype), _fixed(v, self.dtype)],
+                                              names=["q", "k", "v"]))
+        self._write(ATTN_FILE, pa.record_batch([
             pa.array(sentence_ids, pa.uint32()),
             pa.array(lengths, pa.uint16()),
-            pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values),
-        ], names=["sentence_id", "n", "attention"])
-        if self._qkv is None or self._att is None:
-            self._qkv = self._open(QKV_FILE, qkv.schema)
-            self._att = self._open(ATTN_FILE, att.schema)
-        self._qkv.write_batch(qkv)
-        self._att.write_batch(att)
-
-    def _close(self) -> None:
-        for w in (self._qkv, self._att):
-            if w is not None:
-                w.close()
-        for s in self._sinks:
-            s.close()
-        self._qkv = self._att = None
-        self._sinks = []
-
-    def commit(self) -> None:
-        self._close()
-        shutil.rmtree(self.final, ignore_errors=True)
-        os.replace(self.tmp, self.final)
-
-    def abort(self) -> None:
-        self._close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+            pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), _flat(attention, self.dtype)),
+        ], names=["sentence_id", "n", "attention"]))
 
 
 def _read_ipc(path: Path) -> ipc.RecordBatchFileReader:
