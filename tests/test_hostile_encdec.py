@@ -127,7 +127,7 @@ def test_bad_encdec_input_exits_2(case: str, tmp_path: Path, monkeypatch: pytest
     assert snapshot(tmp_path, skip=(sb.cwd / "build",)) == before
 
 
-def test_valid_encdec_manifest_validates_and_build_says_site_support_is_missing(
+def test_valid_encdec_manifest_validates_and_builds_its_self_attention_blocks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sb = Sandbox(tmp_path, monkeypatch)
     # the estimate counts the heads of all three blocks: encoder layers + 2 x decoder layers (self and cross)
@@ -135,6 +135,7 @@ def test_valid_encdec_manifest_validates_and_build_says_site_support_is_missing(
         path = sb.manifest(text)
         run = sb.atlas("validate", path)
         assert run.code == 0 and heads in run.out, (run.err, run.out)
-        build = sb.atlas("build", path)
-        assert build.code == 2 and "not yet built into the site" in build.err, build.err
-        assert "Traceback" not in build.err
+        if text == manifest(T5):  # whole builds: tests/test_build_encdec.py
+            build = sb.atlas("build", path)
+            assert build.code == 0 and "[m/cross] left out of the site" in build.err, build.err
+            assert "Traceback" not in build.err

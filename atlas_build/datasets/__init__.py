@@ -147,8 +147,8 @@ def _hf_documents(spec: DatasetSpec) -> Iterator[str]:
 def load_sentences(spec: DatasetSpec, base_dir: Path) -> list[Sentence]:
     """Split, filter by word count, deduplicate and shuffle with the dataset's seed; ids follow the sample order."""
     if spec.kind in ENCDEC_KINDS:
-        raise InputError(f"dataset {spec.name!r} (kind {spec.kind!r}) holds encoder–decoder inputs: they are "
-                         "captured (capture.encdec_run) but not yet built into the site")
+        raise InputError(f"dataset {spec.name!r} (kind {spec.kind!r}) holds encoder–decoder inputs, not sentences: "
+                         "read it with datasets.pairs.load_pairs or datasets.audio.load_clips")
     seen: set[str] = set()
     pool: list[str] = []
     for doc in read_documents(spec, base_dir):

@@ -19,10 +19,16 @@ from typing import Callable
 import numpy as np
 
 from ..cache import StageCache, code_hash, confine_caches, stage_key
-from ..capture import CaptureResult, capture, capture_images, load_capture, load_model, read_layer
+from ..capture import CaptureResult, capture, capture_images, load_capture, load_model
+from ..capture.encdec_blocks import block_capture, is_self_block
+from ..capture.encdec_run import capture_pairs
+from ..capture.encdec_sources import load_encdec
+from ..capture.encdec_store import EncDecCapture, load_encdec_capture
 from ..capture.sources import source_digest
-from ..datasets import dataset_digest, dataset_info, load_sentences
+from ..datasets import ENCDEC_KINDS, dataset_digest, dataset_info, load_sentences
+from ..datasets.audio import load_clips
 from ..datasets.images import load_images
+from ..datasets.pairs import load_pairs
 from ..datasets.repeats import repeat_cap_mask
 from ..executor import ItemFailed, make_executor
 from ..featured import featured_ids
@@ -34,10 +40,10 @@ from ..project import ProjectionParams
 from ..site import build_site
 from ..validate import check_memory, resolve_sources
 from .export_model import export_model
-from .units import adopt_units, unit_slug, unit_title, units
+from .units import adopt_units, block_of, capture_spec, is_first_unit, unit_slug, unit_title, units
 from .heads import HeadResult, add_related, run_head
 from .preview import publish_first_look, worthwhile
-from .tasks import align_results, layer_tasks
+from .tasks import align_results, has_vocabulary, layer_tasks
 
 Log = Callable[[str], None]
 
@@ -104,9 +110,16 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
         try:
             todo = units(manifest)
             for i, spec in enumerate(todo):
-                if spec.dataset == spec.all_datasets[0]:  # a model's first unit: capture it on all its datasets
-                    captured = _capture_model(manifest, spec, cache, memo, report, force, progress, device, log)
+                if is_first_unit(spec):  # a model's first unit: capture it on all its datasets
+                    captured = _capture_model(manifest, capture_spec(spec), cache, memo, report, force, progress,
+                                              device, log)
                 cap, cap_key = captured[spec.dataset]
+                if block_of(spec):
+                    if not is_self_block(block_of(spec)):
+                        log(f"[{unit_slug(spec)}] left out of the site: cross-attention blocks are captured but "
+                            "not yet built into the site")
+                        continue
+                    cap = block_capture(cap, block_of(spec))
                 # A featured input the token budget left out stops the build before the per-head work.
                 featured_ids(manifest, spec, np.unique(cap.tokens.sentence_id).tolist(), manifest.build.seed)
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
@@ -171,7 +184,8 @@ def capture_inputs(manifest: Manifest, spec: ModelSpec, memo: DigestMemo) -> dic
 
 
 def _capture_model(manifest: Manifest, model: ModelSpec, cache: StageCache, memo: DigestMemo, report: BuildReport,
-                   force: bool, progress: bool, device: str | None, log: Log) -> dict[str, tuple[CaptureResult, str]]:
+                   force: bool, progress: bool, device: str | None,
+                   log: Log) -> dict[str, tuple[CaptureResult | EncDecCapture, str]]:
     """The model's capture on each of its datasets, by dataset name: cached units are reused, and the weights are
     loaded once, by the first dataset that needs them, for all the others."""
     loaded: list = []
@@ -184,12 +198,21 @@ def _capture_model(manifest: Manifest, model: ModelSpec, cache: StageCache, memo
                                          cache_dir=cache.root / "_models"))
         return loaded[0]
 
-    return {d: _capture_stage(manifest, model.on(d), cache, memo, report, force, progress, log, load)
+    def load_pair_model() -> object:
+        if not loaded:
+            log(f"[{model.name}] loading {model.source}")
+            with _library_bars(progress):
+                loaded.append(load_encdec(model, manifest.base_dir, device or manifest.build.device))
+        return loaded[0]
+
+    return {d: _capture_stage(manifest, model.on(d), cache, memo, report, force, progress, log,
+                              load_pair_model if manifest.dataset(d).kind in ENCDEC_KINDS else load)
             for d in model.all_datasets}
 
 
 def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo: DigestMemo, report: BuildReport,
-                   force: bool, progress: bool, log: Log, load: Callable[[], object]) -> tuple[CaptureResult, str]:
+                   force: bool, progress: bool, log: Log,
+                   load: Callable[[], object]) -> tuple[CaptureResult | EncDecCapture, str]:
     """One (model, dataset) capture unit; `load()` gives the loaded model."""
     data = manifest.dataset(spec.dataset)
     inputs = capture_inputs(manifest, spec, memo)
@@ -201,7 +224,7 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo:
     if cache.is_done(unit) and not force:
         log(f"[{slug}] capture: reused ({key})")
         report.reused.append(name)
-        return load_capture(unit), key
+        return (load_encdec_capture(unit) if data.kind in ENCDEC_KINDS else load_capture(unit)), key
     reason = "--force" if force else cache.why(slug, "capture", key, inputs)
     log(f"[{slug}] capture: computing ({reason})")
     build = manifest.build
@@ -214,6 +237,15 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo:
         result = capture_images(loaded, items, unit, image_size=data.image_size, batch_size=build.batch_size,
                                 dtype=build.capture_dtype, progress=progress)
         unit_name = "images"
+    elif data.kind in ENCDEC_KINDS:
+        items = load_clips(data, manifest.base_dir) if data.kind == "audio" else load_pairs(data, manifest.base_dir)
+        loaded = load()
+        cache.resumable(unit, force)
+        cache.record_inputs(unit, inputs)
+        result = capture_pairs(loaded, items, unit, token_budget=data.max_tokens, max_length=spec.max_tokens,
+                               max_target_tokens=data.max_target_tokens, batch_size=build.batch_size,
+                               dtype=build.capture_dtype)
+        unit_name = "pairs"
     else:
         sentences = load_sentences(data, manifest.base_dir)
         loaded = load()
@@ -225,22 +257,25 @@ def _capture_stage(manifest: Manifest, spec: ModelSpec, cache: StageCache, memo:
     cache.mark_done(unit)
     cache.prune(slug, "capture", key)
     report.rebuilt.append(name)
-    log(f"[{slug}] capture: {len(result.tokens.token_id)} tokens from "
-        f"{len(np.unique(result.tokens.sentence_id))} {unit_name} "
+    tables = result.tokens.values() if isinstance(result.tokens, dict) else [result.tokens]  # encoder–decoder: 2
+    log(f"[{slug}] capture: {sum(len(t) for t in tables)} tokens from "
+        f"{len(np.unique(next(iter(tables)).sentence_id))} {unit_name} "
         f"({result.batches_reused} of {result.batches_total} batches reused)")
     return result, key
 
 
 def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
-    """Which tokens carry query/key points: all, or the first `max_token_repeats` of each vocab id (text)."""
+    """Which tokens carry query/key points: all, or the first `max_token_repeats` of each vocab id (text; image
+    patches and audio frames have no vocabulary)."""
     tok = cap.tokens
-    return repeat_cap_mask(tok.vocab_id, 0 if tok.is_image else data.max_token_repeats)
+    return repeat_cap_mask(tok.vocab_id, data.max_token_repeats if has_vocabulary(tok) else 0)
 
 
 def _heads_unit(manifest: Manifest, spec: ModelSpec, cap_key: str, cache: StageCache) -> tuple[dict, str, Path]:
     """The named inputs, key and directory of a model's heads unit."""
     # the default layout only chooses what pages open with: changing it recomputes no head
-    inputs = {"capture": cap_key, "projections": replace(manifest.projections, default_layout=None),
+    inputs = {"capture": cap_key, **({"block": block_of(spec)} if block_of(spec) else {}),
+              "projections": replace(manifest.projections, default_layout=None),
               "seed": manifest.build.seed,
               "max_token_repeats": manifest.dataset(spec.dataset).max_token_repeats,
               "libraries": library_versions("heads"),
@@ -282,7 +317,7 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
         report.reused.extend(f"{slug}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
     patches = capture_patch_attributes(cap) if todo_layers else None  # None for text models
     for layer in todo_layers:
-        tasks = layer_tasks(cap, layer, read_layer(cap.directory, layer), has_point, p.layouts, params, patches,
+        tasks = layer_tasks(cap, layer, cap.layer(layer), has_point, p.layouts, params, patches,
                             skip={h for (lr, h) in results if lr == layer})
         runs = executor.map(run_head, tasks, desc=f"{slug} L{layer}", progress=progress, contain=(MemoryError,))
         for task, res in zip(tasks, runs):

@@ -9,7 +9,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..capture import CaptureResult, read_layer
+from ..capture import CaptureResult
+from ..capture.encdec_blocks import BlockCapture
 from ..export.inputs import INPUT_FILES, input_path, write_input_attention, write_vectors
 from ..featured import featured_ids
 from ..manifest import Manifest, ModelSpec
@@ -26,7 +27,10 @@ class InputRecord:
 
 
 def input_texts(cap: CaptureResult) -> dict[int, str]:
-    """Each input's text: its non-special tokens' readable texts in position order, or the image's name."""
+    """Each input's text: its non-special tokens' readable texts in position order, the image's name, or an
+    encoder–decoder pair's source → target."""
+    if isinstance(cap, BlockCapture):
+        return dict(cap.texts)
     if cap.tokens.is_image:
         return {int(im["image_id"]): str(im["name"]) for im in cap.images}
     tok = cap.tokens
@@ -46,7 +50,7 @@ def export_inputs(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, data_
     in position order (rows of the capture's vectors)."""
     facts = cap.facts
     featured = featured_ids(manifest, spec, [sid for sid, _, _ in blocks], manifest.build.seed)
-    layers = [read_layer(cap.directory, layer) for layer in range(facts.num_layers)]
+    layers = [cap.layer(layer) for layer in range(facts.num_layers)]
     heads = range(facts.num_heads)
     for sid, first, _ in blocks:
         per_head = []
@@ -58,7 +62,7 @@ def export_inputs(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, data_
     with_vectors = featured if not cap.tokens.is_image else []
     firsts = {sid: first for sid, first, _ in blocks}
     for layer in range(facts.num_layers) if with_vectors else ():
-        lc = read_layer(cap.directory, layer)  # a fresh reader per layer: its q/k arrays are freed after it
+        lc = cap.layer(layer)  # a fresh reader per layer: its q/k arrays are freed after it
         for role, vectors, count, key in (("query", lc.q, facts.num_heads, "head"),
                                           ("key", lc.k, facts.num_kv_heads, "kv_head")):
             for index in range(count):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..capture import CaptureResult, read_layer
+from ..capture import CaptureResult
 from ..capture.store import read_meta
 from ..datasets import dataset_info
 from ..datasets.images import dataset_license
@@ -23,6 +23,7 @@ from ..normalize.joint import is_key as key_mask
 from ..normalize.joint import point_ids
 from .export_inputs import InputRecord, export_inputs
 from .heads import HeadResult
+from .units import block_of
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,14 @@ class ExportedModel:
     inputs: tuple[InputRecord, ...] = ()  # every input, for its model-view page
     dataset: str = ""  #: the dataset of this atlas unit
     datasets: tuple[str, ...] = ()  #: every dataset of the model when it has several (the site's switcher), else ()
+    block: str = ""  #: an encoder–decoder model's attention block (`capture.encdec.BLOCKS`), else ""
 
     @property
     def slug(self) -> str:
-        """Path of the unit under models/ and data/: the model's name, plus the dataset's when it has several."""
-        return f"{self.name}/{self.dataset}" if self.datasets else self.name
+        """Path of the unit under models/ and data/: the model's name, plus the dataset's when it has several, plus
+        the block's of an encoder–decoder model."""
+        base = f"{self.name}/{self.dataset}" if self.datasets else self.name
+        return f"{base}/{self.block}" if self.block else base
 
 
 def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:
@@ -91,7 +95,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         by_layer.setdefault(res.layer, []).append(res)
     heads_meta = []
     for layer, layer_results in sorted(by_layer.items()):
-        lc = read_layer(cap.directory, layer)
+        lc = cap.layer(layer)
         value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_point,
                                         {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts})
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
@@ -117,7 +121,9 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     dataset = {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
                "attribution": info.attribution, "num_sentences": len(blocks), "num_tokens": len(tok.token_id),
                "max_token_repeats": data.max_token_repeats, "num_tokens_with_points": int(has_point.sum())}
-    model = {**facts.to_json(), "name": spec.name, "title": spec.title or spec.name, "source": spec.source,
+    block = block_of(spec)
+    model = {**facts.to_json(), **({"block": block} if block else {}), "name": spec.name,
+             "title": spec.title or spec.name, "source": spec.source,
              "revision": _loaded_revision(cap) or spec.revision, "license": spec.license}
     if facts.input_kind == "image":
         # Per-image licences summarised (distinct values in order); the manifest's own fill in when images carry none.
@@ -155,4 +161,5 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     if any(r.value_layouts for r in results):
         doc["values"] = values_section(results, manifest.projections.layouts, value_dims)
     write_manifest(data_dir, doc)
-    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc, tuple(inputs), spec.dataset, spec.datasets)
+    return ExportedModel(spec.name, spec.title or spec.name, data_dir, doc, tuple(inputs), spec.dataset, spec.datasets,
+                         block)

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..capture import CaptureResult, read_layer
+from ..capture import CaptureResult
 from ..executor import ItemFailed
 from ..manifest import Manifest, ModelSpec
 from ..metrics.vision import capture_patch_attributes
@@ -44,7 +44,7 @@ def publish_first_look(manifest: Manifest, spec: ModelSpec, title: str, cap: Cap
     results = []
     log(f"[{title}] first look: {', '.join(layouts)} for every head before the other layouts")
     for layer in range(cap.facts.num_layers):
-        tasks = layer_tasks(cap, layer, read_layer(cap.directory, layer), has_point, layouts, params, patches)
+        tasks = layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, patches)
         runs = list(executor.map(run_head, tasks, desc=f"{title} L{layer} first look", progress=progress,
                                  contain=(MemoryError,)))
         if any(isinstance(res, ItemFailed) for res in runs):

@@ -8,11 +8,16 @@ from collections.abc import Collection
 import numpy as np
 
 from ..capture import CaptureResult
-from ..capture.store import LayerCapture
+from ..capture.store import LayerCapture, TokenTable
 from ..metrics.vision import PatchAttributes
 from ..normalize import HeadSample
 from ..project import ProjectionParams, align_sequence
 from .heads import HeadResult, HeadTask
+
+
+def has_vocabulary(tok: TokenTable) -> bool:
+    """Whether tokens carry vocabulary ids (not image patches, not audio frames, whose vocab_id is -1)."""
+    return not tok.is_image and bool((tok.vocab_id >= 0).any())
 
 
 def layer_tasks(cap: CaptureResult, layer: int, lc: LayerCapture, has_point: np.ndarray, layouts: tuple[str, ...],
@@ -20,8 +25,8 @@ def layer_tasks(cap: CaptureResult, layer: int, lc: LayerCapture, has_point: np.
                 skip: Collection[int] = ()) -> list[HeadTask]:
     """One task per head of `layer` not in `skip`, laying out `layouts`; `has_point` marks the tokens with points."""
     facts, tok = cap.facts, cap.tokens
-    # Image tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
-    vocab = None if tok.is_image else tok.vocab_id
+    # Image and audio tokens have no vocabulary: token-identity scores (same_token, token_concentration) are omitted.
+    vocab = tok.vocab_id if has_vocabulary(tok) else None
     points = None if has_point.all() else np.flatnonzero(has_point)
     grid = np.stack([tok.patch_row, tok.patch_col], axis=1).astype(np.int16) if tok.is_image else None
     attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}

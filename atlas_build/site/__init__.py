@@ -21,7 +21,7 @@ from .findings import findings_page
 from .input_pages import input_pages, inputs_section
 from .markup import html_text, http_url, md_link_or_text, md_paragraphs, md_text
 from .pages import head_page, matrix_page
-from .unit_pages import model_datasets_page, write_redirects
+from .unit_pages import block_facts, model_blocks_page, model_datasets_page, write_redirects
 
 if TYPE_CHECKING:
     from ..pipeline.export_model import ExportedModel
@@ -48,25 +48,43 @@ def generate_docs(manifest: Manifest, models: Sequence["ExportedModel"], docs: P
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(md=md_text, md_paragraphs=md_paragraphs, md_link=md_link_or_text)
     ctx_models = [{"name": m.slug, "title": m.title, **m.manifest} for m in models]
-    # one row per atlas unit (a model on several datasets has one per dataset)
+    # one row per atlas unit (a model on several datasets has one per dataset), an encoder–decoder model's blocks
+    # in one row per dataset
+    home = [{**c, "name": m.slug.rpartition("/")[0], "blocks": [
+        {"name": b, "href": f"models/{m.slug.rpartition('/')[0]}/{b}/index.md", "layers": nl, "heads": nh}
+        for b, nl, nh in block_facts(models, m)]} if m.block else c
+        for m, c in zip(models, ctx_models) if not m.block or block_facts(models, m)[0][0] == m.block]
     _write_text(docs / "index.md", env.get_template("index.md.j2").render(
-        site=manifest.site, models=ctx_models, num_models=len({m.name for m in models}), pending=list(pending)))
+        site=manifest.site, models=home, num_models=len({m.name for m in models}), pending=list(pending)))
     _write_text(docs / "about.md", (tpl / "pages" / "about.md").read_text(encoding="utf-8")
                 + faithful_example(ctx_models))
     shutil.copytree(tpl / "assets", docs / "assets", dirs_exist_ok=True)
     nav_models: list[dict] = []
     by_model: dict[str, list[dict]] = {}  # a model on several datasets: its nav entries
     for m in models:
-        _write_text(docs / "models" / m.slug / "index.md",
-                    matrix_page(m.slug, m.title, m.manifest, m.datasets) + inputs_section(m.manifest, m.inputs))
-        for rel, page in input_pages(m.slug, m.title, m.manifest, m.inputs).items():
+        blocks = block_facts(models, m)
+        title = f"{m.title} · {m.block}" if m.block else m.title
+        _write_text(docs / "models" / m.slug / "index.md", matrix_page(m.slug, title, m.manifest, m.datasets, blocks)
+                    + inputs_section(m.manifest, m.inputs))
+        for rel, page in input_pages(m.slug, title, m.manifest, m.inputs).items():
             _write_text(docs / "models" / m.slug / rel, page)
         heads = m.manifest["heads"]
         for i, h in enumerate(heads):
             prev = heads[i - 1] if i > 0 else None
             nxt = heads[i + 1] if i + 1 < len(heads) else None
-            page = head_page(m.slug, m.title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url), m.datasets)
+            page = head_page(m.slug, title, m.manifest, h, prev, nxt, http_url(manifest.site.base_url), m.datasets,
+                             blocks)
             _write_text(docs / "models" / m.slug / f"L{h['layer']}" / f"H{h['head']}.md", page)
+        if m.block:
+            if m.name not in by_model:  # the model's first block: its page listing the blocks
+                by_model[m.name] = [{"Blocks": f"models/{m.name}/index.md"}]
+                nav_models.append({html_text(m.title): by_model[m.name]})
+                _write_text(docs / "models" / m.name / "index.md", model_blocks_page(m, models, top=True))
+            if m.datasets and blocks[0][0] == m.block:
+                _write_text(docs / "models" / m.name / m.dataset / "index.md", model_blocks_page(m, models, top=False))
+            by_model[m.name].append({html_text(f"{m.dataset} · {m.block}" if m.datasets else m.block):
+                                     f"models/{m.slug}/index.md"})
+            continue
         if not m.datasets:
             nav_models.append({html_text(m.title): f"models/{m.slug}/index.md"})
             continue

@@ -16,6 +16,9 @@ from ..fsutil import dumps_json
 from .markup import html_text, http_url, md_text
 
 HEAD_URL = "L{layer}/H{head}/"
+#: Head pages of a block whose scores add a position bias to q·k (T5's encoder and decoder self-attention).
+BIAS_NOTE = ("This block adds a learned position bias to q·k before the softmax, so its attention is not a function "
+             "of the query–key distance alone: every score here is computed from the model's own attention.\n")
 #: Score tables stay on the page but out of the search index, which every page loads (label, layer, head and
 #: model remain searchable).
 SEARCH_EXCLUDE = "{ data-search-exclude }"
@@ -69,18 +72,43 @@ def dataset_links(datasets: Sequence[str], manifest: Mapping, target: str) -> tu
     return attr, f'<p class="atlas-datasets">{line}</p>\n'
 
 
+def block_links(blocks: Sequence[tuple[str, int, int]], current: str, layer: int | None = None,
+                head: int | None = None) -> tuple[str, str]:
+    """(the view's ``data-blocks`` attribute, an HTML line) of an encoder–decoder unit: every block with the
+    relative URL of the same page in it (a head page: the same layer and head, the block's last when it has
+    fewer); ("", "") for a single-stack unit."""
+    if not blocks:
+        return "", ""
+    links = []
+    for b, layers, heads in blocks:
+        if layer is None or head is None:
+            links.append({"name": b, "href": f"../{b}/"})
+        else:
+            links.append({"name": b, "href": f"../../../{b}/L{min(layer, layers - 1)}/H{min(head, heads - 1)}/"})
+    attr = f' data-block="{escape(current)}" data-blocks="{escape(dumps_json(links))}"'
+    line = "block: " + " · ".join(f"<strong>{html_text(b)}</strong>" if b == current else
+                                  f'<a class="atlas-block-link" href="{escape(x["href"])}">{html_text(b)}</a>'
+                                  for (b, _, _), x in zip(blocks, links))
+    return attr, f'<p class="atlas-blocks">{line}</p>\n'
+
+
 def default_2d(manifest: Mapping) -> str | None:
     """The 2D layout static pages show: the model's default layout when it is 2D, else the first 2D one."""
     two_d = [name for name in manifest["layouts"] if name.endswith("-2d")]
     return manifest.get("default_layout") if manifest.get("default_layout") in two_d else next(iter(two_d), None)
 
 
-def matrix_page(name: str, title: str, manifest: Mapping, datasets: Sequence[str] = ()) -> str:
+def matrix_page(name: str, title: str, manifest: Mapping, datasets: Sequence[str] = (),
+                blocks: Sequence[tuple[str, int, int]] = ()) -> str:
     """All heads of a model (`name`: its unit's slug): a static thumbnail grid (never blank) that the matrix view
-    enhances; `datasets`: the model's datasets when it has several (a switcher)."""
+    enhances; `datasets`: the model's datasets when it has several (a switcher); `blocks`: (block, layers, heads)
+    of an encoder–decoder model's blocks (a switcher)."""
     model = manifest["model"]
     root = site_root(name)
-    switch, switch_line = dataset_links(datasets, manifest, "")
+    block = model.get("block", "")
+    switch, switch_line = dataset_links(datasets, manifest, f"{block}/" if block else "")
+    block_attr, block_line = block_links(blocks, block)
+    switch, switch_line = switch + block_attr, switch_line + block_line
     layout = default_2d(manifest)
     strips, n_heads = (manifest.get("thumbnails") or {}).get("strips"), int(model["num_heads"])
     rows = []
@@ -105,7 +133,8 @@ def matrix_page(name: str, title: str, manifest: Mapping, datasets: Sequence[str
     facts = (f"{model['num_layers']} layers × {model['num_heads']} heads"
              + (f" ({model['num_kv_heads']} key/value heads)" if model["num_kv_heads"] != model["num_heads"] else "")
              + f", head dimension {model['head_dim']}, {'causal' if model['causal'] else 'bidirectional'}"
-             + f"; {manifest['dataset']['num_tokens']} tokens from {manifest['dataset']['num_sentences']} sentences.")
+             + f"; {manifest['dataset']['num_tokens']} tokens from {manifest['dataset']['num_sentences']} "
+             + ("pairs." if block else "sentences."))
     body = (f"# {md_text(title)}\n\n{switch_line}<p class=\"atlas-facts\">{escape(facts)}</p>\n\n"
             f'<div class="atlas-view" data-view="matrix" data-data="{root}data/{name}/"{switch}>\n'
             f'<div class="atlas-matrix-static">\n{chr(10).join(rows)}\n</div>\n</div>\n')
@@ -153,12 +182,17 @@ def faithfulness_table(trust: Mapping[str, Mapping], highdim: Mapping[str, Mappi
 
 
 def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mapping | None, nxt: Mapping | None,
-              base_url: str, datasets: Sequence[str] = ()) -> str:
-    """One head (`name`: its unit's slug; `datasets`: the model's datasets when it has several, a switcher): the
-    interactive view plus its numbers as text (searchable: label, layer, head)."""
+              base_url: str, datasets: Sequence[str] = (), blocks: Sequence[tuple[str, int, int]] = ()) -> str:
+    """One head (`name`: its unit's slug; `datasets`: the model's datasets when it has several, a switcher;
+    `blocks`: an encoder–decoder model's blocks, a switcher): the interactive view plus its numbers as text
+    (searchable: label, layer, head)."""
     layer, head = h["layer"], h["head"]
     root = site_root(name, 2)
-    switch, switch_line = dataset_links(datasets, manifest, f"L{layer}/H{head}/")
+    block = manifest["model"].get("block", "")
+    switch, switch_line = dataset_links(datasets, manifest, f"{block}/L{layer}/H{head}/" if block
+                                        else f"L{layer}/H{head}/")
+    block_attr, block_line = block_links(blocks, block, layer, head)
+    switch, switch_line = switch + block_attr, switch_line + block_line
     layout = default_2d(manifest)
     thumb = f"{root}data/{name}/{h['thumbs'][layout]}" if layout and layout in h["thumbs"] else ""
     base_url = http_url(base_url)
@@ -189,6 +223,7 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
         + (f'<img class="atlas-fallback" src="{thumb}" alt="layer {layer} head {head}" width="320">' if thumb else "")
         + "</div>\n",
         f"Model: [{md_text(title)}](../index.md) · key/value head {h['kv_head']} · label **{md_text(h['label'])}**\n",
+        *([BIAS_NOTE] if block and manifest["model"].get("has_position_bias") else []),
         f"## Behaviour scores {SEARCH_EXCLUDE}\n", _table(h["metrics"]),
         f"## Normalization {SEARCH_EXCLUDE}\n", _table(h["norm"]),
     ]

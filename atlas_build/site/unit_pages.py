@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from ..fsutil import write_bytes
+from ..fsutil import dumps_json, write_bytes
 from .markup import html_text, md_text
 from .pages import _front_matter
 
@@ -43,3 +43,33 @@ def write_redirects(model_dir: Path, dataset: str, heads: Sequence[Mapping]) -> 
                 f'<body><a href="{escape(target)}">layer {h["layer"]} head {h["head"]} on {escape(dataset)}</a>'
                 "</body></html>\n")
         write_bytes(model_dir / f"L{h['layer']}" / f"H{h['head']}" / "index.html", page.encode("utf-8"))
+
+
+def block_facts(units: Sequence["ExportedModel"], m: "ExportedModel") -> list[tuple[str, int, int]]:
+    """(block, layers, heads) of every block built for `m`'s model on `m`'s dataset, in block order."""
+    return [(u.block, int(u.manifest["model"]["num_layers"]), int(u.manifest["model"]["num_heads"]))
+            for u in units if u.block and u.name == m.name and u.dataset == m.dataset]
+
+
+#: What each block of an encoder–decoder model attends, as its overview page says.
+BLOCK_TEXT = {"encoder": "encoder tokens attend to the encoder tokens of the same input",
+              "decoder": "decoder tokens attend to the earlier decoder tokens of the same target (causal)",
+              "cross": "decoder tokens attend to the encoder tokens of the same pair"}
+
+
+def model_blocks_page(m: "ExportedModel", units: Sequence["ExportedModel"], top: bool) -> str:
+    """An encoder–decoder model's page listing its blocks, each linking to its matrix of heads: ``models/<model>/``
+    (`top`: every dataset's blocks) or, for a model on several datasets, ``models/<model>/<dataset>/``."""
+    mine = [u for u in units if u.block and u.name == m.name and (top or u.dataset == m.dataset)]
+    link = lambda u: f"{u.dataset}/{u.block}" if top and u.datasets else u.block  # noqa: E731
+    rows = [f"| [{md_text(u.block)}]({link(u)}/index.md) | {md_text(u.dataset)} | "
+            f"{u.manifest['model']['num_layers']} × {u.manifest['model']['num_heads']} | "
+            f"{md_text(BLOCK_TEXT.get(u.block, ''))} |" for u in mine]
+    body = [f"# {md_text(m.title)}\n",
+            "An encoder–decoder model: each attention block is its own matrix of heads, and every matrix and head "
+            "page switches to the same view of another block (a block with fewer layers or heads opens its last "
+            "one).\n",
+            "| block | dataset | layers × heads | queries → keys |", "|---|---|---|---|", *rows, ""]
+    meta = {"title": html_text(m.title), "description": html_text(f"{m.title}: the attention blocks of an "
+                                                                  "encoder–decoder model"), "hide": ["toc"]}
+    return _front_matter(meta) + "\n".join(body)

@@ -1,13 +1,15 @@
-// Dataset switcher of a model on several datasets (matrix and head pages): a select in the toolbar that opens the
-// same view (same layer and head) on another dataset, carrying the view state in the hash. The page lists the
-// datasets and the relative URL of the same page in each in the view's data-datasets attribute (site/pages.py);
-// the page's own dataset links (.atlas-dataset-link) get the same hash, so they carry the state too.
+// Dataset switcher of a model on several datasets, and block switcher of an encoder–decoder model (matrix and head
+// pages): a select in the toolbar that opens the same view (same layer and head) on another dataset or block,
+// carrying the view state in the hash. The page lists the datasets (blocks) and the relative URL of the same page
+// in each in the view's data-datasets (data-blocks) attribute (site/pages.py; a block with fewer layers or heads
+// links its last one); the page's own links (.atlas-dataset-link, .atlas-block-link) get the same hash, so they
+// carry the state too.
 
 import { el, select } from "./dom.js";
 
-function readLinks(root) {
+function readLinks(root, kind) {
   try {
-    const links = JSON.parse(root.dataset.datasets || "[]");
+    const links = JSON.parse(root.dataset[`${kind}s`] || "[]");
     const ok = (l) => l && typeof l.name === "string" && typeof l.href === "string";
     return Array.isArray(links) ? links.filter(ok) : [];
   } catch {
@@ -25,17 +27,19 @@ function targetUrl(href, hash) {
 
 export class DatasetSwitch {
   // hash(): the view state to carry (URLSearchParams text without the selected point: point ids are per dataset).
-  constructor(root, hash, disposer) {
+  // kind: "dataset" or "block" (which data- attributes and link class the page uses).
+  constructor(root, hash, disposer, kind = "dataset") {
     this.root = root;
     this.hash = hash;
-    this.links = readLinks(root);
+    this.kind = kind;
+    this.links = readLinks(root, kind);
     this.element = null;
     if (this.links.length < 2) return;
-    const current = root.dataset.dataset || "";
-    this.select = select(this.links.map((l) => ({ id: l.name, label: l.name })), current, "dataset");
-    this.select.classList.add("atlas-dataset-select");
+    const current = root.dataset[kind] || "";
+    this.select = select(this.links.map((l) => ({ id: l.name, label: l.name })), current, kind);
+    this.select.classList.add(`atlas-${kind}-select`);
     disposer.on(this.select, "change", () => this.go(this.select.value));
-    this.element = el("label", { class: "atlas-dataset-switch" }, ["dataset ", this.select]);
+    this.element = el("label", { class: `atlas-${kind}-switch` }, [`${kind} `, this.select]);
   }
 
   go(name) {
@@ -44,10 +48,10 @@ export class DatasetSwitch {
     if (url) location.assign(url);
   }
 
-  // Puts the current state on the page's static dataset links.
+  // Puts the current state on the page's static dataset (block) links.
   update() {
     const hash = this.hash();
-    for (const a of document.querySelectorAll("a.atlas-dataset-link")) {
+    for (const a of document.querySelectorAll(`a.atlas-${this.kind}-link`)) {
       if (!a.dataset.base) a.dataset.base = a.getAttribute("href");
       a.setAttribute("href", a.dataset.base + (hash ? `#${hash}` : ""));
     }

@@ -147,8 +147,10 @@ class HeadView {
     this.detail = new HeadDetail(this.context(), this.imagesModule);
     this.imageSelect = this.detail.chooser(d);
     this.datasetSwitch = new DatasetSwitch(this.root, () => this.hashParams(false).toString(), d);
+    this.blockSwitch = new DatasetSwitch(this.root, () => this.hashParams(false).toString(), d, "block");
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
       this.datasetSwitch.element,
+      this.blockSwitch.element,
       this.imageSelect ? el("label", {}, ["image ", this.imageSelect]) : null,
       el("label", {}, ["layout ", this.layoutSelect]),
       el("label", {}, ["colour ", this.colourSelect]),
@@ -335,6 +337,7 @@ class HeadView {
     writeHash(this.hashParams());
     this.nav.update();
     this.datasetSwitch.update();
+    this.blockSwitch.update();
     for (const fn of this.listeners) fn(selRow >= 0 ? s.point : null);
   }
 

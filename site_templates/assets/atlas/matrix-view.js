@@ -119,8 +119,10 @@ class MatrixView {
     d.on(sortSel, "change", () => ((s.sort = sortSel.value), this.arrange()));
     d.on(labelSel, "change", () => ((s.label = labelSel.value), this.arrange()));
     this.datasetSwitch = new DatasetSwitch(this.root, () => this.hashText || "", d);
+    this.blockSwitch = new DatasetSwitch(this.root, () => this.hashText || "", d, "block");
     this.toolbar = el("div", { class: "atlas-toolbar" }, [
       this.datasetSwitch.element,
+      this.blockSwitch.element,
       el("label", {}, ["layout ", layoutSel]),
       el("label", {}, ["colour ", colourSel]),
       el("span", { class: "atlas-search-box" }, [search, this.count]),
@@ -346,6 +348,7 @@ class MatrixView {
     writeHash(p);
     this.hashText = p.toString();
     this.datasetSwitch.update();
+    this.blockSwitch.update();
     this.turnHint.hidden = !this.is3d();
     this.carry = new URLSearchParams([...p].filter(([k]) => ["layout", "colour", "search"].includes(k)));
     for (const c of this.cells) c.link.setAttribute("href", this.cellHref(c, null));
