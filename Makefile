@@ -30,7 +30,11 @@ demo: setup
 	$(BIN)/atlas build data_manifests/demo.toml -o build/demo --jobs $(JOBS) --serve
 
 test: setup browser-deps
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
+
+# Real-model tests and whole builds in fresh processes (kill/resume, packaging, concurrent builds); CI runs them too.
+test-slow: setup browser-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow --durations=10 $(PYTEST_ARGS)
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)

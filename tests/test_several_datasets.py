@@ -182,6 +182,7 @@ def test_findings_compare_labels_and_keep_each_dataset_apart(two) -> None:
         assert f'href="../models/{MODEL}/{d}/L0/H0/"' in html  # the per-dataset "heads by behaviour" links
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_rebuilds_are_byte_identical_and_reuse_everything(two, tmp_path: Path) -> None:
     again = tmp_path / "again"
     shutil.copytree(two.out / "cache", again / "cache")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from atlas_build.export import read_head, read_manifest, read_points, read_table
 from atlas_build.pipeline import build
@@ -19,6 +20,7 @@ def _manifest(d: Path, cap: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # a whole build or more in fresh processes (25-60 s): `make test-slow`, run by CI
 def test_capped_tokens_keep_their_place_in_sentences_but_lose_their_points(tmp_path: Path) -> None:
     logs: list[str] = []
     report = build(_manifest(tmp_path, 1), tmp_path / "out", log=logs.append)
