@@ -23,7 +23,7 @@ from ..normalize.joint import is_key as key_mask
 from ..normalize.joint import point_ids
 from .export_inputs import InputRecord, export_inputs
 from .heads import HeadResult
-from .units import block_of
+from .units import block_of, slug_of
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,8 @@ class ExportedModel:
 
     @property
     def slug(self) -> str:
-        """Path of the unit under models/ and data/: the model's name, plus the dataset's when it has several, plus
-        the block's of an encoder–decoder model."""
-        base = f"{self.name}/{self.dataset}" if self.datasets else self.name
-        return f"{base}/{self.block}" if self.block else base
+        """Path of the unit under models/ and data/ (`units.slug_of`)."""
+        return slug_of(self.name, self.dataset, bool(self.datasets), self.block)
 
 
 def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:

@@ -52,11 +52,16 @@ def is_first_unit(spec: ModelSpec) -> bool:
     return spec.dataset == spec.all_datasets[0] and block_of(spec) in ("", BLOCKS[0])
 
 
+def slug_of(name: str, dataset: str, several_datasets: bool, block: str = "") -> str:
+    """A unit's path: ``model``, ``model/dataset`` when the model has several datasets, plus ``/block`` for an
+    encoder–decoder block."""
+    base = f"{name}/{dataset}" if several_datasets else name
+    return f"{base}/{block}" if block else base
+
+
 def unit_slug(spec: ModelSpec) -> str:
-    """The unit's path in the site, the data folder and the stage cache (``model`` or ``model/dataset``, plus
-    ``/block`` for an encoder–decoder block)."""
-    base = f"{spec.name}/{spec.dataset}" if spec.datasets else spec.name
-    return f"{base}/{block_of(spec)}" if block_of(spec) else base
+    """The unit's path in the site, the data folder and the stage cache (`slug_of`)."""
+    return slug_of(spec.name, spec.dataset, bool(spec.datasets), block_of(spec))
 
 
 def unit_title(spec: ModelSpec) -> str:
