@@ -27,7 +27,9 @@ T5 = ("random:t5", "d_model = 32, d_kv = 8, d_ff = 64, num_layers = 2, num_decod
 BART = ("random:bart", "d_model = 32, encoder_layers = 2, decoder_layers = 3, encoder_attention_heads = 2, "
         "decoder_attention_heads = 2, encoder_ffn_dim = 64, decoder_ffn_dim = 64, max_position_embeddings = 48, "
         "init_std = 0.3")
-MODELS = {"t5": (T5, {"encoder": (2, 4), "decoder": (3, 4)}), "bart": (BART, {"encoder": (2, 2), "decoder": (3, 2)})}
+MODELS = {"t5": (T5, {"encoder": (2, 4), "decoder": (3, 4), "cross": (3, 4)}),
+          "bart": (BART, {"encoder": (2, 2), "decoder": (3, 2), "cross": (3, 2)})}
+SELF_BLOCKS = ("encoder", "decoder")
 
 
 def manifest_text(model: tuple[str, str]) -> str:
@@ -86,16 +88,25 @@ def test_one_matrix_per_block_with_its_heads(built) -> None:
         assert doc["model"]["block"] == block and doc["model"]["causal"] == (block == "decoder")
         assert sorted((h["layer"], h["head"]) for h in doc["heads"]) == [(i, j) for i in range(layers)
                                                                        for j in range(heads)]
-        assert doc["dataset"]["num_sentences"] == 3 and doc["tokens"]["count"] == len(cap.tokens[block])
+        sides = ("decoder", "encoder") if block == "cross" else (block,)
+        assert doc["dataset"]["num_sentences"] == 3
+        assert doc["tokens"]["count"] == sum(len(cap.tokens[side]) for side in sides)
         assert (out / "site" / "models" / "m" / block / f"L{layers - 1}" / f"H{heads - 1}" / "index.html").is_file()
-    assert not (out / "site" / "data" / "m" / "cross").exists()
-    assert any(line.startswith("[m/cross] left out of the site: cross-attention") for line in log), log
+    cross = read_manifest(out / "site" / "data" / "m" / "cross" / "manifest.json")
+    assert (cross["model"]["query_side"], cross["model"]["key_side"]) == ("decoder", "encoder")
+    assert cross["points"] == {"count": len(cap.tokens["decoder"]) + len(cap.tokens["encoder"]),
+                               "queries": len(cap.tokens["decoder"])}
+    # the position scores compare positions of one sequence: not listed for cross-attention
+    names = {s["name"] for s in cross["scores"]}
+    assert "first_token" in names and not names & {"previous_token", "self", "mean_distance", "locality"}
+    assert not any("left out of the site" in line for line in log), log
 
 
 def test_exported_attention_and_vectors_are_the_captures(built) -> None:
     name, out, _ = built
     cap = _capture(out)
-    for block, (layers, heads) in MODELS[name][1].items():
+    for block in SELF_BLOCKS:
+        layers, heads = MODELS[name][1][block]
         data = out / "site" / "data" / "m" / block
         tokens = read_table(data / "tokens.arrow")
         tok = cap.tokens[block]
@@ -138,14 +149,15 @@ def test_home_lists_the_model_once_with_its_blocks_and_switcher_links_keep_layer
     site = out / "site"
     home = (site / "index.html").read_text("utf-8")
     assert home.count("Tiny &lt;b&gt;encdec&lt;/b&gt;</a>") == 1 and "<b>encdec" not in home
-    assert 'href="models/m/encoder/"' in home and 'href="models/m/decoder/"' in home
+    assert all(f'href="models/m/{block}/"' in home for block in ("encoder", "decoder", "cross"))
     assert (site / "models" / "m" / "index.html").is_file()
     head = (site / "models" / "m" / "decoder" / "L2" / "H1" / "index.html").read_text("utf-8")
     links = re.search(r'data-blocks="([^"]*)"', head)
     assert links is not None and 'data-block="decoder"' in head
     # the encoder has 2 layers: decoder layer 2 opens encoder layer 1, same head
     assert unescape(links.group(1)) == ('[{"href":"../../../encoder/L1/H1/","name":"encoder"},'
-                                        '{"href":"../../../decoder/L2/H1/","name":"decoder"}]')
+                                        '{"href":"../../../decoder/L2/H1/","name":"decoder"},'
+                                        '{"href":"../../../cross/L2/H1/","name":"cross"}]')
     matrix = (site / "models" / "m" / "encoder" / "index.html").read_text("utf-8")
     assert 'class="atlas-block-link" href="../decoder/"' in matrix
 
@@ -181,7 +193,61 @@ def test_tiny_whisper_builds_with_encoder_positions_labelled_by_time(tmp_path: P
     assert tokens.column("query_point").null_count == 0
     assert all("same_token" not in h["metrics"] and "token_concentration" not in h["metrics"] for h in enc["heads"])
     assert all("same_token" in h["metrics"] for h in read_manifest(data / "decoder" / "manifest.json")["heads"])
+    # cross-attention: decoder text tokens query the audio frames; no frame shares a vocabulary id with a token
+    cross = read_manifest(data / "cross" / "manifest.json")
+    assert len(cross["heads"]) == 4 and all("same_token" not in h["metrics"] for h in cross["heads"])
+    ctok = read_table(data / "cross" / "tokens.arrow")
+    frames = [t for t, s in zip(ctok.column("text").to_pylist(), ctok.column("side").to_pylist()) if s == 1]
+    assert len(frames) == 2 * 30 and frames[:2] == ["0.00 s", "0.02 s"]
     cap = _capture(tmp_path / "out")
     exported = read_attention(data / "encoder" / head_path("attn", 0, 1))
     assert np.array_equal(np.rint(exported[1][1] * 255).astype(np.uint8),
                           quantize_weights(cap.layer("encoder", 0).attention(1)[1]))
+
+
+def test_cross_block_exports_each_pair_as_decoder_then_encoder_tokens_with_the_models_attention(built) -> None:
+    """The cross unit's tokens: per pair the decoder tokens (queries only) then the encoder tokens (keys only); its
+    attention files hold the model's [n_dec, n_enc] cross-attention in the decoder rows × encoder columns."""
+    name, out, _ = built
+    cap = _capture(out)
+    data = out / "site" / "data" / "m" / "cross"
+    tokens = read_table(data / "tokens.arrow")
+    dec, enc = cap.tokens["decoder"], cap.tokens["encoder"]
+    sid, side = tokens.column("sentence_id").to_numpy(), tokens.column("side").to_numpy()
+    text = tokens.column("text").to_pylist()
+    qp, kp = tokens.column("query_point"), tokens.column("key_point")
+    assert qp.null_count == len(enc) and kp.null_count == len(dec)
+    assert [v is not None for v in qp.to_pylist()] == (side == 0).tolist()
+    assert tokens.column("token_id").to_numpy().tolist() == list(range(len(dec) + len(enc)))
+    layers, heads = MODELS[name][1]["cross"]
+    for pid in range(3):
+        rows = np.flatnonzero(sid == pid)
+        n_dec = int((dec.sentence_id == pid).sum())
+        assert side[rows].tolist() == [0] * n_dec + [1] * int((enc.sentence_id == pid).sum())
+        assert [text[r] for r in rows] == ([t for t, s in zip(dec.text, dec.sentence_id) if s == pid]
+                                           + [t for t, s in zip(enc.text, enc.sentence_id) if s == pid])
+        for layer in range(layers):
+            own = cap.layer("cross", layer).attention(pid)
+            for head in range(heads):
+                first, weights = read_attention(data / head_path("attn", layer, head))[pid]
+                assert first == int(rows[0]) and weights.shape == (len(rows), len(rows))
+                assert np.abs(weights[:n_dec, n_dec:] - own[head]).max() <= 0.5 / 255 + 1e-6
+                assert weights[n_dec:].max() == 0 and weights[:, :n_dec].max() == 0
+
+
+def test_cross_heads_are_faithful_where_attention_is_monotone_in_q_dot_k(built) -> None:
+    """Cross-attention is softmax(q·k) alone (T5's cross block has no position bias), so in the padded space every
+    decoder query's nearest encoder key is its most attended one, and the keys rank exactly as its attention does
+    up to ties: the random T5 (initializer_factor 2) saturates its rows, many keys tie at 0 attention, so the rank
+    check is BART's. Every cross head gets its layout measures."""
+    name, out, _ = built
+    doc = read_manifest(out / "site" / "data" / "m" / "cross" / "manifest.json")
+    assert doc["model"]["has_position_bias"] is False
+    for h in doc["heads"]:
+        detail = read_manifest(out / "site" / "data" / "m" / "cross" / "heads" / f"L{h['layer']}H{h['head']}.json")
+        padded = detail["highdim"]["padded"]
+        assert padded["nearest_key_share"] >= 0.999, (h["layer"], h["head"], padded)
+        if name == "bart":
+            assert padded["query_rank_corr"] >= 0.99, (h["layer"], h["head"], padded)
+        assert {"query_rank_corr", "nearest_key_share", "trustworthiness"} <= set(detail["trust"]["pca-2d"])
+        assert 0.0 <= detail["metrics"]["first_token"] <= 1.0 and 0.0 <= detail["metrics"]["entropy"] <= 1.0

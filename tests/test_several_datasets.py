@@ -133,8 +133,13 @@ def test_one_matrix_per_dataset_and_the_first_exports_what_it_did_alone(two, tin
         assert f'data-data="../../../data/{MODEL}/{d}/"' in page and f'data-dataset="{d}"' in page
         assert (site / "models" / MODEL / d / "L1" / "H3" / "index.html").is_file()
     assert counts == {FIRST: 6, SECOND: 5}
-    # the same units give the same files: the first dataset's data equals the one-dataset build's
-    assert tree(site / "data" / MODEL / FIRST) == tree(tiny_build / "site" / "data" / MODEL)
+    # the same units give the same files: the first dataset's data equals the one-dataset build's, but for the
+    # unit's path manifest.json names (the model view links with it)
+    several, alone = tree(site / "data" / MODEL / FIRST), tree(tiny_build / "site" / "data" / MODEL)
+    assert several.pop("manifest.json") != alone.pop("manifest.json") and several == alone
+    docs = [json.loads((d / "manifest.json").read_text()) for d in (site / "data" / MODEL / FIRST,
+                                                                    tiny_build / "site" / "data" / MODEL)]
+    assert (docs[0].pop("unit"), docs[1].pop("unit")) == (f"{MODEL}/{FIRST}", MODEL) and docs[0] == docs[1]
     overview = (site / "models" / MODEL / "index.html").read_text()
     assert f'href="{FIRST}/"' in overview and f'href="{SECOND}/"' in overview
     moved = (site / "models" / MODEL / "L1" / "H2" / "index.html").read_text()

@@ -79,6 +79,8 @@ class TokenTable:
     # Image models only: the patch's row/column in the image's grid (int16), -1 for CLS/register tokens.
     patch_row: np.ndarray | None = None
     patch_col: np.ndarray | None = None
+    #: Cross-attention blocks only (built from two tables, never stored): 0 = query-side token, 1 = key-side token.
+    side: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.token_id.shape[0])

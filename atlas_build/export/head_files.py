@@ -11,7 +11,7 @@ import numpy as np
 
 from ..fsutil import write_json
 from .paths import head_path
-from .summaries import SentenceAttention, patch_aggregate, relative_aggregate, topk_table
+from .summaries import SentenceAttention, key_position_aggregate, patch_aggregate, relative_aggregate, topk_table
 from .thumbnails import write_thumbnail
 from .tiles import write_tiles, zoom_levels
 from .writer import coords_table, norms_table, write_attention, write_table
@@ -28,6 +28,7 @@ class HeadFileOptions:
     tile_threshold: int
     patch_grid: tuple[int, int] | None = None  # image models: (rows, cols) of patches
     num_prefix_tokens: int = 0
+    key_starts: Mapping[int, int] | None = None  # cross-attention: input id → position of its first key-side token
 
 
 def sentence_token_ids(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray) -> dict[int, np.ndarray]:
@@ -47,7 +48,9 @@ def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str
     write_attention(data_dir / head_path("attn", layer, head),
                     [(s.sentence_id, int(s.token_ids[0]), s.probs) for s in sentences])
     write_table(data_dir / head_path("topk", layer, head), topk_table(sentences, TOP_K, layer, head))
-    if opts.patch_grid:
+    if opts.key_starts is not None:
+        aggregate = key_position_aggregate(sentences, opts.key_starts, layer, head)
+    elif opts.patch_grid:
         aggregate = patch_aggregate(sentences, opts.patch_grid, opts.num_prefix_tokens, layer, head)
     else:
         aggregate = relative_aggregate(sentences, opts.causal, layer, head)

@@ -4,7 +4,7 @@ single view) and the mean attention by relative position (the head's aggregate p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -81,6 +81,22 @@ def relative_aggregate(sentences: Sequence[SentenceAttention], causal: bool, lay
     means = np.divide(sums[sel], counts[sel], out=np.zeros_like(sums[sel]), where=counts[sel] > 0)
     return {"schema_version": SCHEMA_VERSION, "layer": int(layer), "head": int(head), "kind": "relative-position",
             "offsets": [-span, hi], "mean": _round(means), "count": [int(c) for c in counts[sel]]}
+
+
+def key_position_aggregate(sentences: Sequence[SentenceAttention], key_starts: Mapping[int, int], layer: int,
+                           head: int) -> dict:
+    """Cross-attention: mean weight per key-side position (0 = the first key-side token) over every query-side row
+    of every input whose key side reaches that position. Offsets run from 0 to `offsets[1]`."""
+    spans = [(s, key_starts[s.sentence_id]) for s in sentences]
+    longest = max((s.probs.shape[1] - start for s, start in spans), default=1)
+    sums, counts = np.zeros(longest), np.zeros(longest, np.int64)
+    for s, start in spans:
+        block = np.asarray(s.probs, np.float64)[:start, start:]
+        sums[:block.shape[1]] += block.sum(axis=0)
+        counts[:block.shape[1]] += block.shape[0]
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    return {"schema_version": SCHEMA_VERSION, "layer": int(layer), "head": int(head), "kind": "key-position",
+            "offsets": [0, longest - 1], "mean": _round(means), "count": [int(c) for c in counts]}
 
 
 def patch_aggregate(sentences: Sequence[SentenceAttention], grid: tuple[int, int], prefix: int, layer: int,

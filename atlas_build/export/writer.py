@@ -78,15 +78,19 @@ def dictionary_text(text: Sequence[str]) -> pa.DictionaryArray:
 def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray, text: Sequence[str],
                  special: np.ndarray, query_point: np.ndarray, key_point: np.ndarray,
                  patch_row: np.ndarray | None = None, patch_col: np.ndarray | None = None,
-                 piece: Sequence[str] | None = None) -> pa.Table:
+                 piece: Sequence[str] | None = None, side: np.ndarray | None = None) -> pa.Table:
     """One row per token with its readable ``text``, its raw tokenizer ``piece`` (default: the text) and its
     explicit query/key point ids (null for tokens without points).
 
-    Image models add ``patch_row``/``patch_col`` (narrowest signed type; -1 for CLS/register tokens)."""
+    Image models add ``patch_row``/``patch_col`` (narrowest signed type; -1 for CLS/register tokens). Cross-attention
+    blocks add ``side`` (uint8: 0 = query-side token, with a query point only; 1 = key-side token, key point only)."""
     q, k = np.asarray(query_point, np.int64), np.asarray(key_point, np.int64)
-    if not np.array_equal(q >= 0, k >= 0):
+    if side is None and not np.array_equal(q >= 0, k >= 0):
         raise ValueError("a token has either both a query and a key point or neither")
-    valid = q >= 0
+    if side is not None and (((q >= 0) & (np.asarray(side) != 0)).any() or ((k >= 0) & (np.asarray(side) != 1)).any()):
+        raise ValueError("a cross-attention token has a query point only on the query side, a key point only on "
+                         "the key side")
+    valid, kvalid = q >= 0, k >= 0
     cols = {
         "token_id": smallest_uint(token_id),
         "sentence_id": smallest_uint(sentence_id),
@@ -95,8 +99,10 @@ def tokens_table(token_id: np.ndarray, sentence_id: np.ndarray, position: np.nda
         "piece": dictionary_text(text if piece is None else piece),
         "special": pa.array(np.asarray(special, bool), pa.bool_()),
         "query_point": smallest_uint(q, None if valid.all() else valid),
-        "key_point": smallest_uint(k, None if valid.all() else valid),
+        "key_point": smallest_uint(k, None if kvalid.all() else kvalid),
     }
+    if side is not None:
+        cols["side"] = pa.array(np.asarray(side, np.uint8), pa.uint8())
     if (patch_row is None) != (patch_col is None):
         raise ValueError("patch_row and patch_col go together")
     if patch_row is not None and patch_col is not None:

@@ -1,7 +1,7 @@
 """Faithfulness of a picture, per query (DESIGN.md §1; docs/reference/faithfulness.md).
 
 For each query point, over the keys its attention row covers (same sentence; causal: key position ≤ query
-position; only tokens that carry points):
+position; cross-attention: the sentence's key-side tokens; only tokens that carry points):
 
 * ``query_rank_corr``: Spearman(−distance(x_qi, x_kj), a_ij) with the model's own attention a_ij;
 * ``nearest_key_share``: attention on the key nearest to x_qi ÷ the row's maximum over the covered keys
@@ -36,12 +36,13 @@ _EPS = 1e-12
 class _Block:
     """One sentence: its query points (joint indices < m, by position) and the rows' attention side."""
 
-    points: np.ndarray      #: [n] joint index of each point token's query (its key is m + index)
-    cover: np.ndarray       #: [n, n] bool, key j is covered by query i's row
-    attention: np.ndarray   #: [n, n] attention a_ij over the covered keys (0 elsewhere)
+    points: np.ndarray      #: [n] joint index of each query point
+    keys: np.ndarray        #: [n_k] joint index of each key point (≥ m)
+    cover: np.ndarray       #: [n, n_k] bool, key j is covered by query i's row
+    attention: np.ndarray   #: [n, n_k] attention a_ij over the covered keys (0 elsewhere)
     share_ok: np.ndarray    #: [n] bool, rows where nearest_key_share is defined
     rank_ok: np.ndarray     #: [n] bool, rows where the attention ranks vary
-    attn_rank: np.ndarray   #: [n, n] attention ranks over covered keys, centred per row (0 elsewhere)
+    attn_rank: np.ndarray   #: [n, n_k] attention ranks over covered keys, centred per row (0 elsewhere)
 
 
 def _row_ranks(v: np.ndarray) -> np.ndarray:
@@ -88,14 +89,15 @@ class QueryRows:
                 continue
             ranks = _centred_ranks(block, cover)
             rank_ok = ok & ((ranks ** 2).sum(axis=1) > 0)
-            blocks.append(_Block(sb.points, cover, block, ok, rank_ok, ranks))
+            blocks.append(_Block(sb.points, sb.keys, cover, block, ok, rank_ok, ranks))
         return cls(tuple(blocks))
 
-    def measure(self, distance: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
-        """Both measures in one space; ``distance(points)`` gives the [n, n] query-to-key distances of a block."""
+    def measure(self, distance: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict[str, float]:
+        """Both measures in one space; ``distance(queries, keys)`` gives the [n, n_k] distances between the joint
+        points of a block's queries and keys."""
         corr, share = [], []
         for b in self.blocks:
-            d = distance(b.points)
+            d = distance(b.points, b.keys)
             dm = np.where(b.cover, d, np.inf)
             dmin = dm.min(axis=1, keepdims=True)
             near = b.cover & (dm == dmin)
@@ -118,17 +120,15 @@ class QueryRows:
 
 
 def space_faithfulness(rows: QueryRows, x: np.ndarray, metric: str = "euclidean") -> dict[str, float]:
-    """The measures with query i at ``x[i]`` and its key at ``x[m + i]`` (``x`` in joint order, ``metric``
-    ``euclidean`` or ``cosine``)."""
+    """The measures with every point at its row of ``x`` (joint order, ``metric`` ``euclidean`` or ``cosine``)."""
     x = np.asarray(x, np.float64)
-    m = len(x) // 2
     if metric == "cosine":
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         x = np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), _EPS)
-        return rows.measure(lambda p: 1.0 - x[p] @ x[m + p].T)
+        return rows.measure(lambda p, k: 1.0 - x[p] @ x[k].T)
     if metric != "euclidean":
         raise ValueError(f"metric must be cosine or euclidean, got {metric!r}")
-    return rows.measure(lambda p: cdist(x[p], x[m + p]))
+    return rows.measure(lambda p, k: cdist(x[p], x[k]))
 
 
 def layout_faithfulness(rows: QueryRows, coords: np.ndarray) -> dict[str, float]:
@@ -143,13 +143,13 @@ def padded_space(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     qn = np.linalg.norm(q, axis=1, keepdims=True)
     kn2 = (k ** 2).sum(axis=1, keepdims=True)
     pad = np.sqrt(np.maximum(kn2.max(initial=0.0) - kn2, 0.0))
-    return np.concatenate([np.hstack([q / np.where(qn > 0, qn, 1.0), np.zeros_like(pad)]), np.hstack([k, pad])])
+    return np.concatenate([np.hstack([q / np.where(qn > 0, qn, 1.0), np.zeros((len(q), 1))]), np.hstack([k, pad])])
 
 
 def highdim_faithfulness(rows: QueryRows, sample: HeadSample, joint: JointSet, *,
                          metric: str) -> dict[str, dict[str, float]]:
     """The ceilings: ``normalised`` = the joint set the layouts are computed from (layout ``metric``);
     ``padded`` = the raw q/k of the points in the padded space (exact per-query ranking by q·k)."""
-    rows_ = joint.token_rows
     return {"normalised": space_faithfulness(rows, joint.x, metric),
-            "padded": space_faithfulness(rows, padded_space(sample.q[rows_], sample.k[rows_]), "euclidean")}
+            "padded": space_faithfulness(rows, padded_space(sample.q[joint.token_rows], sample.k[joint.key_rows]),
+                                         "euclidean")}

@@ -25,21 +25,22 @@ class Score:
     applies: str  #: "text", "image" or "both"
     group: str
     doc: str
+    cross: bool = True  #: defined for cross-attention heads (queries and keys from different sequences)
 
 
 SCORES: tuple[Score, ...] = (
     Score("first_token", "first token", "[0, 1]", "both", "attention", "mean attention to position 0"),
-    Score("previous_token", "previous token", "[0, 1]", "both", "attention", "mean attention to position i − 1"),
-    Score("self", "self", "[0, 1]", "both", "attention", "mean attention to position i"),
+    Score("previous_token", "previous token", "[0, 1]", "both", "attention", "mean attention to position i − 1", cross=False),
+    Score("self", "self", "[0, 1]", "both", "attention", "mean attention to position i", cross=False),
     Score("same_token", "same token", "[0, 1]", "text", "attention",
           "mean attention to other allowed positions with the same vocabulary id, over rows that have one (needs "
           "token ids)"),
     Score("mean_distance", "mean distance", "tokens, ≥ 0", "both", "attention",
           "mean Σⱼ Aᵢⱼ·\\|i − j\\|; for images the patch-centre distance in patches, over patch queries and patch "
-          "keys only (CLS and registers dropped, rows re-normalised over patches)"),
+          "keys only (CLS and registers dropped, rows re-normalised over patches)", cross=False),
     Score("locality", "locality", "[−1, 1]", "both", "attention",
           "1 − `mean_distance` / (mean distance of uniform attention over the same allowed keys); 0 = uniform, "
-          "1 = on the diagonal"),
+          "1 = on the diagonal", cross=False),
     Score("entropy", "entropy", "[0, 1]", "both", "attention",
           "mean row entropy divided by log(number of keys the row may attend to: i + 1 causal, n bidirectional)"),
     Score("position_concentration", "position concentration", "[−1, 1]", "both", "geometry",
@@ -88,9 +89,11 @@ def rounded(values: dict[str, float | None]) -> dict[str, float]:
     return {k: round6(v) for k, v in sorted(values.items()) if v is not None and np.isfinite(v)}
 
 
-def for_model(kind: str) -> list[dict]:
-    """The registry as manifest.json lists it for a text or image model (what the matrix view's sort menu shows)."""
-    return [{k: v for k, v in asdict(s).items() if k != "group"} for s in SCORES if s.applies in ("both", kind)]
+def for_model(kind: str, cross: bool = False) -> list[dict]:
+    """The registry as manifest.json lists it for a text or image model, or a cross-attention block (``cross``):
+    what the matrix view's sort menu shows."""
+    return [{k: v for k, v in asdict(s).items() if k not in ("group", "cross")} for s in SCORES
+            if s.applies in ("both", kind) and (s.cross or not cross)]
 
 
 def score_table() -> list[str]:

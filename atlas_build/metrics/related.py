@@ -9,7 +9,8 @@ model, the most similar other heads of each head.
 Causal models use the lower triangle (diagonal included) of rows ≥ 1 — row 0 and the upper triangle are fixed (1 / 0)
 and would inflate every correlation; bidirectional models use whole rows. Each entry is taken relative to uniform
 attention over the keys its row may see (a_ij − 1/allowed_i): raw entries share the 1/allowed_i row structure, which
-alone correlates any two heads (above 0.99 for the near-uniform heads of a random model).
+alone correlates any two heads (above 0.99 for the near-uniform heads of a random model). Cross-attention heads use
+the query-side rows over the key-side columns (the only entries the model computes).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SignaturePlan:
 
     sentences: tuple[tuple[int, tuple[int, ...]], ...]
     causal: bool
+    key_starts: dict[int, int] | None = None  #: cross-attention: sentence id → first key-side position
 
 
 def _content_key(seed: int, content: np.ndarray) -> bytes:
@@ -59,7 +61,7 @@ def _rows(n: int, causal: bool, share: int) -> tuple[int, ...]:
 
 def signature_plan(sentence_id: np.ndarray, position: np.ndarray, content: np.ndarray | None, causal: bool, *,
                    max_sentences: int = SIGNATURE_SENTENCES, max_entries: int = SIGNATURE_ENTRIES,
-                   seed: int = SIGNATURE_SEED) -> SignaturePlan:
+                   seed: int = SIGNATURE_SEED, key_starts: Mapping[int, int] | None = None) -> SignaturePlan:
     """Pick the signature's sentences and rows from the token sample (independent of sentence order).
 
     ``content`` is each token's vocabulary id (None for image patches: the sentence id is the content then).
@@ -76,6 +78,10 @@ def signature_plan(sentence_id: np.ndarray, position: np.ndarray, content: np.nd
     ranked = sorted((_content_key(seed, np.r_[e - s, cont[s:e]]), int(sid[s]), int(e - s))
                     for s, e in zip(starts, ends) if e - s >= 2)[:max_sentences]
     share = max_entries // max(len(ranked), 1)
+    if key_starts is not None:  # cross: query-side rows only, each of n − start entries
+        starts = {s: int(key_starts[s]) for _, s, _ in ranked}
+        return SignaturePlan(tuple((s, _rows(starts[s], False, share * starts[s] // max(n - starts[s], 1)))
+                                   for _, s, n in ranked), False, starts)
     return SignaturePlan(tuple((s, _rows(n, causal, share)) for _, s, n in ranked), causal)
 
 
@@ -85,7 +91,10 @@ def attention_signature(attention: Mapping[int, np.ndarray], plan: SignaturePlan
     parts = []
     for sid, rows in plan.sentences:
         a = np.nan_to_num(np.asarray(attention[sid], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        if plan.causal:
+        if plan.key_starts is not None:
+            start = plan.key_starts[sid]
+            parts.append((a[list(rows), start:] - 1.0 / max(a.shape[1] - start, 1)).ravel())
+        elif plan.causal:
             parts.extend(a[r, : r + 1] - 1.0 / (r + 1) for r in rows)
         else:
             parts.append((a[list(rows)] - 1.0 / a.shape[1]).ravel())

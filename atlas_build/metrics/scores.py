@@ -22,6 +22,11 @@ sentences; they do not depend on the order of sentences or tokens.
 The scores that weigh attention by the value vectors (``first_token_output_share``, ``output_norm_ratio``,
 ``attended_value_norm``) are in `metrics.values`.
 
+Cross-attention (queries on one side of a pair, keys on the other; ``key_starts``): ``first_token`` is the attention
+to the first key-side token, over every query row; ``same_token`` counts keys with the query's vocabulary id (a
+copy); the position scores (``previous_token``, ``self``, ``mean_distance``, ``locality``) compare positions of one
+sequence and are omitted.
+
 For image tokens (a patch grid per image), ``mean_distance`` is the Euclidean distance between patch centres in
 patch units, over patch queries and patch keys only (prefix tokens such as CLS dropped, rows re-normalised over
 patches), and ``locality`` compares it with uniform attention over the image's patches.
@@ -33,7 +38,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..normalize import HeadSample
+from ..normalize import HeadSample, cover
 from .registry import SCORE_NAMES, ordered
 from .vision import attention_distance
 
@@ -62,13 +67,17 @@ def _grid_by_sentence(sample: HeadSample, grid: np.ndarray) -> dict[int, np.ndar
 
 def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
                      vocab: Mapping[int, Mapping[int, int]] | None = None,
-                     grids: Mapping[int, np.ndarray] | None = None) -> dict[str, float]:
+                     grids: Mapping[int, np.ndarray] | None = None,
+                     key_starts: Mapping[int, int] | None = None) -> dict[str, float]:
     """Attention-pattern scores (first/previous/self/same token, distance, locality, entropy).
 
     ``vocab`` maps sentence id → {position → vocabulary id}; without it ``same_token`` is omitted. ``grids`` maps
     sentence (image) id → [n, 2] patch (row, column) by position, -1 for prefix tokens: distances are then 2D.
+    ``key_starts`` (cross-attention) maps sentence id → position of its first key-side token (`normalize.cover`).
     Rows that are all zero or non-finite (padding) are ignored; other rows are rescaled to sum to 1.
     """
+    if key_starts is not None:
+        return _cross_scores(attention, key_starts, vocab)
     acc = {name: [0.0, 0] for name in ("first_token", "previous_token", "self", "same_token", "mean_distance",
                                          "uniform_distance", "entropy")}
 
@@ -129,6 +138,41 @@ def attention_scores(attention: Mapping[int, np.ndarray], causal: bool,
     return {k: float(v) for k, v in out.items()}
 
 
+def _cross_scores(attention: Mapping[int, np.ndarray], key_starts: Mapping[int, int],
+                  vocab: Mapping[int, Mapping[int, int]] | None) -> dict[str, float]:
+    """`attention_scores` of a cross-attention head: first key-side token, same token, entropy."""
+    acc = {name: [0.0, 0] for name in ("first_token", "same_token", "entropy")}
+    for sid in sorted(attention):
+        a = np.asarray(attention[sid], np.float64)
+        n, start = a.shape[0], key_starts[sid]
+        if a.ndim != 2 or a.shape[1] != n:
+            raise ValueError(f"attention for sentence {sid} must be square, got {a.shape}")
+        allowed = cover(n, False, start)
+        a = np.where(allowed, np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), 0.0)[:start, start:]
+        rsum = a.sum(axis=1)
+        valid = np.isfinite(np.asarray(attention[sid], np.float64)[:start, start:]).all(axis=1) & (rsum > 0)
+        if a.shape[1] < 1 or not valid.any():
+            continue
+        a = a[valid] / rsum[valid, None]
+        acc["first_token"][0] += float(a[:, 0].sum())
+        acc["first_token"][1] += int(a.shape[0])
+        if a.shape[1] >= 2:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+            ent = np.clip(-plogp.sum(axis=1) / np.log(a.shape[1]), 0.0, 1.0)
+            acc["entropy"][0] += float(ent.sum())
+            acc["entropy"][1] += int(ent.size)
+        if vocab is not None and sid in vocab:
+            vmap = vocab[sid]
+            qv = np.array([vmap.get(p, -1 - p) for p in range(start)])[valid]
+            kv = np.array([vmap.get(p, -1 - p) for p in range(start, n)])
+            same = qv[:, None] == kv[None, :]
+            rs = same.any(axis=1)
+            acc["same_token"][0] += float((a * same).sum(axis=1)[rs].sum())
+            acc["same_token"][1] += int(rs.sum())
+    return {name: s / c for name, (s, c) in acc.items() if c > 0}
+
+
 def concentration(x: np.ndarray, groups: np.ndarray) -> float | None:
     """Mean cosine similarity of centred vectors within groups minus that over all pairs, in [−1, 1].
 
@@ -157,12 +201,16 @@ def concentration(x: np.ndarray, groups: np.ndarray) -> float | None:
 
 def _geometry_scores(sample: HeadSample, tokens_vocab: np.ndarray | None) -> dict[str, float]:
     out: dict[str, float] = {}
-    pos = np.asarray(sample.position)
+    pos = sample.side_position()
+    qr, kr = sample.query_rows(), sample.key_rows()
+    q, k = np.asarray(sample.q)[qr], np.asarray(sample.k)[kr]
     for name, groups in (("position_concentration", pos),
                          ("token_concentration", None if tokens_vocab is None else np.asarray(tokens_vocab))):
         if groups is None:
             continue
-        vals = [c for c in (concentration(sample.q, groups), concentration(sample.k, groups)) if c is not None]
+        # a side without vocabulary (audio frames: -1) has no token groups
+        vals = [c for x, g in ((q, groups[qr]), (k, groups[kr]))
+                if (name == "position_concentration" or (g >= 0).any()) and (c := concentration(x, g)) is not None]
         if vals:
             out[name] = float(np.mean(vals))
     if "position_concentration" in out and "token_concentration" in out:
@@ -191,10 +239,10 @@ def head_scores(sample: HeadSample, attention: Mapping[int, np.ndarray], *, v_no
     """
     vocab = None if tokens_vocab is None else _vocab_by_sentence(sample, tokens_vocab)
     grids = None if grid is None else _grid_by_sentence(sample, np.asarray(grid, np.float64))
-    out = attention_scores(attention, sample.causal, vocab, grids)
+    out = attention_scores(attention, sample.causal, vocab, grids, sample.key_starts())
     out.update(_geometry_scores(sample, tokens_vocab))
     if w_q is not None and w_k is not None:
         out["wq_wk_correlation"] = _weight_corr(w_q, w_k)
-    if v_norms is not None and np.size(v_norms):
-        out["value_norm"] = float(np.mean(np.asarray(v_norms, np.float64)))
+    if v_norms is not None and np.size(v_norms):  # the key side's values (cross-attention: the other rows have none)
+        out["value_norm"] = float(np.mean(np.asarray(v_norms, np.float64)[sample.key_rows()]))
     return ordered(out)

@@ -10,7 +10,8 @@ a token that takes much attention but has a small value vector adds little (an a
 | ``output_norm_ratio`` | [0, 1] | mean ‖Σ_j A_ij v_j‖ / Σ_j A_ij ‖v_j‖: 1 = contributions aligned, 0 = they cancel |
 | ``attended_value_norm`` | ≥ 0 | mean Σ_j A_ij ‖v_j‖ / (mean ‖v_j‖ over the row's allowed keys): > 1 reads large values |
 
-Rows are pooled over sentences, each weighing 1; ``output_norm_ratio`` and ``attended_value_norm`` use rows with at
+Cross-attention (``key_starts``): the query-side rows over the key-side keys, and ``first_token_output_share`` is the
+first key-side token's share (every query row). Rows are pooled over sentences, each weighing 1; ``output_norm_ratio`` and ``attended_value_norm`` use rows with at
 least two allowed keys. Rows whose contributions are all zero are skipped. A score without a row is omitted.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
+from ..normalize import cover
 
 __all__ = ["value_scores", "values_by_sentence"]
 
@@ -37,9 +40,10 @@ def values_by_sentence(sentence_id: np.ndarray, position: np.ndarray, values: np
 
 
 def value_scores(attention: Mapping[int, np.ndarray], values: Mapping[int, np.ndarray],
-                 causal: bool) -> dict[str, float]:
+                 causal: bool, key_starts: Mapping[int, int] | None = None) -> dict[str, float]:
     """The value scores of one head (module docstring). ``attention``: sentence id → [n, n] probabilities (rows =
-    queries by position); ``values``: sentence id → [n, dv] value vectors of the key/value head by position."""
+    queries by position); ``values``: sentence id → [n, dv] value vectors of the key/value head by position;
+    ``key_starts``: cross-attention's first key-side position per sentence."""
     sums = {"first_token_output_share": [0.0, 0], "output_norm_ratio": [0.0, 0], "attended_value_norm": [0.0, 0]}
 
     def add(name: str, x: np.ndarray) -> None:
@@ -52,7 +56,8 @@ def value_scores(attention: Mapping[int, np.ndarray], values: Mapping[int, np.nd
         v = np.asarray(values[sid], np.float64)[:n]
         if v.shape[0] != n:
             raise ValueError(f"sentence {sid}: {v.shape[0]} value vectors for {n} attention rows")
-        allowed = np.tril(np.ones((n, n), bool)) if causal else np.ones((n, n), bool)
+        start = None if key_starts is None else key_starts[sid]
+        allowed = cover(n, causal, start)
         a = np.where(allowed, np.clip(a, 0.0, None), 0.0)
         mass = a.sum(axis=1)
         live = mass > 0
@@ -62,11 +67,12 @@ def value_scores(attention: Mapping[int, np.ndarray], values: Mapping[int, np.nd
         total = contrib.sum(axis=1)
         out_norm = np.linalg.norm(a @ v, axis=1)
         keys = allowed.sum(axis=1)
-        mean_nu = (allowed * nu[None, :]).sum(axis=1) / keys
+        mean_nu = (allowed * nu[None, :]).sum(axis=1) / np.maximum(keys, 1)
         ok = live & (total > 0)
         pos = np.arange(n)
-        first = ok & (pos >= 2)
-        add("first_token_output_share", contrib[first, 0] / total[first])
+        first = ok & (pos >= 2) if start is None else ok
+        if first.any():
+            add("first_token_output_share", contrib[first, start or 0] / total[first])
         multi = ok & (keys >= 2) & (mean_nu > 0)
         add("output_norm_ratio", np.minimum(out_norm[multi] / total[multi], 1.0))
         add("attended_value_norm", total[multi] / mean_nu[multi])

@@ -49,6 +49,7 @@ __all__ = [
     "HeadSample",
     "Normalization",
     "apply_normalization",
+    "cover",
     "normalize",
     "same_sentence_pairs",
     "sample_pairs",
@@ -72,6 +73,31 @@ class HeadSample:
     position: np.ndarray     #: [N] int, position within the sentence
     causal: bool
     scaling: float           #: the model multiplies q·k by this (usually d**-0.5)
+    #: [N] uint8 or None. Cross-attention: 0 = a query-side token (its q row is the query), 1 = a key-side token
+    #: (its k row is the key), each sentence holding its query-side tokens first (positions 0..n_q − 1), then its
+    #: key-side tokens; rows of the other side are unused. None: self-attention, every token has both.
+    side: np.ndarray | None = None
+
+    def query_rows(self) -> np.ndarray:
+        """Rows whose q is a query (every row for self-attention)."""
+        return np.arange(len(self.q)) if self.side is None else np.flatnonzero(np.asarray(self.side) == 0)
+
+    def key_rows(self) -> np.ndarray:
+        """Rows whose k is a key (every row for self-attention)."""
+        return np.arange(len(self.k)) if self.side is None else np.flatnonzero(np.asarray(self.side) == 1)
+
+    def key_starts(self) -> dict[int, int] | None:
+        """Cross-attention: sentence id → the position of its first key-side token; None for self-attention."""
+        return None if self.side is None else key_starts(self.sentence_id, self.position, self.side)
+
+    def side_position(self) -> np.ndarray:
+        """[N] each token's position within its own side's sequence (`position` for self-attention)."""
+        pos = np.asarray(self.position)
+        starts = self.key_starts()
+        if starts is None:
+            return pos
+        offset = np.array([starts[int(s)] for s in np.asarray(self.sentence_id)])
+        return np.where(np.asarray(self.side) == 1, pos - offset, pos)
 
 
 @dataclass(frozen=True)
@@ -109,8 +135,29 @@ def _round6(v: float) -> float:
     return round6(v) if np.isfinite(v) else 0.0
 
 
-def same_sentence_pairs(sentence_id: np.ndarray, position: np.ndarray, causal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """All (query index, key index) pairs of tokens in the same sentence; causal keeps key position ≤ query position.
+def key_starts(sentence_id: np.ndarray, position: np.ndarray, side: np.ndarray) -> dict[int, int]:
+    """sentence id → position of its first key-side token (`HeadSample.side`; the sentence's length when none)."""
+    sid, pos, key = np.asarray(sentence_id), np.asarray(position), np.asarray(side) == 1
+    out = {}
+    for s in np.unique(sid):
+        rows = sid == s
+        out[int(s)] = int(pos[rows & key].min()) if (rows & key).any() else int(pos[rows].max()) + 1
+    return out
+
+
+def cover(n: int, causal: bool, key_start: int | None = None) -> np.ndarray:
+    """[n, n] bool, by position: the keys each query row's attention covers. Self-attention: all (causal: j ≤ i);
+    cross-attention (``key_start``): the query-side rows (i < key_start) cover the key-side columns (j ≥ key_start)."""
+    i = np.arange(n)
+    if key_start is not None:
+        return (i[:, None] < key_start) & (i[None, :] >= key_start)
+    return (i[None, :] <= i[:, None]) if causal else np.ones((n, n), bool)
+
+
+def same_sentence_pairs(sentence_id: np.ndarray, position: np.ndarray, causal: bool,
+                        side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All (query index, key index) pairs of tokens in the same sentence; causal keeps key position ≤ query position;
+    with ``side`` (cross-attention, `HeadSample.side`) only query-side → key-side pairs.
 
     Pairs are sorted by query index, then key index.
     """
@@ -126,7 +173,10 @@ def same_sentence_pairs(sentence_id: np.ndarray, position: np.ndarray, causal: b
             continue
         qi, kj = np.meshgrid(grp, grp, indexing="ij")
         qi, kj = qi.ravel(), kj.ravel()
-        if causal:
+        if side is not None:
+            keep = (np.asarray(side)[qi] == 0) & (np.asarray(side)[kj] == 1)
+            qi, kj = qi[keep], kj[keep]
+        elif causal:
             keep = pos[kj] <= pos[qi]
             qi, kj = qi[keep], kj[keep]
         qs.append(qi)
@@ -172,9 +222,10 @@ class _PairGeometry:
     per token (O(N·d) per c, no cancellation), so one candidate c costs O(pairs + N·d).
     """
 
-    def __init__(self, q: np.ndarray, k: np.ndarray, qi: np.ndarray, kj: np.ndarray) -> None:
+    def __init__(self, q: np.ndarray, k: np.ndarray, qi: np.ndarray, kj: np.ndarray, mq: np.ndarray,
+                 mk: np.ndarray) -> None:
         self.k, self.qi, self.kj = k, qi, kj
-        self.mq, self.mk = q.mean(axis=0), k.mean(axis=0)
+        self.mq, self.mk = mq, mk
         self.qk = np.einsum("pd,pd->p", q[qi], k[kj])
         self.qq = np.einsum("nd,nd->n", q, q)[qi]
         self.q_mq, self.q_mk = np.dot(q, self.mq)[qi], np.dot(q, self.mk)[qi]
@@ -219,7 +270,7 @@ def sample_pairs(sample: HeadSample, max_pairs: int = MAX_PAIRS,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The head's same-sentence (query, key) pairs (causal: key position ≤ query position), a seeded subsample of
     ``max_pairs`` when there are more (``rng``, default seeded with `PAIR_SEED`)."""
-    qi, kj = same_sentence_pairs(sample.sentence_id, sample.position, sample.causal)
+    qi, kj = same_sentence_pairs(sample.sentence_id, sample.position, sample.causal, sample.side)
     if qi.size > max_pairs:
         rng = np.random.default_rng(PAIR_SEED) if rng is None else rng
         sel = np.sort(rng.choice(qi.size, size=max_pairs, replace=False))
@@ -227,9 +278,13 @@ def sample_pairs(sample: HeadSample, max_pairs: int = MAX_PAIRS,
     return qi, kj
 
 
-def apply_normalization(q: np.ndarray, k: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(c·q, k/c + t, t)`` with ``t = c·mean(q) − mean(k)/c`` so both centroids coincide."""
-    t = c * q.mean(axis=0) - k.mean(axis=0) / c
+def apply_normalization(q: np.ndarray, k: np.ndarray, c: float, q_rows: np.ndarray | None = None,
+                        k_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(c·q, k/c + t, t)`` with ``t = c·mean(q) − mean(k)/c`` so both centroids coincide; the means are
+    over ``q_rows`` / ``k_rows`` (default every row: cross-attention's query and key tokens are different rows)."""
+    mq = (q if q_rows is None else q[q_rows]).mean(axis=0)
+    mk = (k if k_rows is None else k[k_rows]).mean(axis=0)
+    t = c * mq - mk / c
     return c * q, k / c + t, t
 
 
@@ -251,7 +306,8 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
         raise ValueError("sentence_id and position must have one entry per token")
     out_dtype = np.result_type(np.asarray(sample.q).dtype, np.float32)
     qi, kj = sample_pairs(sample, max_pairs)
-    geo = _PairGeometry(q, k, qi, kj)
+    q_rows, k_rows = sample.query_rows(), sample.key_rows()
+    geo = _PairGeometry(q, k, qi, kj, q[q_rows].mean(axis=0), k[k_rows].mean(axis=0))
     dot = geo.qk
 
     def f(log2c: float) -> float:
@@ -273,15 +329,15 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
     else:
         x_best, f_best, corr_c1 = 0.0, 0.0, 0.0
     c = float(2.0 ** x_best)
-    qn, kn, t = apply_normalization(q, k, c)
+    qn, kn, t = apply_normalization(q, k, c, q_rows, k_rows)
     if qi.size >= 3:
         cos = geo.distance(c, "cosine")
         rho = stats.spearmanr(cos, dot).statistic if np.ptp(cos) > 0 and np.ptp(dot) > 0 else 0.0
     else:
         rho = 0.0
     info = Normalization(
-        scale_c=c, translation=t.astype(out_dtype), mean_q_norm=float(np.linalg.norm(q, axis=1).mean()),
-        mean_k_norm=float(np.linalg.norm(k, axis=1).mean()), corr_before=float(corr_before),
+        scale_c=c, translation=t.astype(out_dtype), mean_q_norm=float(np.linalg.norm(q[q_rows], axis=1).mean()),
+        mean_k_norm=float(np.linalg.norm(k[k_rows], axis=1).mean()), corr_before=float(corr_before),
         corr_after=float(f_best), spearman_cosine_dot=float(rho) if np.isfinite(rho) else 0.0,
         corr_c1=corr_c1, metric=metric, n_pairs=int(qi.size))
     return qn.astype(out_dtype), kn.astype(out_dtype), info

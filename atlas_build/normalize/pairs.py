@@ -1,8 +1,9 @@
 """A head's attention as edges of its joint point set: for each query point, the key points its attention row covers
-(same sentence; causal: key position ≤ query position), with the model's own attention weight.
+(same sentence; causal: key position ≤ query position; cross-attention: the sentence's key-side tokens), with the
+model's own attention weight.
 
 Attention-aware layouts (`project.faithful`) read these edges; point ids follow `joint.JointSet` (query of the i-th
-point token = i, its key = m + i). Rows are capped at ``max_keys`` keys, taken at evenly spaced ranks of the row's
+query token = i, key of the j-th key token = m + j). Rows are capped at ``max_keys`` keys, taken at evenly spaced ranks of the row's
 attention (the most attended key always), so long rows (image patches) cost no more than short ones and the kept
 keys still span the whole ranking. No randomness: the same input gives the same edges.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import HeadSample
+from . import HeadSample, cover
 from .joint import JointSet
 
 __all__ = ["AttentionPairs", "SentenceBlock", "attention_pairs", "sentence_blocks"]
@@ -45,31 +46,40 @@ def _kept_ranks(count: int, max_keys: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SentenceBlock:
-    """One sentence's point tokens (by position) and the attention among them."""
+    """One sentence's query and key points (each by position) and the attention between them."""
 
-    points: np.ndarray     #: [n] joint id of each point token's query (its key is m + id)
-    attention: np.ndarray  #: [n, n] float64 the model's attention by query row and key column
-    cover: np.ndarray      #: [n, n] bool, key j is covered by query i's row (causal: j ≤ i)
+    points: np.ndarray     #: [n] joint id of each query point (< m)
+    keys: np.ndarray       #: [n_k] joint id of each key point (≥ m; self-attention: m + points)
+    attention: np.ndarray  #: [n, n_k] float64 the model's attention by query row and key column
+    cover: np.ndarray      #: [n, n_k] bool, key j is covered by query i's row (causal: j ≤ i)
+
+
+def _by_sentence(sample: HeadSample, rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """sentence id → (indices into ``rows`` by position, their positions)."""
+    sid, pos = np.asarray(sample.sentence_id)[rows], np.asarray(sample.position)[rows]
+    order = np.lexsort((pos, sid))
+    return {int(s): (order[a:a + c], pos[order[a:a + c]])
+            for s, a, c in zip(*np.unique(sid[order], return_index=True, return_counts=True))}
 
 
 def sentence_blocks(sample: HeadSample, joint: JointSet,
                     attention: Mapping[int, np.ndarray]) -> Iterator[SentenceBlock]:
-    """The sentences of at least two point tokens with a 2D attention matrix, in sentence id order.
-    ``attention``: sentence id → [n, n] matrix by position; tokens beyond it are left out."""
-    sid = np.asarray(sample.sentence_id)[joint.token_rows]
-    pos = np.asarray(sample.position)[joint.token_rows]
-    order = np.lexsort((pos, sid))
-    for s, start, count in zip(*np.unique(sid[order], return_index=True, return_counts=True)):
-        a = attention.get(int(s))
-        if a is None or np.ndim(a) != 2:
+    """The sentences with at least two query points, two key points and a 2D attention matrix, in sentence id
+    order. ``attention``: sentence id → [n, n] matrix by position; tokens beyond it are left out."""
+    queries = _by_sentence(sample, joint.token_rows)
+    keys = queries if sample.side is None else _by_sentence(sample, joint.key_rows)
+    starts = sample.key_starts() or {}
+    for s in sorted(queries):
+        a = attention.get(s)
+        if a is None or np.ndim(a) != 2 or s not in keys:
             continue
-        idx = order[start:start + count]
-        idx = idx[pos[idx] < min(np.shape(a))]
-        if idx.size < 2:
+        (qi, qp), (ki, kp) = queries[s], keys[s]
+        n = min(np.shape(a))
+        qi, qp, ki, kp = qi[qp < n], qp[qp < n], ki[kp < n], kp[kp < n]
+        if qi.size < 2 or ki.size < 2:
             continue
-        p = pos[idx]
-        cover = (p[None, :] <= p[:, None]) if sample.causal else np.ones((p.size, p.size), bool)
-        yield SentenceBlock(idx, np.asarray(a, np.float64)[np.ix_(p, p)], cover)
+        allowed = cover(n, sample.causal, starts.get(s) if sample.side is not None else None)
+        yield SentenceBlock(qi, joint.m + ki, np.asarray(a, np.float64)[np.ix_(qp, kp)], allowed[np.ix_(qp, kp)])
 
 
 def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int, np.ndarray], *,
@@ -78,7 +88,6 @@ def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int,
     attention. ``attention``: sentence id → [n, n] matrix by position; tokens beyond it get no edges."""
     if max_keys < 2:
         raise ValueError(f"max_keys must be at least 2, got {max_keys}")
-    m = joint.m
     out_q, out_k, out_a = [], [], []
     for b in sentence_blocks(sample, joint, attention):
         for r in range(b.points.size):
@@ -88,7 +97,7 @@ def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int,
                 continue
             ranked = np.argsort(-w, kind="stable")[_kept_ranks(cols.size, max_keys)]
             out_q.append(np.full(ranked.size, b.points[r], np.int64))
-            out_k.append(m + b.points[cols[ranked]])
+            out_k.append(b.keys[cols[ranked]])
             out_a.append(w[ranked])
     if not out_q:
         return AttentionPairs.empty()

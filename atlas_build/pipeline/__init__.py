@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cache import StageCache, code_hash, confine_caches, stage_key
 from ..capture import CaptureResult, capture, capture_images, load_capture, load_model
-from ..capture.encdec_blocks import block_capture, is_self_block
+from ..capture.encdec_blocks import unit_capture
 from ..capture.encdec_run import capture_pairs
 from ..capture.encdec_sources import load_encdec
 from ..capture.encdec_store import EncDecCapture, load_encdec_capture
@@ -115,11 +115,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
                                               device, log)
                 cap, cap_key = captured[spec.dataset]
                 if block_of(spec):
-                    if not is_self_block(block_of(spec)):
-                        log(f"[{unit_slug(spec)}] left out of the site: cross-attention blocks are captured but "
-                            "not yet built into the site")
-                        continue
-                    cap = block_capture(cap, block_of(spec))
+                    cap = unit_capture(cap, block_of(spec))
                 # A featured input the token budget left out stops the build before the per-head work.
                 featured_ids(manifest, spec, np.unique(cap.tokens.sentence_id).tolist(), manifest.build.seed)
                 has_point = _point_mask(cap, manifest.dataset(spec.dataset))
@@ -268,7 +264,14 @@ def _point_mask(cap: CaptureResult, data: DatasetSpec) -> np.ndarray:
     """Which tokens carry query/key points: all, or the first `max_token_repeats` of each vocab id (text; image
     patches and audio frames have no vocabulary)."""
     tok = cap.tokens
-    return repeat_cap_mask(tok.vocab_id, data.max_token_repeats if has_vocabulary(tok) else 0)
+    cap_at = data.max_token_repeats if has_vocabulary(tok) else 0
+    if tok.side is None:
+        return repeat_cap_mask(tok.vocab_id, cap_at)
+    mask = np.zeros(len(tok), bool)  # cross-attention: each side capped on its own, as in its self-attention block
+    for side in (0, 1):
+        rows = np.flatnonzero(tok.side == side)
+        mask[rows] = repeat_cap_mask(tok.vocab_id[rows], cap_at if (tok.vocab_id[rows] >= 0).any() else 0)
+    return mask
 
 
 def _heads_unit(manifest: Manifest, spec: ModelSpec, cap_key: str, cache: StageCache) -> tuple[dict, str, Path]:

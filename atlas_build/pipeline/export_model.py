@@ -19,11 +19,13 @@ from ..export.values import values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
 from ..metrics.registry import for_model
+from ..capture.encdec import KEY_SIDE, QUERY_SIDE
+from ..normalize import key_starts
 from ..normalize.joint import is_key as key_mask
 from ..normalize.joint import point_ids
 from .export_inputs import InputRecord, export_inputs
 from .heads import HeadResult
-from .units import block_of, slug_of
+from .units import block_of, slug_of, unit_slug
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ def _sentence_blocks(cap: CaptureResult) -> list[tuple[int, int, int]]:
     tok = cap.tokens
     starts = np.flatnonzero(tok.position == 0)
     return [(int(tok.sentence_id[s]), int(tok.token_id[s]), int(tok.sentence_length[s])) for s in starts]
+
+
+def _key_starts(cap: CaptureResult) -> dict[int, int]:
+    """Cross-attention: input id → position of its first key-side token."""
+    tok = cap.tokens
+    return key_starts(tok.sentence_id, tok.position, tok.side)
 
 
 def _loaded_revision(cap: CaptureResult) -> str:
@@ -75,18 +83,22 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     tok, facts = cap.tokens, cap.facts
     if has_point is None:
         has_point = np.ones(len(tok.token_id), bool)
-    query_point, key_point = point_ids(has_point)
+    cross = tok.side is not None  # queries on the query side's tokens, keys on the key side's
+    has_query, has_key = (has_point & (tok.side == 0), has_point & (tok.side == 1)) if cross else (has_point, has_point)
+    query_point, key_point = point_ids(has_query, has_key)
     write_table(data_dir / "tokens.arrow", tokens_table(tok.token_id, tok.sentence_id, tok.position, tok.text,
                                                         tok.special, query_point, key_point,
-                                                        tok.patch_row, tok.patch_col, piece=tok.piece))
+                                                        tok.patch_row, tok.patch_col, piece=tok.piece, side=tok.side))
     images = _export_images(cap, data_dir)
-    num_points = 2 * int(has_point.sum())
-    is_key = key_mask(num_points)
+    num_queries = int(has_query.sum())
+    num_points = num_queries + int(has_key.sum())
+    is_key = key_mask(num_points, num_queries)
     token_ids = sentence_token_ids(tok.token_id, tok.sentence_id, tok.position)
     opts = HeadFileOptions(causal=facts.causal, thumbnail_size=manifest.export.thumbnail_size,
                            tile_threshold=manifest.export.tile_threshold,
                            patch_grid=tuple(facts.patch_grid) if facts.input_kind == "image" else None,
-                           num_prefix_tokens=int(facts.num_prefix_tokens or 0))
+                           num_prefix_tokens=int(facts.num_prefix_tokens or 0),
+                           key_starts=_key_starts(cap) if cross else None)
     blocks = _sentence_blocks(cap)
     by_layer: dict[int, list[HeadResult]] = {}
     for res in results:
@@ -94,7 +106,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     heads_meta = []
     for layer, layer_results in sorted(by_layer.items()):
         lc = cap.layer(layer)
-        value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_point,
+        value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_key,
                                         {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts})
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
         for res in layer_results:
@@ -120,7 +132,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
                "attribution": info.attribution, "num_sentences": len(blocks), "num_tokens": len(tok.token_id),
                "max_token_repeats": data.max_token_repeats, "num_tokens_with_points": int(has_point.sum())}
     block = block_of(spec)
-    model = {**facts.to_json(), **({"block": block} if block else {}), "name": spec.name,
+    sides = {"query_side": QUERY_SIDE[block], "key_side": KEY_SIDE[block]} if cross else {}
+    model = {**facts.to_json(), **({"block": block} if block else {}), **sides, "name": spec.name,
              "title": spec.title or spec.name, "source": spec.source,
              "revision": _loaded_revision(cap) or spec.revision, "license": spec.license}
     if facts.input_kind == "image":
@@ -141,13 +154,14 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     if default not in layouts:
         default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
     doc = {
+        "unit": unit_slug(spec),  # the unit's path under data/ and models/ (pages link across them)
         "model": model,
         "dataset": dataset,
         "layouts": layouts,
         "default_layout": default,
-        "scores": for_model(facts.input_kind),
+        "scores": for_model(facts.input_kind, cross=cross),
         "colours": colour_manifest(),
-        "points": {"count": num_points},
+        "points": {"count": num_points, **({"queries": num_queries} if cross else {})},
         "thumbnails": {"layouts": [n for n in layouts if n.endswith("-2d")],
                        "size": manifest.export.thumbnail_size, "strips": STRIP_PATH},
         "tokens": {"file": "tokens.arrow", "count": int(len(tok.token_id))},

@@ -91,7 +91,7 @@ class HeadResult:
 
 def _subset(s: HeadSample, rows: np.ndarray) -> HeadSample:
     return HeadSample(q=s.q[rows], k=s.k[rows], sentence_id=s.sentence_id[rows], position=s.position[rows],
-                      causal=s.causal, scaling=s.scaling)
+                      causal=s.causal, scaling=s.scaling, side=None if s.side is None else s.side[rows])
 
 
 def run_head(task: HeadTask) -> HeadResult:
@@ -99,26 +99,30 @@ def run_head(task: HeadTask) -> HeadResult:
     s = task.sample
     ps = s if task.points is None else _subset(s, task.points)  # the points; scores still see every token
     qn, kn, norm = normalize(ps, metric=task.params.metric)
-    joint = JointSet.of(qn, kn, task.points)
+    rows = np.arange(len(s.q)) if task.points is None else np.asarray(task.points)
+    qr, kr = ps.query_rows(), ps.key_rows()  # cross-attention: queries and keys are different tokens
+    joint = JointSet.of(qn[qr], kn[kr], rows[qr], None if ps.side is None else rows[kr])
     pairs = (attention_pairs(s, joint, task.attention, max_keys=task.params.faithful_keys)
              if any(LAYOUTS[name].method == "faithful" for name in task.layouts) else None)
     layouts = project(joint.x.astype(np.float32), task.layouts, task.params, pairs=pairs)
-    norms = JointSet.of(np.linalg.norm(ps.q, axis=1), np.linalg.norm(ps.k, axis=1)).x.astype(np.float32)
+    norms = np.concatenate([np.linalg.norm(ps.q[qr], axis=1), np.linalg.norm(ps.k[kr], axis=1)]).astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k, grid=task.grid)
     vision = {} if task.patches is None else head_vision(task.patches, layouts, seed=task.params.seed)
     by_sentence = ({} if task.values is None else
-                   value_scores(task.attention, values_by_sentence(s.sentence_id, s.position, task.values), s.causal))
+                   value_scores(task.attention, values_by_sentence(s.sentence_id, s.position, task.values), s.causal,
+                                s.key_starts()))
     metrics = ordered({**metrics, **vision_metrics(vision), **by_sentence})
     value_layouts = ({} if task.values is None or not task.lays_out_values or not task.params.values else
-                     project(value_set(task.values, task.points), value_layout_names(task.layouts), task.params))
+                     project(value_set(task.values, joint.key_rows if s.side is not None else task.points),
+                             value_layout_names(task.layouts), task.params))
     rows = QueryRows.of(s, joint, task.attention)
     trust = {name: rounded({**trust_scores(ps, joint, coords, metric=task.params.metric),
                             **layout_faithfulness(rows, coords)})
              for name, coords in layouts.items()}
     highdim = {space: rounded(v)
                for space, v in highdim_faithfulness(rows, s, joint, metric=task.params.metric).items()}
-    plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal)
+    plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal, key_starts=s.key_starts())
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
                       label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision,
                       highdim=highdim, value_layouts=value_layouts)

@@ -37,7 +37,8 @@ def layer_tasks(cap: CaptureResult, layer: int, lc: LayerCapture, has_point: np.
             continue
         kv = facts.kv_head_of_query[head]
         sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
-                            position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
+                            position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling,
+                            side=tok.side)
         tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()},
                               vocab, np.linalg.norm(lc.v[:, kv], axis=1), layouts, params,
                               w_q=None if weights is None else weights[0][head],

@@ -87,6 +87,8 @@ async function readModel(base) {
     special: Uint8Array.from(tt.numbers("special")),
     patchRow: tt.has("patch_row") ? Int16Array.from(tt.numbers("patch_row")) : new Int16Array(tt.rows).fill(-1),
     patchCol: tt.has("patch_col") ? Int16Array.from(tt.numbers("patch_col")) : new Int16Array(tt.rows).fill(-1),
+    // Cross-attention: 0 = query-side token (decoder), 1 = key-side token (encoder); null for self-attention.
+    side: tt.has("side") ? Uint8Array.from(tt.numbers("side")) : null,
   };
   const sentences = new Map();
   for (let row = 0; row < tokens.count; row++) {
@@ -96,6 +98,20 @@ async function readModel(base) {
   }
   for (const rows of sentences.values()) rows.sort((a, b) => tokens.position[a] - tokens.position[b]);
   tokens.length = Uint16Array.from(tokens.sentence, (sid) => sentences.get(sid).length);
+  // Position and length within the token's own side (a cross-attention input holds two sequences).
+  tokens.sidePosition = tokens.position;
+  tokens.sideLength = tokens.length;
+  if (tokens.side) {
+    const starts = new Map();
+    for (let row = 0; row < tokens.count; row++) {
+      if (tokens.side[row] === 0) starts.set(tokens.sentence[row], (starts.get(tokens.sentence[row]) || 0) + 1);
+    }
+    tokens.sidePosition = Uint16Array.from(tokens.position, (p, row) => (tokens.side[row] ? p - (starts.get(tokens.sentence[row]) || 0) : p));
+    tokens.sideLength = Uint16Array.from(tokens.length, (n, row) => {
+      const start = starts.get(tokens.sentence[row]) || 0;
+      return tokens.side[row] ? n - start : start;
+    });
+  }
   const points = readPoints(tt, url);
   if (meta.manifest.points && meta.manifest.points.count !== points.count) {
     throw new AtlasDataError(`${url} names ${points.count} points, manifest.json says ${meta.manifest.points.count}`);
@@ -150,8 +166,8 @@ function pointAttributes(model) {
   };
   for (let r = 0; r < n; r++) {
     const t = points.tokenRow[r];
-    a.position[r] = tokens.position[t];
-    a.length[r] = tokens.length[t];
+    a.position[r] = tokens.sidePosition[t];
+    a.length[r] = tokens.sideLength[t];
     a.sentence[r] = tokens.sentence[t];
     a.text[r] = tokens.text[t];
     a.frequency[r] = counts.get(tokens.text[t]);

@@ -110,7 +110,8 @@ export class HeadDetail {
     const { model, layer, head } = this.ctx;
     const sid = point.sentence;
     const tt = model.tokens;
-    const tokens = (model.sentences.get(sid) || []).map((t) => ({ text: tt.text[t], special: !!tt.special[t], position: tt.position[t] }));
+    const tokens = (model.sentences.get(sid) || []).map((t) => ({ text: tt.text[t], special: !!tt.special[t], position: tt.position[t],
+      side: tt.side ? tt.side[t] : null }));
     let attn = null;
     let aggregate = null;
     try {
@@ -121,7 +122,9 @@ export class HeadDetail {
     if (!this.ctx.alive() || this.shownFor !== point.id) return;
     const matrix = attn ? attn.matrix(sid) : null;
     const focus = { position: point.position, isKey: point.isKey };
-    this.sentence.show({ sentenceId: sid, tokens, matrix, focus, modelView: model.manifest.inputs ? modelViewUrl(model, sid) : null });
+    const m = model.manifest.model;
+    const sides = tt.side ? [m.query_side || "query side", m.key_side || "key side"] : null;
+    this.sentence.show({ sentenceId: sid, tokens, matrix, focus, sides, modelView: model.manifest.inputs ? modelViewUrl(model, sid) : null });
     if (aggregate) this.sentence.showAggregate(aggregate);
     if (!model.manifest.inputs) return;
     try {

@@ -22,7 +22,10 @@ export function inputFileUrl(meta, kind, ids) {
 
 // The model-view page of an input, relative to the data folder (models/<name>/inputs/<id>/).
 export function modelViewUrl(meta, inputId) {
-  return new URL(`../../models/${encodeURIComponent(meta.manifest.model.name)}/inputs/${inputId}/`, meta.base).href;
+  // data/<unit>/ → models/<unit>/inputs/<id>/; a unit is model[/dataset][/block]
+  const unit = (meta.manifest.unit || meta.manifest.model.name).split("/");
+  const path = unit.map(encodeURIComponent).join("/");
+  return new URL(`${"../".repeat(unit.length + 1)}models/${path}/inputs/${inputId}/`, meta.base).href;
 }
 
 function header(buffer, url, magic, size) {

@@ -71,7 +71,11 @@ class ModelView {
   build(model, attention, rows, images) {
     const t = model.tokens;
     Object.assign(this, { model, attention, images });
-    this.tokens = rows.map((r) => ({ text: t.text[r], special: !!t.special[r], position: t.position[r] }));
+    this.tokens = rows.map((r) => ({ text: t.text[r], special: !!t.special[r], position: t.position[r], side: t.side ? t.side[r] : null }));
+    // Rows (queries) and columns (keys) a cell draws: every position, or cross-attention's decoder rows × encoder columns.
+    const all = this.tokens.map((_, p) => p);
+    this.axes = t.side ? { rows: all.filter((p) => this.tokens[p].side === 0), cols: all.filter((p) => this.tokens[p].side === 1) }
+      : { rows: all, cols: all };
     this.palette = paletteOf(model.manifest);
     setCssColours(this.root, this.palette);
     const h = readHash();
@@ -176,7 +180,8 @@ class ModelView {
   // Keys (positions) that stay: hidden ones drop out of every row, which is re-normalized over the rest.
   visible() {
     const s = this.state;
-    return this.tokens.map((tok, p) => !((s.hideFirst && p === 0) || (s.hideSpecial && tok.special)));
+    const firstKey = this.axes.cols[0];
+    return this.tokens.map((tok, p) => !((s.hideFirst && (p === 0 || p === firstKey)) || (s.hideSpecial && tok.special)));
   }
 
   // The weights a cell draws: text, the n × n matrix; images, the focus row. With every token shown they are the
@@ -242,16 +247,18 @@ class ModelView {
   // keeps the weak weights of long inputs visible).
   drawHeatmap({ canvas }, w) {
     const n = this.attention.n;
-    [canvas.width, canvas.height] = [n, n];
+    const { rows, cols } = this.axes;
+    [canvas.width, canvas.height] = [cols.length, rows.length];
     canvas.classList.remove("is-lines");
     const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(n, n);
+    const img = ctx.createImageData(cols.length, rows.length);
     const { bg, heat } = this.colours;
-    for (let k = 0; k < n * n; k++) {
-      const t = Math.sqrt(w[k]);
+    rows.forEach((i, r) => cols.forEach((j, c) => {
+      const t = Math.sqrt(w[i * n + j]);
+      const k = r * cols.length + c;
       for (let ch = 0; ch < 3; ch++) img.data[4 * k + ch] = Math.round(bg[ch] + t * (heat[ch] - bg[ch]));
       img.data[4 * k + 3] = 255;
-    }
+    }));
     ctx.putImageData(img, 0, 0);
   }
 
@@ -267,18 +274,17 @@ class ModelView {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = hex(this.colours.bg);
     ctx.fillRect(0, 0, size, size);
-    const y = (p) => ((p + 0.5) * size) / n;
+    const { rows, cols } = this.axes;
+    const y = (index, count) => ((index + 0.5) * size) / count;
     const paths = Array.from({ length: LINE_LEVELS }, () => new Path2D());
     const focus = new Path2D();
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        const v = w[i * n + j];
-        if (v < LINE_MIN) continue;
-        const path = i === this.state.focus ? focus : paths[Math.min(LINE_LEVELS - 1, Math.floor(v * LINE_LEVELS))];
-        path.moveTo(3, y(i));
-        path.lineTo(size - 3, y(j));
-      }
-    }
+    rows.forEach((i, r) => cols.forEach((j, c) => {
+      const v = w[i * n + j];
+      if (v < LINE_MIN) return;
+      const path = i === this.state.focus ? focus : paths[Math.min(LINE_LEVELS - 1, Math.floor(v * LINE_LEVELS))];
+      path.moveTo(3, y(r, rows.length));
+      path.lineTo(size - 3, y(c, cols.length));
+    }));
     ctx.lineWidth = 1;
     ctx.strokeStyle = this.colours.fg;
     paths.forEach((path, level) => {

@@ -34,13 +34,16 @@ export class NeuronView {
     container.append(this.root);
   }
 
-  // model: the head view's model; tokens: [{text, special, position}]; focus: {position, isKey}; matrix: the
-  // head's attention rows of the input ({n, w}) or null.
+  // model: the head view's model; tokens: [{text, special, position, side}]; focus: {position, isKey}; matrix: the
+  // head's attention rows of the input ({n, w}) or null. Cross-attention (tokens with side 0 / 1): queries are the
+  // query side's tokens, keys the key side's, positions are shown within each side.
   async show({ model, layer, head, inputId, tokens, focus, matrix }) {
     const manifest = model.manifest;
     const inputs = inputsOf(manifest);
     const kv = (manifest.model.kv_head_of_query || [])[head] ?? head;
-    Object.assign(this, { model, layer, head, kv, inputId, tokens, matrix, vectors: null });
+    const keyStart = tokens.findIndex((t) => t.side === 1);
+    Object.assign(this, { model, layer, head, kv, inputId, tokens, matrix, vectors: null, keyStart: keyStart < 0 ? 0 : keyStart,
+      cross: keyStart >= 0 });
     this.root.hidden = false;
     this.root.dataset.state = "loading";
     if (!(inputs.vectors || []).includes(inputId)) {
@@ -71,8 +74,17 @@ export class NeuronView {
   }
 
   firstWord() {
-    const p = this.tokens.findIndex((t) => !t.special);
+    const p = this.tokens.findIndex((t, j) => !t.special && this.isQuery(j));
     return p < 0 ? 0 : p;
+  }
+
+  isQuery(p) {
+    return !this.cross || p < this.keyStart;
+  }
+
+  // A position as readers count it: within its own side for cross-attention.
+  shown(p) {
+    return this.cross && p >= this.keyStart ? p - this.keyStart : p;
   }
 
   offerFeatured(ids) {
@@ -106,21 +118,23 @@ export class NeuronView {
   }
 
   fillSelects() {
-    const options = (limit) => this.tokens.map((t, p) => el("option", { value: String(p), text: `${p}: ${t.text}`, disabled: limit(p) }));
-    this.querySelect.replaceChildren(...options(() => false));
-    this.keySelect.replaceChildren(...options((p) => this.causal && p > this.query));
+    const options = (keep, limit) => this.tokens.flatMap((t, p) => (keep(p)
+      ? [el("option", { value: String(p), text: `${this.shown(p)}: ${t.text}`, disabled: limit(p) })] : []));
+    this.querySelect.replaceChildren(...options((p) => this.isQuery(p), () => false));
+    const allowed = this.allowed(this.query);
+    this.keySelect.replaceChildren(...options((p) => !this.cross || allowed[p], (p) => !allowed[p]));
   }
 
   strongestKey(i) {
-    const n = this.tokens.length;
-    let best = 0;
-    if (this.matrix) for (let j = 1; j < n; j++) if (this.matrix.w[i * this.matrix.n + j] > this.matrix.w[i * this.matrix.n + best]) best = j;
-    return best;
+    const allowed = this.allowed(i);
+    let best = allowed.indexOf(true);
+    if (this.matrix) allowed.forEach((ok, j) => { if (ok && this.matrix.w[i * this.matrix.n + j] > this.matrix.w[i * this.matrix.n + best]) best = j; });
+    return Math.max(best, 0);
   }
 
-  // The keys a query's softmax runs over: every position, or up to its own (causal).
+  // The keys a query's softmax runs over: every position, up to its own (causal), or the key side (cross).
   allowed(i) {
-    return this.tokens.map((_, j) => !this.causal || j <= i);
+    return this.tokens.map((_, j) => (this.cross ? j >= this.keyStart : !this.causal || j <= i));
   }
 
   // q_i · k_j (float64 over the exported float16 values).
@@ -143,7 +157,8 @@ export class NeuronView {
   // Called with positions of the input (a hovered sentence-view line, the selects).
   setPair(i, j) {
     if (!this.vectors || !(i >= 0 && i < this.tokens.length) || !(j >= 0 && j < this.tokens.length)) return;
-    if (this.causal && j > i) j = i;
+    if (!this.isQuery(i)) return;
+    if (!this.allowed(i)[j]) j = this.cross ? this.strongestKey(i) : i;
     const changedQuery = i !== this.query;
     [this.query, this.key] = [i, j];
     if (changedQuery) this.fillSelects();
@@ -162,7 +177,8 @@ export class NeuronView {
     const model = this.matrix ? this.matrix.w[i * this.matrix.n + j] : NaN;
     const figure = svg("svg", { viewBox: `0 0 ${WIDTH} ${3 * (ROW + ROW_GAP)}`, width: "100%", class: "atlas-neuron-bars" });
     figure.style.maxWidth = `${WIDTH}px`;
-    const rows = [["q", qi, `query "${this.tokens[i].text}" (position ${i})`], ["k", kj, `key "${this.tokens[j].text}" (position ${j})`],
+    const rows = [["q", qi, `query "${this.tokens[i].text}" (position ${this.shown(i)})`],
+      ["k", kj, `key "${this.tokens[j].text}" (position ${this.shown(j)})`],
       ["q⊙k", prod, "elementwise product; its sum is the score q·k"]];
     rows.forEach(([name, values, caption], r) => figure.append(this.barRow(name, values, caption, r * (ROW + ROW_GAP))));
     const t = this.tokens;
@@ -212,7 +228,8 @@ export class NeuronView {
   // The query's row: softmax of q·k × scaling over its keys (bars; click one to make it the key) and the model's
   // attention (ticks).
   rowChart(row, i, j) {
-    const n = row.length;
+    const first = this.cross ? this.keyStart : 0;  // the first key the row can reach
+    const n = row.length - first;
     const step = Math.min(24, (WIDTH - 40) / n);
     const chart = svg("svg", { viewBox: `0 0 ${40 + n * step} ${CHART + 14}`, width: "100%", class: "atlas-neuron-row-chart" });
     chart.style.maxWidth = `${40 + n * step}px`;
@@ -222,7 +239,8 @@ export class NeuronView {
     row.forEach((p, k) => {
       if (!allowed[k]) return;
       const h = (p / peak) * CHART;
-      const bar = svg("rect", { x: 40 + k * step + 1, y: CHART - h, width: step - 2, height: h,
+      const x = 40 + (k - first) * step;
+      const bar = svg("rect", { x: x + 1, y: CHART - h, width: step - 2, height: h,
         class: `atlas-neuron-softmax${k === j ? " is-key" : ""}` });
       bar.dataset.key = String(k);
       bar.dataset.softmax = String(p);
@@ -234,9 +252,9 @@ export class NeuronView {
       bar.addEventListener("click", () => this.setPair(i, k));
       chart.append(bar);
       const y = CHART - (a / peak) * CHART;
-      if (Number.isFinite(a)) chart.append(svg("line", { x1: 40 + k * step, x2: 40 + (k + 1) * step, y1: y, y2: y, class: "atlas-neuron-model" }));
-      const label = svg("text", { x: 40 + (k + 0.5) * step, y: CHART + 11, "text-anchor": "middle", class: "atlas-bar-label" });
-      label.textContent = String(k);
+      if (Number.isFinite(a)) chart.append(svg("line", { x1: x, x2: x + step, y1: y, y2: y, class: "atlas-neuron-model" }));
+      const label = svg("text", { x: x + step / 2, y: CHART + 11, "text-anchor": "middle", class: "atlas-bar-label" });
+      label.textContent = String(this.shown(k));
       chart.append(label);
     });
     const caption = svg("text", { x: 0, y: 10, class: "atlas-neuron-caption" });

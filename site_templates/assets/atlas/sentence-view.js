@@ -39,13 +39,17 @@ export class SentenceView {
     container.append(this.root);
   }
 
-  // tokens: [{text, special, position}] in position order; matrix: {n, w} row-major; focus: {position, isKey};
-  // modelView: URL of the sentence's model-view page (every head on it), or null.
-  show({ sentenceId, tokens, matrix, focus, modelView = null }) {
+  // tokens: [{text, special, position, side}] in position order; matrix: {n, w} row-major; focus: {position,
+  // isKey} (position within the focused token's side); sides: cross-attention's [query side, key side] names (its
+  // tokens carry side 0 / 1 and go to the left / right column), or null; modelView: URL of the sentence's model-view
+  // page (every head on it), or null.
+  show({ sentenceId, tokens, matrix, focus, sides = null, modelView = null }) {
     if (this.sentenceId !== sentenceId) this.hidden = new Set();
-    Object.assign(this, { sentenceId, tokens, matrix, focus });
+    Object.assign(this, { sentenceId, tokens, matrix, focus, sides });
     this.root.hidden = false;
-    this.title.textContent = `Sentence ${sentenceId} · ${tokens.length} tokens`;
+    this.title.textContent = sides
+      ? `Input ${sentenceId} · ${this.column(0).length} ${sides[0]} tokens → ${this.column(1).length} ${sides[1]} tokens`
+      : `Sentence ${sentenceId} · ${tokens.length} tokens`;
     this.modelLink.hidden = !modelView;
     if (modelView) this.modelLink.href = modelView;
     this.render();
@@ -56,48 +60,57 @@ export class SentenceView {
     this.sentenceId = undefined;
   }
 
+  // Token indices (= matrix rows/columns) of the query column (0) or the key column (1).
+  column(which) {
+    const all = this.tokens.map((_, p) => p);
+    return this.sides ? all.filter((p) => this.tokens[p].side === which) : all;
+  }
+
   isHidden(p) {
-    return this.hidden.has(p) || (this.hideFirst && p === 0) || (this.hideSpecial && this.tokens[p].special);
+    const first = p === 0 || (this.sides && p === this.column(1)[0]);
+    return this.hidden.has(p) || (this.hideFirst && first) || (this.hideSpecial && this.tokens[p].special);
   }
 
   render() {
     const { tokens, matrix } = this;
     if (!tokens) return;
-    const n = tokens.length;
-    const height = n * ROW + 10;
+    const [left, right] = [this.column(0), this.column(1)];
+    const height = Math.max(left.length, right.length) * ROW + 10;
     const figure = svg("svg", { viewBox: `0 0 ${WIDTH} ${height}`, width: "100%", class: "atlas-bipartite" });
     figure.style.maxWidth = `${WIDTH}px`;
     const lines = svg("g", { class: "atlas-lines" });
     figure.append(lines);
-    const y = (p) => 5 + p * ROW + ROW / 2;
+    const y = (row) => 5 + row * ROW + ROW / 2;
     const visible = tokens.map((_, p) => !this.isHidden(p));
-    for (let i = 0; i < n && matrix && i < matrix.n; i++) {
-      if (!visible[i]) continue;
+    const size = matrix ? matrix.n : 0;
+    left.forEach((i, a) => {
+      if (!visible[i] || i >= size) return;
       let total = 0;
-      for (let j = 0; j < n; j++) if (visible[j]) total += matrix.w[i * matrix.n + j];
-      for (let j = 0; j < n && total > 0; j++) {
-        const w = visible[j] ? matrix.w[i * matrix.n + j] / total : 0;
-        if (w < MIN_WEIGHT) continue;
-        const line = svg("line", { x1: LEFT + 6, y1: y(i), x2: RIGHT - 6, y2: y(j), "stroke-opacity": w.toFixed(3) });
+      for (const j of right) if (visible[j] && j < size) total += matrix.w[i * size + j];
+      right.forEach((j, b) => {
+        const w = total > 0 && visible[j] && j < size ? matrix.w[i * size + j] / total : 0;
+        if (w < MIN_WEIGHT) return;
+        const line = svg("line", { x1: LEFT + 6, y1: y(a), x2: RIGHT - 6, y2: y(b), "stroke-opacity": w.toFixed(3) });
         line.dataset.q = i;
         line.dataset.k = j;
         line.dataset.weight = w.toFixed(4);
         lines.append(line);
-      }
-    }
-    for (const [side, x, anchor] of [["q", LEFT, "end"], ["k", RIGHT, "start"]]) {
-      tokens.forEach((tok, p) => {
+      });
+    });
+    for (const [side, x, anchor, column] of [["q", LEFT, "end", left], ["k", RIGHT, "start", right]]) {
+      column.forEach((p, row) => {
         const cls = ["atlas-token", `atlas-token-${side}`];
         if (!visible[p]) cls.push("is-hidden");
-        if (this.focus && this.focus.position === p && (this.focus.isKey ? "k" : "q") === side) cls.push("is-focus");
-        const text = svg("text", { x, y: y(p) + 4, "text-anchor": anchor, class: cls.join(" ") });
-        text.textContent = tok.text;
+        if (this.focus && this.focus.position === row && (this.focus.isKey ? "k" : "q") === side) cls.push("is-focus");
+        const text = svg("text", { x, y: y(row) + 4, "text-anchor": anchor, class: cls.join(" ") });
+        text.textContent = tokens[p].text;
         text.dataset.position = p;
         text.dataset.side = side;
         figure.append(text);
       });
     }
-    for (const [label, x] of [["queries", LEFT], ["keys", RIGHT]]) {
+    const names = this.sides ? [`queries (${this.sides[0]})`, `keys (${this.sides[1]})`] : ["queries", "keys"];
+    for (const [label, x] of [[names[0], LEFT], [names[1], RIGHT]]) {
       const head = svg("text", { x, y: 0, "text-anchor": x === LEFT ? "end" : "start", class: "atlas-col-label" });
       head.textContent = label;
       figure.prepend(head);
@@ -130,7 +143,7 @@ export class SentenceView {
   }
 
   // The head's aggregate pattern (aggregate/L<l>H<h>.json): mean attention by relative offset (key position −
-  // query position) over every sentence, for the offsets within ±SPAN.
+  // query position) over every sentence, for the offsets within ±SPAN; cross-attention: by key-side position.
   showAggregate(aggregate) {
     const [lo, hi] = aggregate.offsets || [0, -1];
     const shown = [];
@@ -150,7 +163,10 @@ export class SentenceView {
       label.textContent = String(d);
       chart.append(bar, label);
     });
-    this.aggregate.replaceChildren(el("h4", { text: "Head pattern: mean attention by relative position (key − query)" }), chart);
+    const heading = aggregate.kind === "key-position"
+      ? "Head pattern: mean attention by key-side position (0 = the first key-side token)"
+      : "Head pattern: mean attention by relative position (key − query)";
+    this.aggregate.replaceChildren(el("h4", { text: heading }), chart);
   }
 
   destroy() {
