@@ -251,3 +251,17 @@ def test_cross_heads_are_faithful_where_attention_is_monotone_in_q_dot_k(built) 
             assert padded["query_rank_corr"] >= 0.99, (h["layer"], h["head"], padded)
         assert {"query_rank_corr", "nearest_key_share", "trustworthiness"} <= set(detail["trust"]["pca-2d"])
         assert 0.0 <= detail["metrics"]["first_token"] <= 1.0 and 0.0 <= detail["metrics"]["entropy"] <= 1.0
+
+
+def test_findings_have_a_section_per_block_and_compare_labels_only_across_datasets(built) -> None:
+    name, out, _ = built
+    text = unescape(re.sub(r"<[^>]+>", "", (out / "site" / "findings" / "index.html").read_text("utf-8")))
+    assert "labels across datasets" not in text  # one dataset: the blocks are not datasets
+    for block in ("encoder", "decoder", "cross"):
+        assert f"Tiny <b>encdec</b> · {block}" in text
+    cross = text[text.index("Tiny <b>encdec</b> · cross"):]
+    doc = read_manifest(out / "site" / "data" / "m" / "cross" / "manifest.json")
+    data = out / "site" / "data" / "m" / "cross" / "heads"
+    spearman = np.mean([read_manifest(data / f"L{h['layer']}H{h['head']}.json")["norm"]["spearman_cosine_dot"]
+                        for h in doc["heads"]])
+    assert re.search(rf"mean Spearman\(distance, dot product\) over heads\s*{spearman:.3f}\s*–", cross), cross[:400]

@@ -69,7 +69,8 @@ def _compare_section(units: Sequence[tuple[str, Mapping]]) -> list[str]:
     """The label comparison of a model on several datasets."""
     datasets, rows = label_changes(units)
     total = len({(h["layer"], h["head"]) for _, m in units for h in m["heads"]})
-    title = md_text(units[0][1]["model"]["title"])
+    model = units[0][1]["model"]
+    title = md_text(model["title"]) + (f" · {md_text(model['block'])}" if model.get("block") else "")
     out = [f"## {title}: labels across datasets", "",
            f"{total - len(rows)} of {total} heads keep their label on all {len(datasets)} datasets "
            f"({', '.join(md_text(d) for d in datasets)}); the label of each head that changes, per dataset:", ""]
@@ -84,32 +85,34 @@ def _compare_section(units: Sequence[tuple[str, Mapping]]) -> list[str]:
 def findings_page(models: Sequence[Mapping], slugs: Sequence[str] | None = None) -> str:
     """Markdown for every model, from the models' exported manifest.json documents; `slugs`: each one's path under
     models/ and data/ (default its model name); a model on several datasets has a section per dataset and a
-    comparison of its heads' labels across them."""
+    comparison of its heads' labels across them (per attention block of an encoder–decoder model)."""
     slugs = [m["model"]["name"] for m in models] if slugs is None else list(slugs)
     out = ["# Findings", "",
            "Every number on this page is measured by the build from the exported `manifest.json` files and set "
            "beside the value the AttentionViz paper reports for the closest model family.", ""]
-    by_model: dict[str, list[tuple[str, Mapping]]] = defaultdict(list)
+    by_model: dict[tuple[str, str], list[tuple[str, Mapping]]] = defaultdict(list)  # (model, block) → its datasets
     for name, m in zip(slugs, models):
-        by_model[m["model"]["name"]].append((name, m))
+        by_model[(m["model"]["name"], m["model"].get("block", ""))].append((name, m))
     for name, m in zip(slugs, models):
         s = model_summary(m)
-        family = "decoder" if m["model"]["causal"] else "encoder"
-        ref = PAPER[family]
-        title = md_text(m["model"]["title"])
-        group = by_model[m["model"]["name"]]
+        block = m["model"].get("block", "")
+        # the paper measured self-attention only: a cross-attention block has no reference
+        ref = None if block == "cross" else PAPER["decoder" if m["model"]["causal"] else "encoder"]
+        title = md_text(m["model"]["title"]) + (f" · {md_text(block)}" if block else "")
+        group = by_model[(m["model"]["name"], block)]
         if len(group) > 1 and group[0][0] == name:  # before the first dataset of a model on several
             out += _compare_section(group)
-        if "/" in name:  # one dataset of a model on several (models/<model>/<dataset>/)
+        if len(group) > 1:  # one dataset of a model on several (models/<model>/<dataset>/)
             title += f" on {md_text(m['dataset']['name'])}"
+        paper = (lambda key, digits=3: f"{_f(ref[key], digits)} ({ref['name']})") if ref else (lambda *_: "–")
         out += [f"## {title}", "",
                 "| measure | this atlas | paper |", "|---|---|---|",
-                f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | "
-                f"{_f(ref['spearman'])} ({ref['name']}) |",
-                f"| mean ‖q‖ − ‖k‖ over heads | {_f(s['norm_gap'], 2)} | {_f(ref['norm_gap'], 2)} ({ref['name']}) |",
+                f"| mean Spearman(distance, dot product) over heads | {_f(s['spearman'])} | {paper('spearman')} |",
+                f"| mean ‖q‖ − ‖k‖ over heads | {_f(s['norm_gap'], 2)} | {paper('norm_gap', 2)} |",
                 ""]
         out += ["### Query/key norm gap and attention to the first token by layer", "",
-                "| layer | mean ‖q‖ − ‖k‖ | share of attention to the first token |", "|---|---|---|"]
+                "| layer | mean ‖q‖ − ‖k‖ | share of attention to the first token"
+                + (" (of the encoder)" if block == "cross" else "") + " |", "|---|---|---|"]
         out += [f"| {l} | {_f(g, 2)} | {_f(s['first_token_by_layer'][l])} |" for l, g in s["norm_gap_by_layer"].items()]
         out += ["", "### Trust of the layouts", "", "| layout | mean Spearman(layout distance, dot) | "
                 "mean trustworthiness@10 | mean query_rank_corr | mean nearest_key_share |", "|---|---|---|---|---|"]
