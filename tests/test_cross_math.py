@@ -11,7 +11,7 @@ from atlas_build.metrics.scores import attention_scores, head_scores
 from atlas_build.metrics.values import value_scores, values_by_sentence
 from atlas_build.normalize import HeadSample, cover, normalize, same_sentence_pairs
 from atlas_build.pipeline.heads import HeadTask, run_head
-from atlas_build.project import ProjectionParams
+from atlas_build.project import LAYOUTS, ProjectionParams
 
 N_Q, N_K = (4, 6, 3), (5, 3, 7)  # per pair: decoder tokens, encoder tokens
 
@@ -129,18 +129,20 @@ def test_a_cross_head_unit_lays_out_decoder_queries_and_encoder_keys() -> None:
     s = _sample(seed=5)
     attn = _softmax_attention(s)
     v = np.where((s.side == 1)[:, None], np.random.default_rng(1).normal(size=(len(s.q), 4)), 0.0)
-    task = HeadTask(0, 0, 0, s, attn, None, np.linalg.norm(v, axis=1), ("pca-2d",), ProjectionParams(), values=v,
+    task = HeadTask(0, 0, 0, s, attn, None, np.linalg.norm(v, axis=1), tuple(LAYOUTS), ProjectionParams(), values=v,
                     lays_out_values=True)
-    res = run_head(task)
+    res = run_head(task)  # every layout, the attention-aware one included
     n_q, n_k = sum(N_Q), sum(N_K)
-    assert res.layouts["pca-2d"].shape == (n_q + n_k, 2) and res.norms.shape == (n_q + n_k,)
+    assert {name: c.shape for name, c in res.layouts.items()} == {
+        name: (n_q + n_k, 3 if name.endswith("-3d") else 2) for name in LAYOUTS}
+    assert res.norms.shape == (n_q + n_k,)
     assert np.allclose(res.norms[:n_q], np.linalg.norm(s.q[s.side == 0], axis=1), rtol=1e-5)
     assert np.allclose(res.norms[n_q:], np.linalg.norm(s.k[s.side == 1], axis=1), rtol=1e-5)
     assert res.value_layouts["pca-2d"].shape == (n_k, 2)  # one value point per encoder token
     # attention is softmax(q·k): the padded space ranks each decoder row's encoder keys exactly
     assert res.highdim["padded"]["query_rank_corr"] == pytest.approx(1.0)
     assert res.highdim["padded"]["nearest_key_share"] == pytest.approx(1.0)
-    assert {"query_rank_corr", "nearest_key_share", "trustworthiness"} <= set(res.trust["pca-2d"])
+    assert all({"query_rank_corr", "nearest_key_share", "trustworthiness"} <= set(t) for t in res.trust.values())
     scores = head_scores(s, attn)
     assert res.metrics["first_token"] == pytest.approx(scores["first_token"], rel=1e-5)
     assert res.metrics["value_norm"] == pytest.approx(np.linalg.norm(v[s.side == 1], axis=1).mean(), rel=1e-5)
