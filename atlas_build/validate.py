@@ -20,6 +20,13 @@ LAYOUT_SECONDS_10K = {"pca-2d": 0.02, "pca-3d": 0.03, "tsne-2d": 6.8, "tsne-3d":
 HEAD_OVERHEAD_SECONDS_10K = 1.5  # normalisation, scores and trust measures of one head
 CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
 LARGE_HEAD_POINTS = 100_000
+#: Site bytes, measured on the demo's all-MiniLM-L6-v2 (72 heads, 9,940 points each): what a head's files other than
+#: its coordinates take per point (attention, top-k, norms, thumbnails, head record, its share of the inputs), and
+#: the value files per token of a key/value head: int8 vector + scale + id (gzip keeps ~90%), 6 bytes per layout.
+OTHER_BYTES_PER_POINT = 26.0
+VALUE_VECTOR_OVERHEAD, VALUE_GZIP, VALUE_LAYOUT_BYTES = 8, 0.9, 6
+#: DESIGN.md's size budget, 100 MB per model of 144 heads × 10k points, as bytes per point per head.
+BUDGET_BYTES_PER_POINT = 100e6 / (144 * 10_000)
 
 
 @dataclass
@@ -170,8 +177,35 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
     return scale * (HEAD_OVERHEAD_SECONDS_10K + sum(LAYOUT_SECONDS_10K[name] for name in layouts))
 
 
+def head_site_bytes(points: int, layouts: tuple[str, ...], value_dim: int = 0, kv_share: float = 1.0,
+                    value_layouts: int = 0) -> float:
+    """Estimated bytes of one head's site files at ``points`` points (uint16 coordinates of every layout plus
+    `OTHER_BYTES_PER_POINT`), and its share ``kv_share`` (key/value heads ÷ query heads) of its key/value head's
+    value files when ``value_dim`` > 0 (one token per two points)."""
+    coords = sum(2 * (3 if name.endswith("-3d") else 2) for name in layouts)
+    values = ((points // 2) * (VALUE_GZIP * (value_dim + VALUE_VECTOR_OVERHEAD) + VALUE_LAYOUT_BYTES * value_layouts)
+              if value_dim else 0.0)
+    return points * (coords + OTHER_BYTES_PER_POINT) + kv_share * values
+
+
+def size_lines(name: str, heads: int, points: int, layouts: tuple[str, ...], values: bool, value_dim: int,
+               kv_share: float, value_layouts: int) -> list[str]:
+    """The site-size estimate of one model and, when its value files alone take it over DESIGN.md's budget (scaled
+    to its heads and points), a warning naming ``values = false``."""
+    without = heads * head_site_bytes(points, layouts)
+    size = heads * head_site_bytes(points, layouts, value_dim if values else 0, kv_share, value_layouts)
+    budget = heads * points * BUDGET_BYTES_PER_POINT
+    lines = [f"  site data: about {size / 1e6:.0f} MB (budget {budget / 1e6:.0f} MB for {heads} heads × "
+             f"{points:,} points)"]
+    if values and size > budget >= without:
+        lines.append(f"  warning: the value files take {name} over the size budget; `[projections] values = false` "
+                     f"brings it to about {without / 1e6:.0f} MB (value scores are kept)")
+    return lines
+
+
 def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
     """What a build of the manifest will do, one line per model and a total (upper bounds: the token budgets)."""
+    from .capture.facts import text_config
     from .memory import gib, head_bytes
     from .normalize.values import value_layout_names
 
@@ -188,6 +222,8 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
             continue
         layers, heads, hidden = shape
         per_head = head_seconds(points, layouts)
+        kv = getattr(text_config(config), "num_key_value_heads", None) or heads
+        value_layouts = len(value_layout_names(layouts))
         if manifest.projections.values:  # value layouts on half the points; an upper bound (once per kv head)
             per_head += head_seconds(points // 2, value_layout_names(layouts)) - head_seconds(points // 2, ())
         capture = 2 * 12 * layers * hidden**2 * (points // 2) / CAPTURE_FLOPS
@@ -196,6 +232,8 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
         lines.append(f"{name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
                      f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head); "
                      f"about {gib(head_bytes(points))} of memory per head running at once")
+        lines += size_lines(name, layers * heads, points, layouts, manifest.projections.values, hidden // heads,
+                            kv / heads, value_layouts)
         if points > LARGE_HEAD_POINTS:
             lines.append(f"  warning: {points:,} points per head is large: t-SNE and UMAP time grows faster than "
                          f"the point count, and heads over {manifest.export.tile_threshold:,} points get tile pyramids")
