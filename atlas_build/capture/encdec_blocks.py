@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..normalize import key_starts
 from .encdec import KEY_SIDE, QUERY_SIDE
 from .encdec_store import BlockLayer, EncDecCapture
 from .facts import ModelFacts
@@ -167,8 +168,7 @@ class CrossCapture(BlockCapture):
             if not np.array_equal(lc.token_ids(side), table.token_id):
                 raise ValueError(f"{self.directory}: cross layer {layer} {side} rows are not the tokens in order")
         tok = self.tokens
-        starts = {int(s): int(((tok.sentence_id == s) & (tok.side == 0)).sum()) for s in np.unique(tok.sentence_id)}
-        return CrossLayer(lc, self.q_from, self.k_from, starts)
+        return CrossLayer(lc, self.q_from, self.k_from, key_starts(tok.sentence_id, tok.position, tok.side))
 
 
 def cross_capture(cap: EncDecCapture) -> CrossCapture:

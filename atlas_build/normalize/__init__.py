@@ -137,12 +137,13 @@ def _round6(v: float) -> float:
 
 def key_starts(sentence_id: np.ndarray, position: np.ndarray, side: np.ndarray) -> dict[int, int]:
     """sentence id → position of its first key-side token (`HeadSample.side`; the sentence's length when none)."""
-    sid, pos, key = np.asarray(sentence_id), np.asarray(position), np.asarray(side) == 1
-    out = {}
-    for s in np.unique(sid):
-        rows = sid == s
-        out[int(s)] = int(pos[rows & key].min()) if (rows & key).any() else int(pos[rows].max()) + 1
-    return out
+    pos, key = np.asarray(position, np.int64), np.asarray(side) == 1
+    ids, row_sentence = np.unique(np.asarray(sentence_id), return_inverse=True)
+    ends = np.zeros(len(ids), np.int64)
+    np.maximum.at(ends, row_sentence, pos + 1)
+    starts = ends.copy()
+    np.minimum.at(starts, row_sentence[key], pos[key])
+    return dict(zip(ids.tolist(), starts.tolist()))
 
 
 def cover(n: int, causal: bool, key_start: int | None = None) -> np.ndarray:
