@@ -10,6 +10,8 @@ a random sample of the heads; the summary says how many heads it covers.
     python benchmarks/bench_faithfulness.py --cache build/demo/cache --heads-per-model 12
     python benchmarks/bench_faithfulness.py --cache build/demo/cache --models minilm --out a.jsonl  # one model
     python benchmarks/bench_faithfulness.py --cache build/demo/cache --summary-only --out a.jsonl --also b.jsonl
+    python benchmarks/bench_faithfulness.py --cache build/demo/cache --shard 0/2 --out a.jsonl &   # one per core
+    python benchmarks/bench_faithfulness.py --cache build/demo/cache --shard 1/2 --out b.jsonl
 
 `--cache` is a build's cache folder (`atlas build data_manifests/demo.toml` makes `build/demo/cache`): its
 `<model>/capture-*` folders are read, nothing is recomputed.
@@ -146,6 +148,8 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), help="only these layouts (tsne-2d: the cost ratio)")
     ap.add_argument("--variants", action="store_true", help="also the faithful layout's VARIANTS (comparisons)")
     ap.add_argument("--also", nargs="*", default=[], help="more results files (other runs) for the summary")
+    ap.add_argument("--shard", default="0/1", help="i/n: only every n-th head of the order, from the i-th (one "
+                    "process per core, each with its own --out; merge with --also)")
     args = ap.parse_args()
     caps = captures(Path(args.cache))
     if args.models:
@@ -155,7 +159,8 @@ def main() -> None:
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     seen = {(r["model"], r["layer"], r["head"]) for r in done}
     if not args.summary_only:
-        todo = [h for h in all_heads(caps, args.heads_per_model, args.seed) if h not in seen]
+        i, n = (int(v) for v in args.shard.split("/"))
+        todo = [h for h in all_heads(caps, args.heads_per_model, args.seed)[i::n] if h not in seen]
         for i, (model, layer, head) in enumerate(todo, 1):
             t0 = time.perf_counter()
             res = {"model": model, **measure_head(caps[model], layer, head, tuple(args.layouts), args.variants)}

@@ -32,12 +32,17 @@ __all__ = ["FaithfulTerms", "StressWeight", "TrustSample", "faithful_terms", "fa
 
 @dataclass(frozen=True)
 class FaithfulTerms:
-    """The edges' point ids and rank-image target distances, and P_attn."""
+    """The edges' point ids and rank-image target distances, and P_attn; `edges` (points × edges: +1 at the
+    query, −1 at the key) and `rows` (points × edges: 1 at the query) turn the stress's per-edge sums into sparse
+    products, and `target_sq` is Σ δ² of each query's row."""
 
     query: np.ndarray
     key: np.ndarray
     target: np.ndarray
     p_attn: sp.csr_matrix
+    edges: sp.csr_matrix
+    rows: sp.csr_matrix
+    target_sq: np.ndarray
 
 
 def _rank_images(query: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -54,19 +59,22 @@ def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
     pa = sp.csr_matrix((np.asarray(pairs.attention, np.float64), (q, k)), shape=(n, n))
     pa = (pa + pa.T).tocsr()
     total = pa.sum()
-    return FaithfulTerms(q, k, _rank_images(q, np.maximum(dist, 0.0)), pa / total if total > 0 else pa)
+    target = _rank_images(q, np.maximum(dist, 0.0))
+    e = np.arange(len(q))
+    edges = sp.csr_matrix((np.r_[np.ones(len(q)), -np.ones(len(q))], (np.r_[q, k], np.r_[e, e])), shape=(n, len(q)))
+    rows = sp.csr_matrix((np.ones(len(q)), (q, e)), shape=(n, len(q)))
+    return FaithfulTerms(q, k, target, pa / total if total > 0 else pa, edges, rows,
+                         np.maximum(rows @ (target * target), 1e-300))
 
 
 def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad: np.ndarray) -> None:
     """Add weight·∇ Σ_e (d_e − s_q·δ_e)² / E to `grad` in place (s_q: the least-squares scale of query q's row)."""
-    diff = emb[terms.query] - emb[terms.key]
-    d = np.sqrt((diff ** 2).sum(axis=1)) + 1e-12
-    t, q, n = terms.target, terms.query, len(emb)
-    scale = np.bincount(q, d * t, n) / np.maximum(np.bincount(q, t * t, n), 1e-300)
-    coef = (2.0 * weight / len(t)) * (d - scale[q] * t) / d
-    for axis in range(emb.shape[1]):
-        c = coef * diff[:, axis]
-        grad[:, axis] += np.bincount(q, c, minlength=n) - np.bincount(terms.key, c, minlength=n)
+    diff = terms.edges.T @ emb  # x_query − x_key per edge
+    d = np.sqrt(np.einsum("ij,ij->i", diff, diff)) + 1e-12
+    t = terms.target
+    scale = (terms.rows @ (d * t)) / terms.target_sq
+    coef = (2.0 * weight / len(t)) * (1.0 - scale[terms.query] * t / d)
+    grad += terms.edges @ (coef[:, None] * diff)
 
 
 class TrustSample:
