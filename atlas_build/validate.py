@@ -21,9 +21,10 @@ HEAD_OVERHEAD_SECONDS_10K = 1.5  # normalisation, scores and trust measures of o
 CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
 LARGE_HEAD_POINTS = 100_000
 #: Site bytes, measured on the demo's all-MiniLM-L6-v2 (72 heads, 9,940 points each): what a head's files other than
-#: its coordinates take per point (attention, top-k, norms, thumbnails, head record, its share of the inputs), and
-#: the value files per token of a key/value head: int8 vector + scale + id (gzip keeps ~90%), 6 bytes per layout.
-OTHER_BYTES_PER_POINT = 26.0
+#: its coordinates take per point (attention, norms, thumbnails, head record, its share of the inputs; 26.0 less the
+#: 3.1 of the top-k files schema version 5 dropped), and the value files per token of a key/value head: int8 vector
+#: + scale + id (gzip keeps ~90%), 6 bytes per layout.
+OTHER_BYTES_PER_POINT = 22.9
 VALUE_VECTOR_OVERHEAD, VALUE_GZIP, VALUE_LAYOUT_BYTES = 8, 0.9, 6
 #: DESIGN.md's size budget, 100 MB per model of 144 heads × 10k points, as bytes per point per head.
 BUDGET_BYTES_PER_POINT = 100e6 / (144 * 10_000)

@@ -42,7 +42,7 @@ def page_files(data: Path, manifest: dict, h: dict) -> list[Path]:
 
 
 def by_kind(data: Path, manifest: dict) -> dict[str, int]:
-    """Bytes per kind of per-head file over the whole model (coords, norms, topk, attn, thumbs, …)."""
+    """Bytes per kind of per-head file over the whole model (coords, norms, attn, thumbs, …)."""
     out: dict[str, int] = {}
     for path in data.rglob("*"):
         if path.is_file():

@@ -6,7 +6,7 @@ folder). Each head runs `run_head` twice in this process with BLAS on one thread
 key/value head (value scores and layouts), once without values; the CPU seconds (process time) of both, their
 difference and ratio are printed per head, then medians. Layouts: the manifest default (all seven); the value
 layouts are then pca-2d, tsne-2d and umap-2d. Sizes: a head's files as `export_model` writes them (coords of every
-layout, norms, top-k, attention, aggregate, thumbnails) against its key/value head's value files (value layouts and
+layout, norms, attention, aggregate, thumbnails) against its key/value head's value files (value layouts and
 vectors), which the query heads of a key/value head share.
 
     python benchmarks/bench_values.py [--heads minilm:L1H3,minilm:L3H5] [--captures build/bench-captures]

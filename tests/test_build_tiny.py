@@ -29,7 +29,7 @@ def test_site_has_expected_pages_and_files(tiny_build: Path, data: Path) -> None
     assert len(manifest["heads"]) == 8
     for h in manifest["heads"]:
         layer, head = h["layer"], h["head"]
-        for kind in ("head", "norms", "topk", "attn", "aggregate"):
+        for kind in ("head", "norms", "attn", "aggregate"):
             assert (data / head_path(kind, layer, head)).is_file(), kind
         for layout in ("pca-2d", "tsne-2d"):
             assert (data / head_path("coords", layer, head, layout)).is_file()

@@ -19,7 +19,7 @@ from atlas_build.errors import SchemaVersionError
 from atlas_build.export import (KEY_COLOUR, QUERY_COLOUR, SentenceAttention, attention_blob, coords_table, head_path,
                                 norms_table, patch_aggregate, point_ids, quantize, read_attention, read_coords,
                                 read_head, read_head_detail, read_manifest, read_norms, read_points, read_table,
-                                read_topk, relative_aggregate, thumbnail_png, tokens_table, topk_table,
+                                relative_aggregate, thumbnail_png, tokens_table,
                                 write_attention, write_manifest, write_table)
 from atlas_build.export.tiles import write_tiles, zoom_levels
 
@@ -171,16 +171,6 @@ def test_attention_blob_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not square"):
         attention_blob([(0, 0, np.zeros((2, 3)))])
 
-
-def test_topk_targets_are_the_strongest_keys(tmp_path: Path) -> None:
-    w = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.4, 0.2, 0.4]])
-    sentences = [SentenceAttention(3, np.array([10, 11, 12]), w), SentenceAttention(4, np.array([13]), np.ones((1, 1)))]
-    write_table(tmp_path / "t.arrow", topk_table(sentences, 2, 1, 2))
-    tokens, targets, weights = read_topk(tmp_path / "t.arrow")
-    assert tokens.tolist() == [10, 11, 12, 13]
-    assert targets.tolist() == [[0, 1], [2, 0], [0, 2], [0, 0]]  # ties keep the lower position first
-    assert np.allclose(weights, [[0.5, 0.3], [0.8, 0.1], [0.4, 0.4], [1.0, 0.0]], atol=0.5 / 255)
-    assert read_table(tmp_path / "t.arrow").schema.metadata[b"atlas.top_k"] == b"2"
 
 
 def test_relative_aggregate_means_per_offset() -> None:

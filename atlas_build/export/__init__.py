@@ -3,8 +3,8 @@
 from .colours import colour_manifest
 from .paths import HEAD_FILES, head_path
 from .reader import (HeadCoords, Points, read_attention, read_coords, read_head, read_head_detail, read_json,
-                     read_manifest, read_norms, read_points, read_table, read_topk)
-from .summaries import SentenceAttention, patch_aggregate, relative_aggregate, top_targets, topk_table
+                     read_manifest, read_norms, read_points, read_table)
+from .summaries import SentenceAttention, patch_aggregate, relative_aggregate
 from .thumbnails import KEY_COLOUR, QUERY_COLOUR, thumbnail_png, write_thumbnail
 from .writer import (attention_blob, coords_table, norms_table, point_ids, quantize, tokens_table, write_attention,
                      write_manifest, write_table)
@@ -13,6 +13,6 @@ __all__ = [
     "HEAD_FILES", "KEY_COLOUR", "QUERY_COLOUR", "HeadCoords", "Points", "SentenceAttention", "attention_blob",
     "colour_manifest", "coords_table", "head_path", "norms_table", "patch_aggregate", "point_ids", "quantize",
     "read_attention", "read_coords", "read_head", "read_head_detail", "read_json", "read_manifest", "read_norms",
-    "read_points", "read_table", "read_topk", "relative_aggregate", "thumbnail_png", "tokens_table", "top_targets",
-    "topk_table", "write_attention", "write_manifest", "write_table", "write_thumbnail",
+    "read_points", "read_table", "relative_aggregate", "thumbnail_png", "tokens_table", "write_attention",
+    "write_manifest", "write_table", "write_thumbnail",
 ]

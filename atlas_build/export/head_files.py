@@ -1,5 +1,5 @@
-"""Every file of one head: coordinates per layout, norms, attention rows, top-k targets, aggregate pattern,
-thumbnails and (large heads) tile pyramids."""
+"""Every file of one head: coordinates per layout, norms, attention rows, aggregate pattern, thumbnails and
+(large heads) tile pyramids."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import numpy as np
 
 from ..fsutil import write_json
 from .paths import head_path
-from .summaries import SentenceAttention, key_position_aggregate, patch_aggregate, relative_aggregate, topk_table
+from .summaries import SentenceAttention, key_position_aggregate, patch_aggregate, relative_aggregate
 from .thumbnails import write_thumbnail
 from .tiles import write_tiles, zoom_levels
 from .writer import coords_table, norms_table, write_attention, write_table
-
-TOP_K = 2
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,6 @@ def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str
     write_table(data_dir / head_path("norms", layer, head), norms_table(norms, layer, head))
     write_attention(data_dir / head_path("attn", layer, head),
                     [(s.sentence_id, int(s.token_ids[0]), s.probs) for s in sentences])
-    write_table(data_dir / head_path("topk", layer, head), topk_table(sentences, TOP_K, layer, head))
     if opts.key_starts is not None:
         aggregate = key_position_aggregate(sentences, opts.key_starts, layer, head)
     elif opts.patch_grid:

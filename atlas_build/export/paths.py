@@ -6,7 +6,6 @@ HEAD_FILES = {
     "head": "heads/L{layer}H{head}.json",
     "coords": "coords/L{layer}H{head}_{layout}.arrow",
     "norms": "norms/L{layer}H{head}.arrow",
-    "topk": "topk/L{layer}H{head}.arrow",
     "attn": "attn/L{layer}H{head}.bin.gz",
     "aggregate": "aggregate/L{layer}H{head}.json",
     "thumb": "thumbs/L{layer}H{head}_{layout}.png",

@@ -117,14 +117,6 @@ def read_head_detail(data_dir: Path, layer: int, head: int, manifest: dict | Non
     return read_json(_path(data_dir, manifest, "head", layer, head))
 
 
-def read_topk(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(query token ids [n], target positions [n, k], weights [n, k] in 0..1)."""
-    table = read_table(path)
-    k = int(table_meta(table)["atlas.top_k"])
-    targets = np.stack([table.column(f"target_{r + 1}").to_numpy() for r in range(k)], axis=1)
-    weights = np.stack([table.column(f"weight_{r + 1}").to_numpy() for r in range(k)], axis=1) / 255.0
-    return table.column("token_id").to_numpy(), targets, weights
-
 
 def read_attention(path: Path) -> dict[int, tuple[int, np.ndarray]]:
     """sentence_id → (first token_id, [n, n] float32 weights), from the gzip-compressed (or plain) blob."""

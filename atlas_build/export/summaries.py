@@ -1,5 +1,5 @@
-"""Small per-head digests of the attention rows: the top-k targets of every query token (attention lines in the
-single view) and the mean attention by relative position (the head's aggregate pattern in the sentence view)."""
+"""Small per-head digests of the attention rows: the mean attention by relative position, by key position or by
+patch offset (the head's aggregate pattern in the sentence and image views)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from .. import SCHEMA_VERSION
-from .writer import head_meta, smallest_uint
-
-WEIGHT_QMAX = 255
 MEAN_DIGITS = 5
 
 
@@ -23,39 +19,6 @@ class SentenceAttention:
     sentence_id: int
     token_ids: np.ndarray
     probs: np.ndarray
-
-
-def top_targets(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query row the k strongest key positions (ties: lower position first) and their weights, [n, k] each.
-
-    Rows with fewer than k keys are padded with position 0 and weight 0."""
-    n = probs.shape[0]
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    weights = np.take_along_axis(probs, order, axis=1)
-    if order.shape[1] < k:
-        pad = k - order.shape[1]
-        order = np.pad(order, ((0, 0), (0, pad)))
-        weights = np.pad(weights, ((0, 0), (0, pad)))
-    return order.reshape(n, k), weights.reshape(n, k)
-
-
-def topk_table(sentences: Sequence[SentenceAttention], k: int, layer: int, head: int) -> pa.Table:
-    """One row per query token: `token_id`, then `target_<r>` (key position in the same sentence) and `weight_<r>`
-    (uint8, weight × 255; 0 = no line) for r = 1..k, strongest first."""
-    ids, targets, weights = [], [], []
-    for s in sentences:
-        t, w = top_targets(np.asarray(s.probs, np.float64), k)
-        ids.append(np.asarray(s.token_ids))
-        targets.append(t)
-        weights.append(w)
-    t_all = np.concatenate(targets) if targets else np.zeros((0, k), np.int64)
-    w_all = np.concatenate(weights) if weights else np.zeros((0, k))
-    codes = np.rint(np.clip(w_all, 0.0, 1.0) * WEIGHT_QMAX).astype(np.uint8)
-    cols: dict[str, pa.Array] = {"token_id": smallest_uint(np.concatenate(ids) if ids else np.zeros(0, np.int64))}
-    for r in range(k):
-        cols[f"target_{r + 1}"] = smallest_uint(t_all[:, r])
-        cols[f"weight_{r + 1}"] = pa.array(codes[:, r], pa.uint8())
-    return pa.table(cols).replace_schema_metadata(head_meta(layer, head, {"atlas.top_k": str(k)}))
 
 
 def _round(values: np.ndarray) -> list[float]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 4
+VERSION = 5
 QMAX = 65535
 
 
@@ -107,24 +107,6 @@ def write_attention(data_dir: Path, layer: int, head: int, blocks: list[tuple[in
     blob = header + table + payload
     file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
 
-
-def write_topk(data_dir: Path, layer: int, head: int, sentences: list[tuple[list[int], np.ndarray]], k: int = 2,
-               version: int = VERSION) -> None:
-    """Per query token its k strongest key positions (ties: lower position) and weights × 255."""
-    ids, targets, weights = [], [], []
-    for token_ids, w in sentences:
-        n = len(token_ids)
-        for i, tid in enumerate(token_ids):
-            order = sorted(range(n), key=lambda j: (-w[i, j], j))[:k]
-            ids.append(tid)
-            weights.append([round(w[i, j] * 255) for j in order] + [0] * (k - len(order)))
-            targets.append(order + [0] * (k - len(order)))
-    cols = {"token_id": pa.array(ids, pa.uint32())}
-    for r in range(k):
-        cols[f"target_{r + 1}"] = pa.array([t[r] for t in targets], pa.uint16())
-        cols[f"weight_{r + 1}"] = pa.array([w[r] for w in weights], pa.uint8())
-    extra = {"atlas.layer": str(layer), "atlas.head": str(head), "atlas.top_k": str(k)}
-    write_arrow(data_dir / path("topk", layer, head), pa.table(cols).replace_schema_metadata(meta(extra, version)))
 
 
 def relative_means(blocks: list[np.ndarray]) -> tuple[int, list[float], list[int]]:

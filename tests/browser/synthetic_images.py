@@ -140,7 +140,6 @@ def write_vit(data_dir: Path) -> list[VitPoint]:
         sf.write_norms(data_dir, 0, head, np.arange(len(pts), dtype=float))
         w = vit_attention(head)
         sf.write_attention(data_dir, 0, head, [(im, first[im], w) for im in first])
-        sf.write_topk(data_dir, 0, head, [(token_ids[im], w) for im in first])
         sf.write_json(data_dir / sf.path("aggregate", 0, head),
                       {"schema_version": sf.VERSION, "layer": 0, "head": head, "kind": "patch-offset",
                        "rows": [1 - ROWS, ROWS - 1], "cols": [1 - COLS, COLS - 1], "mean": patch_means(w),

@@ -116,7 +116,6 @@ def write_data(data: Path) -> MV:
             sf.write_norms(data, layer, h, np.linspace(1, 2, len(points)))
             blocks = [(sid, firsts[sid], mv.attention[(sid, layer, h)]) for sid in mv.input_ids]
             sf.write_attention(data, layer, h, blocks)
-            sf.write_topk(data, layer, h, [([r.token_id for r in mv.tokens[sid]], w) for sid, _, w in blocks])
             sf.write_json(data / sf.path("aggregate", layer, h), {"schema_version": VERSION, "layer": layer, "head": h,
                           "kind": "relative-position", "offsets": [-1, 0], "mean": [0.5, 0.5], "count": [1, 1]})
             summary = {"layer": layer, "head": h, "kv_head": KV_OF[h], "label": f"synthetic-{h}", "metrics": {"x": 1.0}}

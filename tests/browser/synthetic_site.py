@@ -121,7 +121,6 @@ def _head(data_dir: Path, synth: Synth, rows: list[sf.TokenRow], layer: int, hea
     blocks = [attention(len(words), head) for words in SENTENCES]
     sf.write_attention(data_dir, layer, head, [(s, ids[0], w) for s, (ids, w) in enumerate(zip(by_sentence, blocks))],
                        version, compress=(layer, head) != PLAIN_ATTENTION)
-    sf.write_topk(data_dir, layer, head, list(zip(by_sentence, blocks)), version=version)
     span, mean, count = sf.relative_means(blocks)
     sf.write_json(data_dir / sf.path("aggregate", layer, head),
                   {"schema_version": version, "layer": layer, "head": head, "kind": "relative-position",

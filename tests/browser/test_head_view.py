@@ -91,7 +91,7 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     assert view.locator("text.atlas-token-k.is-focus").text_content() == "dog"
     assert f"point={point.point_id}" in tab.page.url
     assert tab.page.locator(".atlas-view").get_attribute("data-selected-sentence") == "2"
-    # top-2 lines from topk/L0H0.arrow: queries 0-3 reach [CLS] and the next token; query 4's second target is
+    # top-2 lines from the attention rows (attn/L0H0.bin.gz): queries 0-3 reach [CLS] and the next token; query 4's second target is
     # [SEP], which has no key point; [SEP] itself has no query point
     tab.page.wait_for_function("document.querySelector('.atlas-view').dataset.lines === '9'")
     raw = np.rint(ss.attention(6, 0) * 255) / 255
@@ -111,6 +111,28 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     tab.page.keyboard.press("Escape")
     view.wait_for(state="hidden")
     assert "point=" not in tab.page.url
+
+
+STRONGEST = """async ([rows, n, k]) => {
+  const { strongest } = await import(new URL('/assets/atlas/head-detail.js', location.href).href);
+  const w = Float32Array.from(rows.flat(), (b) => b / 255);
+  return rows.map((_, r) => strongest(w, n, r, k).map((t) => [t.position, Math.round(t.weight * 255)]));
+}"""
+
+
+def test_attention_lines_are_each_rows_strongest_keys(synthetic, tab):
+    """The lines of a selected sentence come from the attention rows (uint8 weights): per query the k largest
+    weights, strongest first, ties to the lower position, zero weights never drawn."""
+    rng = np.random.default_rng(3)
+    n = 23
+    rows = rng.choice([0, 0, 0, 1, 7, 7, 40, 200, 255], size=(40, n)).astype(int)
+    rows[0] = 0  # a row with nothing to draw
+    rows[1] = 5  # all tied: the lowest positions
+    tab.page.goto(synthetic.url)
+    for k in (1, 2, 5):
+        got = tab.page.evaluate(STRONGEST, [rows.tolist(), n, k])
+        want = [[[j, int(r[j])] for j in sorted(np.flatnonzero(r), key=lambda j: (-r[j], j))[:k]] for r in rows]
+        assert got == want
 
 
 def test_hostile_token_renders_as_text(synthetic, tab):
@@ -236,7 +258,7 @@ def test_opening_fetches_one_layout_and_the_rest_on_demand(synthetic, tab):
     tab.page.locator("select[aria-label=colour]").select_option("norm")
     tab.page.wait_for_function("!document.querySelector('.atlas-legend').textContent.includes('loading')")
     assert "norms/L1H0.arrow" in data_files(tab)
-    assert not [f for f in data_files(tab) if f.startswith(("attn/", "topk/", "aggregate/"))]
+    assert not [f for f in data_files(tab) if f.startswith(("attn/", "aggregate/"))]
     assert not tab.errors
 
 

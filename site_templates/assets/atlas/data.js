@@ -233,28 +233,6 @@ export function loadNorms(model, layer, head) {
   }, MAX_CACHED_LAYOUTS);
 }
 
-const topks = new Map();
-
-// Top-k targets of every query token: targets(tokenId) → [{position, weight}] strongest first (weight > 0).
-export function loadTopK(model, layer, head) {
-  const url = model.url("topk", layer, head);
-  return cached(topks, url, async () => {
-    const table = await loadTable(url);
-    const k = Number(table.meta("atlas.top_k"));
-    if (!Number.isInteger(k) || k < 1) throw new AtlasDataError(`${url}: atlas.top_k metadata is missing`);
-    const rowOf = indexOf(table.numbers("token_id"));
-    const cols = Array.from({ length: k }, (_, r) => [table.numbers(`target_${r + 1}`), table.numbers(`weight_${r + 1}`)]);
-    return {
-      k,
-      targets(tokenId) {
-        const row = rowOf(tokenId);
-        if (row < 0) return [];
-        return cols.map(([t, w]) => ({ position: t[row], weight: w[row] / 255 })).filter((x) => x.weight > 0);
-      },
-    };
-  }, 8);
-}
-
 const aggregates = new Map();
 
 // The head's aggregate pattern (mean attention by relative position, or by 2D patch offset for images).

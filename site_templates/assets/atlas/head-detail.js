@@ -1,16 +1,34 @@
-// What the head view shows for a selected point: the attention lines of its sentence (from the head's small top-k
-// file) and the sentence view (text: BertViz lines from the full attention rows, plus the head's aggregate pattern)
+// What the head view shows for a selected point: the attention lines of its sentence (each query's strongest keys in
+// the head's attention rows) and the sentence view (text: BertViz lines from the same rows, plus the head's aggregate pattern)
 // or the image view (image models, through head-images.js), with the neuron view of featured sentences and a link
 // to the sentence's model view, and the value view with its flow panel (value-view.js) when the build has values.
 // The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 
-import { loadAggregate, loadAttention, loadTopK } from "./data.js";
+import { loadAggregate, loadAttention } from "./data.js";
 import { showError } from "./dom.js";
 import { modelViewUrl } from "./inputs-data.js";
 import { NeuronView } from "./neuron-view.js";
 import { SentenceView } from "./sentence-view.js";
 import { ValueView } from "./value-view.js";
+
+// Attention lines drawn per query token of the selected sentence.
+export const TOP_K = 2;
+
+// The k strongest keys of row `row` of an n × n weight matrix w (row-major): [{position, weight}], strongest first,
+// ties to the lower position, zero weights left out.
+export function strongest(w, n, row, k) {
+  const best = [];
+  for (let j = 0; j < n; j++) {
+    const weight = w[row * n + j];
+    if (!(weight > 0)) continue;
+    let at = best.length;
+    while (at > 0 && best[at - 1].weight < weight) at--;
+    if (at < k) best.splice(at, 0, { position: j, weight });
+    if (best.length > k) best.pop();
+  }
+  return best;
+}
 
 export class HeadDetail {
   // images: the head-images.js module for image models (loaded by the view), or null.
@@ -82,23 +100,26 @@ export class HeadDetail {
     else this.openSentence(point);
   }
 
-  // Top-k lines of every query of the selected point's sentence, to the key points of their targets.
+  // Top-k lines of every query of the selected point's sentence, to the key points of their targets (the rows are
+  // the ones the sentence view loads too, so selecting a point costs one file).
   async lines(point) {
     const { model, layer, head } = this.ctx;
-    let topk;
+    let attn;
     try {
-      topk = await loadTopK(model, layer, head);
+      attn = await loadAttention(model, layer, head);
     } catch (err) {
       if (this.ctx.alive()) showError(this.root, err.message);
       return;
     }
     if (!this.ctx.alive() || this.shownFor !== point.id) return;
     const sid = point.sentence;
+    const m = attn.matrix(sid);
     const lines = [];
-    for (const t of model.sentences.get(sid) || []) {
+    for (const t of (m && model.sentences.get(sid)) || []) {
       const from = model.pointOfToken(t, false);
-      if (from === null) continue;
-      for (const { position, weight } of topk.targets(model.tokens.id[t])) {
+      const row = model.tokens.position[t];
+      if (from === null || row >= m.n) continue;
+      for (const { position, weight } of strongest(m.w, m.n, row, TOP_K)) {
         const to = model.pointAt(sid, position, true);
         if (to !== null) lines.push({ from, to, weight });
       }
