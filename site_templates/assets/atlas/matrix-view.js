@@ -13,42 +13,12 @@ import { DEFAULT_ENCODING, colourPoints, encoding, encodingsFor, paletteOf, setC
 import { Disposer, el, fmt, readHash, select, showError, writeHash } from "./dom.js";
 import { imageInfo, isImageModel, loadPatchFeatures } from "./images.js";
 import { MatrixCanvas } from "./matrix-canvas.js";
+import { perLayout, sortOptions, sortValue, sorted } from "./matrix-sort.js";
 import { DatasetSwitch } from "./dataset-switch.js";
 import { isDark, onSchemeChange } from "./theme.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const CONCURRENCY = 4;
-
-// Sort choices: layer and head, then every behaviour score the heads have, both ways. With manifest.json's score
-// registry (`scores`: name, label, doc) in its order, labels and tooltips; without it (older sites) by name.
-const LAYOUT_PREFIX = "layout.";
-const FAITHFULNESS = [
-  ["query_rank_corr", "how well distance from a query ranks its keys as attention does, in the layout shown (1 = exactly)"],
-  ["nearest_key_share", "attention on the key nearest each query in the layout shown ÷ the row's top attention"],
-];
-
-function sortOptions(manifest) {
-  const present = new Set(manifest.heads.flatMap((h) => Object.keys(h.metrics || {})));
-  const plain = (name) => name.replace(/_/g, " ");
-  let scores = [...present].sort().map((name) => ({ name, label: plain(name), title: null }));
-  if (Array.isArray(manifest.scores)) {
-    scores = [];
-    for (const sc of manifest.scores) {
-      if (!sc || !present.delete(sc.name)) continue; // no head has it, or it is listed twice
-      scores.push({ name: sc.name, label: sc.label ? String(sc.label) : plain(sc.name), title: sc.doc ? String(sc.doc) : null });
-    }
-  }
-  // Faithfulness of the layout shown (manifest.json's per-head `faithfulness`), sortable like the scores.
-  const perLayout = new Set(manifest.heads.flatMap((h) => Object.values(h.faithfulness || {}).flatMap((t) => Object.keys(t))));
-  for (const [name, title] of FAITHFULNESS) {
-    if (perLayout.has(name)) scores.push({ name: `${LAYOUT_PREFIX}${name}`, label: `${plain(name)} (this layout)`, title });
-  }
-  const out = [{ id: "order", label: "layer, head" }];
-  for (const { name, label, title } of scores) {
-    out.push({ id: `${name}:desc`, label: `${label} ↓`, title }, { id: `${name}:asc`, label: `${label} ↑`, title });
-  }
-  return out;
-}
 
 export function mountMatrix(root) {
   const view = new MatrixView(root);
@@ -111,7 +81,7 @@ class MatrixView {
     d.on(layoutSel, "change", () => {
       s.layout = layoutSel.value;
       this.showThumbs();
-      if (s.sort.startsWith(LAYOUT_PREFIX)) this.arrange();
+      if (perLayout(s.sort)) this.arrange();
       this.changed();
     });
     d.on(colourSel, "change", () => ((s.colour = colourSel.value), this.changed()));
@@ -198,18 +168,8 @@ class MatrixView {
   // Order and visibility of the cells from the sort and label filter.
   arrange() {
     const { sort, label } = this.state;
-    const [metric, dir] = sort.split(":");
-    const value = (c) => (metric.startsWith(LAYOUT_PREFIX)
-      ? ((c.info.faithfulness || {})[this.state.layout] || {})[metric.slice(LAYOUT_PREFIX.length)]
-      : (c.info.metrics || {})[metric]);
-    const cells = [...this.cells];
-    if (sort !== "order") {
-      cells.sort((a, b) => {
-        const [x, y] = [value(a), value(b)];
-        if (x === undefined || y === undefined) return (x === undefined) - (y === undefined);
-        return dir === "asc" ? x - y : y - x;
-      });
-    }
+    const value = (c) => sortValue(c.info, sort, this.state.layout);
+    const cells = sorted(this.cells, (c) => c.info, sort, this.state.layout);
     this.grid.classList.toggle("is-sorted", sort !== "order");
     for (const c of cells) {
       c.link.hidden = !!label && c.info.label !== label;
