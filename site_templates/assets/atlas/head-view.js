@@ -10,23 +10,13 @@ import { HeadDetail } from "./head-detail.js";
 import { HeadNav } from "./head-nav.js";
 import { DatasetSwitch } from "./dataset-switch.js";
 import { imageInfo, isImageModel } from "./images.js";
-import { drawLines, drawRings, placeLabels, viewToSvg } from "./overlay.js";
-import { Scatter } from "./scatter.js";
+import { drawSelection, viewToSvg } from "./overlay.js";
+import { Scatter, rankOrder } from "./scatter.js";
 import { legendElement, sidePanel } from "./panels.js";
 import { TileLayer } from "./tiles.js";
 import { TOKEN_KEY, normalizeToken, pieceNote } from "./token-text.js";
 
 const DIM = 0.15;
-
-// Rows by ascending rank (0-2), in row order within a rank: a counting sort, linear in the number of points.
-function rankOrder(rank) {
-  const start = new Int32Array(4);
-  for (let i = 0; i < rank.length; i++) start[rank[i] + 1]++;
-  for (let r = 1; r < 4; r++) start[r] += start[r - 1];
-  const order = new Int32Array(rank.length);
-  for (let i = 0; i < rank.length; i++) order[start[rank[i]]++] = i;
-  return order;
-}
 
 export function mountHead(root) {
   const view = new HeadView(root);
@@ -377,22 +367,7 @@ class HeadView {
 
   // c: the colour scheme's ink (theme.js).
   drawOverlay(ctx, project, c) {
-    const { hits, selRow, selSentence, lines } = this.overlay;
-    const a = this.attrs;
-    drawLines(ctx, project, lines, c.attn);
-    const labels = [];
-    if (hits) {
-      const rows = [];
-      for (let i = 0; i < a.n; i++) if (hits[i]) rows.push(i);
-      drawRings(ctx, project, rows, 6, c.fg);
-      rows.forEach((row) => labels.push({ row, text: a.text[row] }));
-    }
-    if (selRow >= 0) {
-      drawRings(ctx, project, [selRow], 8, c.ring, 2.5);
-      if (this.isImage) labels.unshift({ row: selRow, text: a.text[selRow] });
-      else for (let i = 0; i < a.n; i++) if (a.sentence[i] === selSentence && !a.isKey[i]) labels.push({ row: i, text: a.text[i] });
-    }
-    this.labels = placeLabels(ctx, project, labels, [this.scatter.w, this.scatter.h], c);
+    this.labels = drawSelection(ctx, project, this.overlay, this.attrs, this.isImage, [this.scatter.w, this.scatter.h], c);
   }
 
   svgText() {

@@ -95,3 +95,24 @@ export function viewToSvg(scatter, { lines = [], labels = [] } = {}) {
   }
   return new XMLSerializer().serializeToString(root);
 }
+
+// The single-head view's overlay: attention lines, rings on search hits and on the selected point, and labels for the
+// hits and the selected sentence's queries (an image model: the selected patch only); returns the placed labels.
+// overlay: {hits, selRow, selSentence, lines}; a: the points' attributes (n, text, sentence, isKey).
+export function drawSelection(ctx, project, overlay, a, isImage, size, c) {
+  const { hits, selRow, selSentence, lines } = overlay;
+  drawLines(ctx, project, lines, c.attn);
+  const labels = [];
+  if (hits) {
+    const rows = [];
+    for (let i = 0; i < a.n; i++) if (hits[i]) rows.push(i);
+    drawRings(ctx, project, rows, 6, c.fg);
+    rows.forEach((row) => labels.push({ row, text: a.text[row] }));
+  }
+  if (selRow >= 0) {
+    drawRings(ctx, project, [selRow], 8, c.ring, 2.5);
+    if (isImage) labels.unshift({ row: selRow, text: a.text[selRow] });
+    else for (let i = 0; i < a.n; i++) if (a.sentence[i] === selSentence && !a.isKey[i]) labels.push({ row: i, text: a.text[i] });
+  }
+  return placeLabels(ctx, project, labels, size, c);
+}

@@ -332,3 +332,13 @@ export class Scatter {
     this.canvas.remove();
   }
 }
+
+// Rows by ascending rank (0-2), in row order within a rank: a counting sort, linear in the number of points.
+export function rankOrder(rank) {
+  const start = new Int32Array(4);
+  for (let i = 0; i < rank.length; i++) start[rank[i] + 1]++;
+  for (let r = 1; r < 4; r++) start[r] += start[r - 1];
+  const order = new Int32Array(rank.length);
+  for (let i = 0; i < rank.length; i++) order[start[rank[i]]++] = i;
+  return order;
+}
