@@ -117,7 +117,6 @@ def read_head_detail(data_dir: Path, layer: int, head: int, manifest: dict | Non
     return read_json(_path(data_dir, manifest, "head", layer, head))
 
 
-
 def read_attention(path: Path) -> dict[int, tuple[int, np.ndarray]]:
     """sentence_id → (first token_id, [n, n] float32 weights), from the gzip-compressed (or plain) blob."""
     data = Path(path).read_bytes()

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import SCHEMA_VERSION
+
 MEAN_DIGITS = 5
 
 
