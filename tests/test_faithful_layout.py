@@ -88,6 +88,36 @@ def test_rank_images_reassign_each_rows_distances_in_attention_order() -> None:
     assert (terms.p_attn - terms.p_attn.T).count_nonzero() == 0
 
 
+def test_stress_gradient_is_the_derivative_of_the_row_scaled_stress() -> None:
+    """The gradient the layout adds is weight·∇ Σ_e (d_e − s_q·δ_e)² / E with s_q each row's least-squares scale
+    (recomputed at every point, so the envelope theorem makes it the total derivative): central differences agree."""
+    from atlas_build.project.faithful import _stress_gradient
+
+    sample, attn = _softmax_head([7, 9, 5], causal=False, seed=4)
+    joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
+    pairs = attention_pairs(sample, joint, attn)
+    terms = faithful_terms(prepare(joint.x.astype(np.float32), "cosine"), pairs, "cosine")
+    emb = np.random.default_rng(0).normal(size=(len(joint.x), 2)) * 3.0
+
+    def stress(e: np.ndarray) -> float:
+        d = np.linalg.norm(e[terms.query] - e[terms.key], axis=1)
+        n = len(e)
+        s = np.bincount(terms.query, d * terms.target, n) / np.bincount(terms.query, terms.target ** 2, n).clip(1e-300)
+        return float(((d - s[terms.query] * terms.target) ** 2).sum() / len(d))
+
+    grad = np.zeros_like(emb)
+    _stress_gradient(emb, terms, 0.7, grad)
+    h, numeric = 1e-6, np.zeros_like(emb)
+    for i in np.unique(np.r_[terms.query, terms.key]):
+        for axis in range(2):
+            up, down = emb.copy(), emb.copy()
+            up[i, axis] += h
+            down[i, axis] -= h
+            numeric[i, axis] = 0.7 * (stress(up) - stress(down)) / (2 * h)
+    assert np.abs(grad).max() > 1e-3
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
 def test_without_its_terms_it_is_the_classic_tsne_exactly() -> None:
     x = prepare(np.random.default_rng(0).normal(size=(300, 12)).astype(np.float32), "cosine")
     p = ProjectionParams()
