@@ -14,9 +14,10 @@ from .featured import check_featured
 from .manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 
 #: Measured CPU-seconds per layout for one head of 10k points (benchmarks/bench_projections.py, 2-core machine;
-#: 3D t-SNE/UMAP: what they add to the 2D layout they continue). Other sizes scale as n·log n.
+#: 3D t-SNE/UMAP: what they add to the 2D layout they continue; faithful-2d: 1.12x t-SNE, the median over the demo's
+#: 414 heads in docs/reference/faithfulness.md). Other sizes scale as n·log n.
 LAYOUT_SECONDS_10K = {"pca-2d": 0.02, "pca-3d": 0.03, "tsne-2d": 6.8, "tsne-3d": 2.5, "umap-2d": 5.2,
-                      "umap-3d": 1.3, "faithful-2d": 7.6}  # faithful: 1.12x t-SNE over the demo's 414 heads (faithfulness.md)
+                      "umap-3d": 1.3, "faithful-2d": 7.6}
 HEAD_OVERHEAD_SECONDS_10K = 1.5  # normalisation, scores and trust measures of one head
 CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
 LARGE_HEAD_POINTS = 100_000

@@ -108,7 +108,6 @@ def write_attention(data_dir: Path, layer: int, head: int, blocks: list[tuple[in
     file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
 
 
-
 def relative_means(blocks: list[np.ndarray]) -> tuple[int, list[float], list[int]]:
     """(span, mean per offset −span..span, count per offset) of bidirectional attention rows."""
     span = max(w.shape[0] for w in blocks) - 1

@@ -91,8 +91,8 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     assert view.locator("text.atlas-token-k.is-focus").text_content() == "dog"
     assert f"point={point.point_id}" in tab.page.url
     assert tab.page.locator(".atlas-view").get_attribute("data-selected-sentence") == "2"
-    # top-2 lines from the attention rows (attn/L0H0.bin.gz): queries 0-3 reach [CLS] and the next token; query 4's second target is
-    # [SEP], which has no key point; [SEP] itself has no query point
+    # top-2 lines from the attention rows (attn/L0H0.bin.gz): queries 0-3 reach [CLS] and the next token; query 4's
+    # second target is [SEP], which has no key point; [SEP] itself has no query point
     tab.page.wait_for_function("document.querySelector('.atlas-view').dataset.lines === '9'")
     raw = np.rint(ss.attention(6, 0) * 255) / 255
     weight = float(view.locator("line[data-q='3'][data-k='0']").get_attribute("data-weight"))

@@ -1,7 +1,8 @@
-// What the head view shows for a selected point: the attention lines of its sentence (each query's strongest keys in
-// the head's attention rows) and the sentence view (text: BertViz lines from the same rows, plus the head's aggregate pattern)
-// or the image view (image models, through head-images.js), with the neuron view of featured sentences and a link
-// to the sentence's model view, and the value view with its flow panel (value-view.js) when the build has values.
+// What the head view shows for a selected point: the attention lines of its sentence (each query's strongest keys
+// in the head's attention rows) and the sentence view (text: BertViz lines from the same rows, plus the head's
+// aggregate pattern) or the image view (image models, through head-images.js), with the neuron view of featured
+// sentences and a link to the sentence's model view, and the value view with its flow panel (value-view.js) when the
+// build has values.
 // The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 

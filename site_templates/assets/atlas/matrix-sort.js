@@ -1,5 +1,6 @@
-// The matrix view's sort choices: layer and head, then every behaviour score the heads have, both ways. With manifest.json's score
-// registry (`scores`: name, label, doc) in its order, labels and tooltips; without it (older sites) by name.
+// The matrix view's sort choices: layer and head, then every behaviour score the heads have, both ways. With
+// manifest.json's score registry (`scores`: name, label, doc) in its order, labels and tooltips; without it (older
+// sites) by name.
 const LAYOUT_PREFIX = "layout.";
 const FAITHFULNESS = [
   ["query_rank_corr", "how well distance from a query ranks its keys as attention does, in the layout shown (1 = exactly)"],
