@@ -144,6 +144,9 @@ class ProjectionSpec:
 class ExportSpec:
     thumbnail_size: int = 160
     tile_threshold: int = 200_000
+    #: Bits per stored layout coordinate (8–16): 12 keeps a 2D layout at about 3/4 of its 16-bit bytes, and its grid
+    #: (1/4096 of the layout's extent) shows only beyond about 6x zoom (docs/reference/formats.md).
+    coordinate_bits: int = 16
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,7 @@ def parse_manifest(data: dict[str, Any], path: str | Path) -> Manifest:
     export = ctx.check(lambda: ExportSpec(**_fields(ctx, "export", data.get("export", {}), {
         "thumbnail_size": lambda k, v: _int(ctx, k, v, 32, 1024),
         "tile_threshold": lambda k, v: _int(ctx, k, v, 1000, 100_000_000),
+        "coordinate_bits": lambda k, v: _int(ctx, k, v, 8, 16),
     })))
     projections = ctx.check(_parse_projections, ctx, data.get("projections", {}))
     datasets = ctx.check(_parse_list, ctx, data, "datasets", _parse_dataset, default=())

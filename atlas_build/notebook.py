@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import html
 import json
 import os
@@ -18,6 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+import pyarrow as pa
+
+from .export.inputs import input_blob, read_input_attention
 from .manifest import Manifest, load_manifest, parse_manifest
 from .site import templates_dir
 
@@ -170,9 +175,25 @@ def _modules(entry: str = "head-view.js") -> dict[str, str]:
     return out
 
 
-def _head_files(data: Path, manifest: dict, layer: int, head: int) -> dict[str, bytes]:
+def _head_attention(data: Path, template: str | None, layer: int, head: int,
+                    sentences: list[int]) -> dict[str, bytes]:
+    """The per-input attention files of the head's layer for `sentences`, each cut down to this head's block (the
+    file format allows any set of heads), so a view embeds one head's weights, not its whole layer's."""
+    out = {}
+    for sid in sentences if template else ():
+        rel = template.format(input=sid, layer=layer)
+        if not (data / rel).is_file():
+            continue
+        stored = read_input_attention(data / rel)
+        weights = stored.weights[(layer, head)].astype(np.float64) / 255
+        out[rel] = gzip.compress(input_blob(sid, stored.first_token, [(layer, head, stored.kv_head[(layer, head)],
+                                                                      weights)]), mtime=0)
+    return out
+
+
+def _head_files(data: Path, manifest: dict, layer: int, head: int, sentences: list[int]) -> dict[str, bytes]:
     """Relative path → bytes of every file the head view may read for this head (tiles left out: the view draws
-    the points)."""
+    the points); the attention of `sentences` only."""
     rels = ["manifest.json", manifest["tokens"]["file"]] + [im["file"] for im in manifest.get("images", [])]
     for kind, template in manifest["files"].items():
         if kind in ("thumb", "tiles"):
@@ -183,11 +204,21 @@ def _head_files(data: Path, manifest: dict, layer: int, head: int) -> dict[str, 
     kv = manifest["model"]["kv_head_of_query"][head]
     rels += [files[k].format(layer=layer, head=head, kv_head=kv) for k in ("query", "key") if k in files]
     out = {rel: (data / rel).read_bytes() for rel in rels if (data / rel).is_file()}
+    out.update(_head_attention(data, files.get("attention"), layer, head, sentences))
     head_rel = manifest["files"]["head"].format(layer=layer, head=head)
     info = json.loads(out[head_rel])
     info.pop("tiles", None)
     out[head_rel] = json.dumps(info).encode()
     return out
+
+
+def _sentence_ids(data: Path, manifest: dict, sentence: int | None) -> list[int]:
+    """The sentence a view shows, or every sentence of the model (a head view selects any point)."""
+    if sentence is not None:
+        return [sentence]
+    with pa.memory_map(str(data / manifest["tokens"]["file"])) as source:
+        ids = pa.ipc.open_file(source).read_all().column("sentence_id").to_numpy()
+    return sorted(set(ids.tolist()))
 
 
 def _script_json(value: Any) -> str:
@@ -256,7 +287,7 @@ def _view_html(site: Path, model: str, layer: int, head: int, sentence: int | No
         raise KeyError(f"model {model!r} has no head at layer {layer}, head {head}")
     base = f"{ORIGIN}data/{model}/"
     files = {base + rel: base64.b64encode(b).decode("ascii")
-             for rel, b in _head_files(data, manifest, layer, head).items()}
+             for rel, b in _head_files(data, manifest, layer, head, _sentence_ids(data, manifest, sentence)).items()}
     imports = {f"atlas/{name}": "data:text/javascript;base64," + base64.b64encode(text.encode()).decode("ascii")
                for name, text in _modules().items()}
     css = "".join((templates_dir() / "assets" / "atlas" / name).read_text("utf-8")

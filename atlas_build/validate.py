@@ -22,11 +22,16 @@ HEAD_OVERHEAD_SECONDS_10K = 1.5  # normalisation, scores and trust measures of o
 CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
 LARGE_HEAD_POINTS = 100_000
 #: Site bytes, measured on the demo's all-MiniLM-L6-v2 (72 heads, 9,940 points each): what a head's files other than
-#: its coordinates take per point (attention, norms, thumbnails, head record, its share of the inputs; 26.0 less the
-#: 3.1 of the top-k files schema version 5 dropped), and the value files per token of a key/value head: int8 vector
-#: + scale + id (gzip keeps ~90%), 6 bytes per layout.
-OTHER_BYTES_PER_POINT = 22.9
+#: its coordinates take per point (norms, thumbnails, head record, its share of the per-input attention files and
+#: pages; schema version 6 stores the attention once: 22.9 before, less 8.9 of attention files and thumbnails), and
+#: the value files per token of a key/value head: int8 vector + scale + id (gzip keeps ~90%), 6 bytes per layout.
+OTHER_BYTES_PER_POINT = 14.0
 VALUE_VECTOR_OVERHEAD, VALUE_GZIP, VALUE_LAYOUT_BYTES = 8, 0.9, 6
+#: Stored bytes per coordinate at a number of bits (gzip over byte planes, schema version 6), measured on the same
+#: heads' seven layouts; other bit counts are taken at bits / 8.
+COORD_BYTES = {16: 1.946, 12: 1.500}
+#: The coordinate precision the size warning suggests (export.coordinate_bits).
+SMALL_COORDINATE_BITS = 12
 #: DESIGN.md's size budget, 100 MB per model of 144 heads × 10k points, as bytes per point per head.
 BUDGET_BYTES_PER_POINT = 100e6 / (144 * 10_000)
 
@@ -180,28 +185,40 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
 
 
 def head_site_bytes(points: int, layouts: tuple[str, ...], value_dim: int = 0, kv_share: float = 1.0,
-                    value_layouts: int = 0) -> float:
-    """Estimated bytes of one head's site files at ``points`` points (uint16 coordinates of every layout plus
-    `OTHER_BYTES_PER_POINT`), and its share ``kv_share`` (key/value heads ÷ query heads) of its key/value head's
-    value files when ``value_dim`` > 0 (one token per two points)."""
-    coords = sum(2 * (3 if name.endswith("-3d") else 2) for name in layouts)
+                    value_layouts: int = 0, coordinate_bits: int = 16) -> float:
+    """Estimated bytes of one head's site files at ``points`` points (every layout's coordinates at
+    ``coordinate_bits`` plus `OTHER_BYTES_PER_POINT`), and its share ``kv_share`` (key/value heads ÷ query heads) of
+    its key/value head's value files when ``value_dim`` > 0 (one token per two points)."""
+    per_coordinate = COORD_BYTES.get(coordinate_bits, coordinate_bits / 8)
+    coords = sum(per_coordinate * (3 if name.endswith("-3d") else 2) for name in layouts)
     values = ((points // 2) * (VALUE_GZIP * (value_dim + VALUE_VECTOR_OVERHEAD) + VALUE_LAYOUT_BYTES * value_layouts)
               if value_dim else 0.0)
     return points * (coords + OTHER_BYTES_PER_POINT) + kv_share * values
 
 
 def size_lines(name: str, heads: int, points: int, layouts: tuple[str, ...], values: bool, value_dim: int,
-               kv_share: float, value_layouts: int) -> list[str]:
-    """The site-size estimate of one model and, when its value files alone take it over DESIGN.md's budget (scaled
-    to its heads and points), a warning naming ``values = false``."""
-    without = heads * head_site_bytes(points, layouts)
-    size = heads * head_site_bytes(points, layouts, value_dim if values else 0, kv_share, value_layouts)
-    budget = heads * points * BUDGET_BYTES_PER_POINT
-    lines = [f"  site data: about {size / 1e6:.0f} MB (budget {budget / 1e6:.0f} MB for {heads} heads × "
+               kv_share: float, value_layouts: int, coordinate_bits: int = 16) -> list[str]:
+    """The site-size estimate of one model and, when it is over DESIGN.md's budget (scaled to its heads and
+    points), a warning naming what brings it down: ``values = false``, ``coordinate_bits = 12``, or both."""
+    def size(with_values: bool, bits: int) -> float:
+        return heads * head_site_bytes(points, layouts, value_dim if with_values else 0, kv_share, value_layouts, bits)
+
+    total, budget = size(values, coordinate_bits), heads * points * BUDGET_BYTES_PER_POINT
+    lines = [f"  site data: about {total / 1e6:.0f} MB (budget {budget / 1e6:.0f} MB for {heads} heads × "
              f"{points:,} points)"]
-    if values and size > budget >= without:
-        lines.append(f"  warning: the value files take {name} over the size budget; `[projections] values = false` "
-                     f"brings it to about {without / 1e6:.0f} MB (value scores are kept)")
+    if total <= budget:
+        return lines
+    fixes = []
+    if values:
+        fixes.append(f"`[projections] values = false` brings it to about {size(False, coordinate_bits) / 1e6:.0f} MB "
+                     "(value scores are kept)")
+    if coordinate_bits > SMALL_COORDINATE_BITS:
+        fixes.append(f"`[export] coordinate_bits = {SMALL_COORDINATE_BITS}` to about "
+                     f"{size(values, SMALL_COORDINATE_BITS) / 1e6:.0f} MB (its grid shows beyond about 6x zoom)")
+    if len(fixes) == 2:
+        fixes.append(f"both to about {size(False, SMALL_COORDINATE_BITS) / 1e6:.0f} MB")
+    if fixes:
+        lines.append(f"  warning: {name} is over the size budget; " + "; ".join(fixes))
     return lines
 
 
@@ -235,7 +252,7 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
                      f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head); "
                      f"about {gib(head_bytes(points))} of memory per head running at once")
         lines += size_lines(name, layers * heads, points, layouts, manifest.projections.values, hidden // heads,
-                            kv / heads, value_layouts)
+                            kv / heads, value_layouts, manifest.export.coordinate_bits)
         if points > LARGE_HEAD_POINTS:
             lines.append(f"  warning: {points:,} points per head is large: t-SNE and UMAP time grows faster than "
                          f"the point count, and heads over {manifest.export.tile_threshold:,} points get tile pyramids")

@@ -68,25 +68,24 @@ def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> li
 def timed_head(item: tuple) -> dict:
     """Run one head in a worker: its CPU and wall seconds, and the bytes of each layout's per-head files."""
     from atlas_build.export.thumbnails import thumbnail_png
-    from atlas_build.export.writer import coords_table, write_table
+    from atlas_build.export.writer import write_coords
     from atlas_build.normalize.joint import is_key
     from atlas_build.pipeline.heads import run_head
 
-    task, thumb_size = item
+    task, thumb_size, bits = item
     cpu, wall = time.process_time(), time.perf_counter()
     res = run_head(task)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     files, export_cpu = {}, time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         for name, coords in res.layouts.items():
-            path = Path(tmp) / f"{name}.arrow"
-            write_table(path, coords_table(coords.astype(np.float32), task.layer, task.head, name))
+            path = Path(tmp) / f"{name}.bin.gz"
+            write_coords(path, coords, task.layer, task.head, name, bits)
             files[f"coords:{name}"] = path.stat().st_size
             if coords.shape[1] == 2:
                 files[f"thumbs:{name}"] = len(thumbnail_png(coords, is_key(len(coords)), thumb_size))
-    # what the head adds to manifest.json that grows with its layouts (thumbnail paths, scores per layout)
-    thumbs = {name: f"thumbs/L{task.layer}H{task.head}_{name}.png"
-              for name, c in res.layouts.items() if c.shape[1] == 2}
+    # what the head adds to manifest.json that grows with its layouts (its thumbnail path, scores per layout)
+    thumbs = {task.layouts[0]: f"thumbs/L{task.layer}H{task.head}_{task.layouts[0]}.png"}
     files["manifest.json"] = len(json.dumps({"thumbs": thumbs, "trust": res.trust}, separators=(",", ":")))
     return {"layer": task.layer, "head": task.head, "cpu": cpu, "wall": wall, "files": files,
             "export_cpu": time.process_time() - export_cpu}
@@ -107,7 +106,8 @@ def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str,
     executor = make_executor(jobs=jobs)
     try:
         for label, layouts in sets.items():
-            tasks = [(t, manifest.export.thumbnail_size) for t in head_tasks(manifest, cap, layers, layouts)]
+            tasks = [(t, manifest.export.thumbnail_size, manifest.export.coordinate_bits)
+                     for t in head_tasks(manifest, cap, layers, layouts)]
             start = time.perf_counter()
             rows = list(executor.map(timed_head, tasks, desc=label, progress=False))
             wall = time.perf_counter() - start

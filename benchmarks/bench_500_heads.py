@@ -196,9 +196,11 @@ def extrapolate(results: dict, cores: int = 2) -> dict:
     heads_wall = heads * full["cpu_median"] / cores  # every core busy with heads, nothing else
     export_extra = heads * max(0.0, full["export_cpu_median"] - cheap["export_cpu_median"])
     extra_layouts = [name for name in full["layouts"] if name not in cheap["layouts"]]
-    # a 2D layout's thumbnails come twice: each head's file and the layer's strip (about as large, measured)
-    per_head_extra = sum(b * (2 if k.startswith("thumbs:") else 1) for k, b in full["file_bytes_mean"].items()
-                         if k.split(":")[-1] in extra_layouts)
+    # every 2D layout's thumbnail is in its layer's strip (about as large as the thumbnails, measured); only the
+    # default layout's is also a file of its own: faithful-2d's in the full site where the cheap site has pca-2d's
+    per_head_extra = sum(b for k, b in full["file_bytes_mean"].items() if k.split(":")[-1] in extra_layouts)
+    per_head_extra += full["file_bytes_mean"][f"thumbs:{full['layouts'][0]}"]
+    per_head_extra -= cheap["file_bytes_mean"][f"thumbs:{cheap['layouts'][0]}"]
     meta_extra = full["file_bytes_mean"]["manifest.json"] - cheap["file_bytes_mean"]["manifest.json"]
     sizes = site["sizes"]
     manifest_mb = sizes["by_kind_mb"].get("manifest.json", 0.0) + heads * meta_extra / MIB

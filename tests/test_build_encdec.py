@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from atlas_build.capture.encdec_store import load_encdec_capture
-from atlas_build.export import head_path, read_attention, read_manifest, read_table
+from atlas_build.export import read_head_attention, read_manifest, read_table
 from atlas_build.export.inputs import input_path, quantize_weights, read_input_attention, read_vectors
 from atlas_build.pipeline import build
 from test_incremental import tree
@@ -117,7 +117,7 @@ def test_exported_attention_and_vectors_are_the_captures(built) -> None:
         for layer in range(layers):
             lc = cap.layer(block, layer)
             for head in range(heads):
-                exported = read_attention(data / head_path("attn", layer, head))
+                exported = read_head_attention(data, layer, head)
                 assert sorted(exported) == [0, 1, 2]
                 for pid, (first, weights) in exported.items():
                     own = lc.attention(pid)[head]
@@ -127,7 +127,7 @@ def test_exported_attention_and_vectors_are_the_captures(built) -> None:
                     if block == "decoder":  # causal: nothing above the diagonal
                         assert np.triu(own, 1).max() < 1e-6
             pid = doc["inputs"]["featured"][0]
-            per_input = read_input_attention(data / input_path("attention", input=pid))
+            per_input = read_input_attention(data / input_path("attention", input=pid, layer=layer))
             assert np.array_equal(per_input.weights[(layer, 1)], quantize_weights(lc.attention(pid)[1]))
             assert pid in doc["inputs"]["vectors"]  # text pairs: the featured inputs' q/k reach the neuron view
             vec = read_vectors(data / input_path("query", layer=layer, head=1))
@@ -200,7 +200,7 @@ def test_tiny_whisper_builds_with_encoder_positions_labelled_by_time(tmp_path: P
     frames = [t for t, s in zip(ctok.column("text").to_pylist(), ctok.column("side").to_pylist()) if s == 1]
     assert len(frames) == 2 * 30 and frames[:2] == ["0.00 s", "0.02 s"]
     cap = _capture(tmp_path / "out")
-    exported = read_attention(data / "encoder" / head_path("attn", 0, 1))
+    exported = read_head_attention(data / "encoder", 0, 1)
     assert np.array_equal(np.rint(exported[1][1] * 255).astype(np.uint8),
                           quantize_weights(cap.layer("encoder", 0).attention(1)[1]))
 
@@ -229,7 +229,7 @@ def test_cross_block_exports_each_pair_as_decoder_then_encoder_tokens_with_the_m
         for layer in range(layers):
             own = cap.layer("cross", layer).attention(pid)
             for head in range(heads):
-                first, weights = read_attention(data / head_path("attn", layer, head))[pid]
+                first, weights = read_head_attention(data, layer, head)[pid]
                 assert first == int(rows[0]) and weights.shape == (len(rows), len(rows))
                 assert np.abs(weights[:n_dec, n_dec:] - own[head]).max() <= 0.5 / 255 + 1e-6
                 assert weights[n_dec:].max() == 0 and weights[:, :n_dec].max() == 0

@@ -10,7 +10,7 @@ import pytest
 
 from atlas_build import SCHEMA_VERSION
 from atlas_build.errors import SchemaVersionError
-from atlas_build.export import (head_path, read_attention, read_head, read_head_detail, read_manifest, read_points,
+from atlas_build.export import (coords_header, head_path, read_head, read_head_attention, read_head_detail, read_manifest, read_points,
                                 read_table)
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -29,12 +29,14 @@ def test_site_has_expected_pages_and_files(tiny_build: Path, data: Path) -> None
     assert len(manifest["heads"]) == 8
     for h in manifest["heads"]:
         layer, head = h["layer"], h["head"]
-        for kind in ("head", "norms", "attn", "aggregate"):
+        for kind in ("head", "norms", "aggregate"):
             assert (data / head_path(kind, layer, head)).is_file(), kind
         for layout in ("pca-2d", "tsne-2d"):
             assert (data / head_path("coords", layer, head, layout)).is_file()
-            thumb = data / head_path("thumb", layer, head, layout)
-            assert thumb.read_bytes()[:4] == b"\x89PNG"
+        # a thumbnail file of the default layout (the page's preview image); every 2D layout's is in its layer's strip
+        assert manifest["default_layout"] == "pca-2d"
+        assert (data / head_path("thumb", layer, head, "pca-2d")).read_bytes()[:4] == b"\x89PNG"
+        assert not (data / head_path("thumb", layer, head, "tsne-2d")).exists()
         assert manifest["thumbnails"]["layouts"] == ["pca-2d", "tsne-2d"]
         assert (site / "models" / "tiny-bert" / f"L{layer}" / f"H{head}" / "index.html").is_file()
     assert (site / "index.html").is_file() and (site / "models" / "tiny-bert" / "index.html").is_file()
@@ -59,10 +61,11 @@ def test_tokens_points_and_coordinates_join_by_explicit_ids(data: Path) -> None:
     assert np.array_equal(head.point_id, points.point_id) and head.norm.shape == (2 * n,)
     for layout, coords in head.layouts.items():
         assert coords.shape == (2 * n, 2)
-        coords_file = read_table(data / head_path("coords", 0, 0, layout))
-        ranges = json.loads(coords_file.schema.metadata[b"atlas.range"])
-        for dim, (lo, hi) in enumerate(ranges):
-            assert coords[:, dim].min() == pytest.approx(lo) and coords[:, dim].max() == pytest.approx(hi)
+        header = coords_header(data / head_path("coords", 0, 0, layout))
+        assert header == {"layer": 0, "head": 0, "layout": layout, "points": 2 * n, "dims": 2, "bits": 16}
+        cache = next(data.parents[2].glob(f"cache/tiny-bert/heads-*/L0H0/layout_{layout}.npy"))
+        exact = np.load(cache)
+        assert np.abs(coords - exact).max() <= np.ptp(exact, axis=0).max() / 65535 / 2 + 1e-6
 
 
 def test_attention_rows_are_probabilities_per_sentence(data: Path) -> None:
@@ -70,7 +73,7 @@ def test_attention_rows_are_probabilities_per_sentence(data: Path) -> None:
     lengths: dict[int, int] = {}
     for sid in tokens.column("sentence_id").to_pylist():
         lengths[sid] = lengths.get(sid, 0) + 1
-    blocks = read_attention(data / head_path("attn", 1, 2))
+    blocks = read_head_attention(data, 1, 2)
     assert set(blocks) == set(lengths)
     for sid, (first, w) in blocks.items():
         assert w.shape == (lengths[sid], lengths[sid])

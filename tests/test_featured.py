@@ -14,7 +14,7 @@ import pytest
 
 from atlas_build.capture import load_capture, read_layer
 from atlas_build.errors import ManifestError
-from atlas_build.export import read_attention, read_manifest
+from atlas_build.export import read_manifest
 from atlas_build.export.inputs import input_blob, read_input_attention, read_vectors, vector_blob
 from atlas_build.featured import DEFAULT_FEATURED, SampleInput, featured_ids, match, resolve
 from atlas_build.manifest import MAX_FEATURED, parse_manifest
@@ -136,20 +136,24 @@ def data(tiny_build: Path) -> Path:
     return tiny_build / "site" / "data" / "tiny-bert"
 
 
-def test_per_input_files_hold_every_heads_weights_as_the_attention_files(data: Path) -> None:
+def test_per_layer_input_files_hold_the_captures_weights_once(tiny_build: Path, data: Path) -> None:
     manifest = read_manifest(data / "manifest.json")
-    inputs = manifest["inputs"]
+    inputs, model = manifest["inputs"], manifest["model"]
     assert inputs["count"] == manifest["dataset"]["num_sentences"] == 6
-    assert inputs["files"]["attention"] == "inputs/S{input}.bin.gz"
+    assert inputs["files"]["attention"] == "inputs/S{input}_L{layer}.bin.gz"
+    assert "attn" not in manifest["files"] and not (data / "attn").exists(), "one copy of the weights"
+    cap_dir = next((tiny_build / "cache" / "tiny-bert").glob("capture-*"))
+    tok = load_capture(cap_dir).tokens
     heads = {(h["layer"], h["head"]): h["kv_head"] for h in manifest["heads"]}
-    per_head = {lh: read_attention(data / f"attn/L{lh[0]}H{lh[1]}.bin.gz") for lh in heads}
-    for sid in range(inputs["count"]):
-        f = read_input_attention(data / f"inputs/S{sid}.bin.gz")
-        assert f.input_id == sid and f.kv_head == heads and set(f.weights) == set(heads)
-        for lh, w in f.weights.items():
-            first, ref = per_head[lh][sid]
-            assert f.first_token == first
-            assert np.array_equal(w, np.rint(ref * 255).astype(np.uint8)), (sid, lh)
+    for layer in range(model["num_layers"]):
+        lc = read_layer(cap_dir, layer)
+        for sid in range(inputs["count"]):
+            f = read_input_attention(data / f"inputs/S{sid}_L{layer}.bin.gz")
+            assert f.input_id == sid and f.first_token == tok.token_id[(tok.sentence_id == sid) & (tok.position == 0)]
+            assert f.kv_head == {lh: kv for lh, kv in heads.items() if lh[0] == layer}
+            for (_, head), w in f.weights.items():
+                expected = np.rint(np.clip(lc.attention(sid)[head], 0.0, 1.0) * 255).astype(np.uint8)
+                assert np.array_equal(w, expected), (sid, layer, head)
 
 
 def test_vectors_are_the_captures_and_reproduce_the_models_attention(tiny_build: Path, data: Path) -> None:
@@ -217,8 +221,9 @@ def test_gqa_key_vectors_are_stored_once_per_key_head(gqa: tuple[Path, Path]) ->
             p = np.exp(scores - scores.max(1, keepdims=True))
             p /= p.sum(1, keepdims=True)
             assert np.abs(p - lc.attention(5)[head]).max() < 1e-3, "post-RoPE vectors: softmax is the attention"
-    f = read_input_attention(data / "inputs/S5.bin.gz")
-    assert f.kv_head == {(h["layer"], h["head"]): h["kv_head"] for h in manifest["heads"]}
+    for layer in range(model["num_layers"]):
+        f = read_input_attention(data / f"inputs/S5_L{layer}.bin.gz")
+        assert f.kv_head == {(h["layer"], h["head"]): h["kv_head"] for h in manifest["heads"] if h["layer"] == layer}
     page = (out / "site" / "models" / "tiny-llama" / "index.html").read_text("utf-8")
     assert re.search(r'<a href="inputs/5/">Sentence 5</a>: Paris is the capital of France', page)
 

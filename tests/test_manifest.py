@@ -105,6 +105,9 @@ def test_good_manifest_parses_into_typed_specs() -> None:
     ("projections.metric", "manhattan", "projections.metric", "expected one of cosine, euclidean"),
     ("projections.tsne_perplexity", float("nan"), "projections.tsne_perplexity", "expected a number"),
     ("export.thumbnail_size", 4, "export.thumbnail_size", "from 32 to 1024"),
+    ("export.coordinate_bits", 17, "export.coordinate_bits", "from 8 to 16"),
+    ("export.coordinate_bits", 7, "export.coordinate_bits", "from 8 to 16"),
+    ("export.coordinate_bits", "12", "export.coordinate_bits", "expected an integer"),
     ("colour", "red", "colour", "unknown key"),
 ])
 def test_bad_manifest_names_file_key_and_expectation(path: str, value: object, key: str, expect: str) -> None:

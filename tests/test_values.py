@@ -198,11 +198,11 @@ def test_the_values_switch_turns_off_the_layouts_not_the_scores() -> None:
     assert off.value_layouts == {} and set(VALUE_SCORES) <= set(off.metrics)
 
 
-def test_site_size_estimate_matches_the_measured_demo_and_warns_when_values_break_the_budget() -> None:
-    """`atlas validate`'s size line: the demo's all-MiniLM-L6-v2 (72 heads × 9,940 points, seven layouts, values)
-    measured 63 MB, 18.9 MB of it value files and 2.25 MB top-k files that schema version 5 dropped; a 144-head
-    MiniLM-shaped model at 10k points is then over DESIGN.md's 100 MB with values and within it without, and the
-    warning names the switch."""
+def test_site_size_estimate_matches_the_measured_demo_and_warns_when_over_the_budget() -> None:
+    """`atlas validate`'s size line: the demo's all-MiniLM-L6-v2 (72 heads × 9,940 points, seven layouts) measured
+    33.0 MB of data without values in schema version 6 (23.7 MB of it coordinates; 18.2 MB at 12 bits) and 18.9 MB
+    of value files; a 144-head MiniLM-shaped model at 10k points is then over DESIGN.md's 100 MB with values and
+    within it without them or at 12 bits, and the warning names both switches."""
     from atlas_build.manifest import ProjectionSpec
     from atlas_build.normalize.values import value_layout_names
     from atlas_build.validate import head_site_bytes, size_lines
@@ -210,12 +210,18 @@ def test_site_size_estimate_matches_the_measured_demo_and_warns_when_values_brea
     layouts = ProjectionSpec().layouts
     n_values = len(value_layout_names(layouts))
     demo = 72 * head_site_bytes(9_940, layouts, 32, 1.0, n_values)
-    values = demo - 72 * head_site_bytes(9_940, layouts)
-    assert demo == pytest.approx(63e6 - 2.25e6, rel=0.05) and values == pytest.approx(18.9e6, rel=0.05)
+    without = 72 * head_site_bytes(9_940, layouts)
+    assert without == pytest.approx(33.0e6, rel=0.05) and demo - without == pytest.approx(18.9e6, rel=0.05)
+    coords16 = without - 72 * 9_940 * head_site_bytes(1, ())
+    coords12 = 72 * head_site_bytes(9_940, layouts, coordinate_bits=12) - 72 * 9_940 * head_site_bytes(1, ())
+    assert coords16 == pytest.approx(23.7e6, rel=0.02) and coords12 == pytest.approx(18.2e6, rel=0.02)
     lines = size_lines("minilm", 144, 10_000, layouts, True, 32, 1.0, n_values)
-    assert "about 121 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0]
-    assert len(lines) == 2 and "`[projections] values = false` brings it to about 82 MB" in lines[1]
+    assert "about 107 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0] and len(lines) == 2
+    assert "`[projections] values = false` brings it to about 68 MB" in lines[1]
+    assert "`[export] coordinate_bits = 12` to about 96 MB" in lines[1] and "both to about 57 MB" in lines[1]
     assert len(size_lines("minilm", 144, 10_000, layouts, False, 32, 1.0, n_values)) == 1
+    at12 = size_lines("minilm", 200, 10_000, layouts, False, 32, 1.0, n_values, 12)
+    assert len(at12) == 1 and "about 79 MB" in at12[0], "within its budget: no warning"
     # grouped-query attention shares a key/value head's files: 3 query heads per key/value head pay a third each
     base = head_site_bytes(10_000, layouts)
     assert (head_site_bytes(10_000, layouts, 64, 1 / 3, n_values) - base

@@ -1,5 +1,5 @@
-"""Every file of one head: coordinates per layout, norms, attention rows, aggregate pattern, thumbnails and
-(large heads) tile pyramids."""
+"""Every file of one head: coordinates per layout, norms, aggregate pattern, the default layout's thumbnail and
+(large heads) tile pyramids. Its attention rows live in the per-input files (`pipeline.export_inputs`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..fsutil import write_json
+from ..fsutil import write_bytes, write_json
 from .paths import head_path
 from .summaries import SentenceAttention, key_position_aggregate, patch_aggregate, relative_aggregate
-from .thumbnails import write_thumbnail
+from .thumbnails import thumbnail_png
 from .tiles import write_tiles, zoom_levels
-from .writer import coords_table, norms_table, write_attention, write_table
+from .writer import COORD_BITS, norms_table, write_coords, write_table
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class HeadFileOptions:
     patch_grid: tuple[int, int] | None = None  # image models: (rows, cols) of patches
     num_prefix_tokens: int = 0
     key_starts: Mapping[int, int] | None = None  # cross-attention: input id → position of its first key-side token
+    coordinate_bits: int = COORD_BITS
+    #: 2D layouts whose thumbnail is also a file of its own (the head page's preview image); the others live only
+    #: in their layer's strip.
+    thumbnail_files: frozenset[str] = frozenset()
 
 
 def sentence_token_ids(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray) -> dict[int, np.ndarray]:
@@ -38,13 +42,13 @@ def sentence_token_ids(token_id: np.ndarray, sentence_id: np.ndarray, position: 
 
 
 def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str, np.ndarray], norms: np.ndarray,
-                     sentences: Sequence[SentenceAttention], is_key: np.ndarray, opts: HeadFileOptions) -> dict:
-    """Write the head's files (rows of per-point files in ascending point id order); returns its `tiles` record."""
+                     sentences: Sequence[SentenceAttention], is_key: np.ndarray,
+                     opts: HeadFileOptions) -> tuple[dict, dict[str, bytes]]:
+    """Write the head's files (rows of per-point files in ascending point id order); returns its `tiles` record and
+    the PNG thumbnail of each 2D layout (for its layer's strip)."""
     for name, coords in sorted(layouts.items()):
-        write_table(data_dir / head_path("coords", layer, head, name), coords_table(coords, layer, head, name))
+        write_coords(data_dir / head_path("coords", layer, head, name), coords, layer, head, name, opts.coordinate_bits)
     write_table(data_dir / head_path("norms", layer, head), norms_table(norms, layer, head))
-    write_attention(data_dir / head_path("attn", layer, head),
-                    [(s.sentence_id, int(s.token_ids[0]), s.probs) for s in sentences])
     if opts.key_starts is not None:
         aggregate = key_position_aggregate(sentences, opts.key_starts, layer, head)
     elif opts.patch_grid:
@@ -52,12 +56,14 @@ def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str
     else:
         aggregate = relative_aggregate(sentences, opts.causal, layer, head)
     write_json(data_dir / head_path("aggregate", layer, head), aggregate)
-    tiles = {}
+    tiles, thumbs = {}, {}
     for name, coords in sorted(layouts.items()):
         if coords.shape[1] != 2:
             continue
-        write_thumbnail(data_dir / head_path("thumb", layer, head, name), coords, is_key, opts.thumbnail_size)
+        thumbs[name] = thumbnail_png(coords, is_key, opts.thumbnail_size)
+        if name in opts.thumbnail_files:
+            write_bytes(data_dir / head_path("thumb", layer, head, name), thumbs[name])
         if len(coords) > opts.tile_threshold:
             rel = head_path("tiles", layer, head, name)
             tiles[name] = {"dir": rel, **write_tiles(data_dir / rel, coords, is_key, zoom_levels(len(coords)))}
-    return tiles
+    return tiles, thumbs

@@ -1,7 +1,7 @@
 """Per-input files of the model view and the neuron view (docs/reference/formats.md):
 
-* ``inputs/S<id>.bin.gz``: one input's attention in every head (the model view opens one file, not one per head);
-  weights quantized exactly as in the per-head ``attn/`` files, so both draw the same numbers;
+* ``inputs/S<id>_L<l>.bin.gz``: one input's attention in every head of one layer, the only copy of the attention
+  weights: the model view opens one file per layer, a head page the file of the sentence it shows;
 * ``vectors/L<l>Q<h>.bin`` / ``vectors/L<l>K<kv>.bin``: the query vectors of one query head and the key vectors of
   one key/value head over the featured inputs, float16 (float32 when a value does not fit), as the attention's
   dot product uses them.
@@ -20,7 +20,7 @@ import numpy as np
 from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
 from ..fsutil import write_bytes
-from .writer import ATTN_GZIP_LEVEL
+from .writer import GZIP_LEVEL
 
 INPUT_MAGIC = b"ATTI"
 VECTOR_MAGIC = b"QKVF"
@@ -28,7 +28,7 @@ ROLES = ("query", "key")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: Path templates written into manifest.json (`inputs.files`).
 INPUT_FILES = {
-    "attention": "inputs/S{input}.bin.gz",
+    "attention": "inputs/S{input}_L{layer}.bin.gz",
     "query": "vectors/L{layer}Q{head}.bin",
     "key": "vectors/L{layer}K{kv_head}.bin",
 }
@@ -44,7 +44,7 @@ def quantize_weights(probs: np.ndarray) -> np.ndarray:
 
 
 def input_blob(input_id: int, first_token: int, heads: Sequence[tuple[int, int, int, np.ndarray]]) -> bytes:
-    """One input over every head: (layer, head, kv_head, [n, n] probabilities) per head."""
+    """One input over some heads (one layer's in the site): (layer, head, kv_head, [n, n] probabilities) per head."""
     n = heads[0][3].shape[0] if heads else 0
     header = INPUT_MAGIC + struct.pack("<IIIII", SCHEMA_VERSION, input_id, first_token, n, len(heads))
     offset = len(header) + 16 * len(heads)
@@ -61,7 +61,7 @@ def input_blob(input_id: int, first_token: int, heads: Sequence[tuple[int, int, 
 def write_input_attention(path: Path, input_id: int, first_token: int,
                           heads: Sequence[tuple[int, int, int, np.ndarray]]) -> None:
     """gzip-compressed like the attention files (no timestamp: identical inputs give identical bytes)."""
-    write_bytes(path, gzip.compress(input_blob(input_id, first_token, heads), ATTN_GZIP_LEVEL, mtime=0))
+    write_bytes(path, gzip.compress(input_blob(input_id, first_token, heads), GZIP_LEVEL, mtime=0))
 
 
 def _check(data: bytes, magic: bytes, path: Path) -> None:

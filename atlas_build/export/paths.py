@@ -4,9 +4,8 @@ from __future__ import annotations
 
 HEAD_FILES = {
     "head": "heads/L{layer}H{head}.json",
-    "coords": "coords/L{layer}H{head}_{layout}.arrow",
+    "coords": "coords/L{layer}H{head}_{layout}.bin.gz",
     "norms": "norms/L{layer}H{head}.arrow",
-    "attn": "attn/L{layer}H{head}.bin.gz",
     "aggregate": "aggregate/L{layer}H{head}.json",
     "thumb": "thumbs/L{layer}H{head}_{layout}.png",
     "tiles": "tiles/L{layer}H{head}_{layout}",

@@ -14,7 +14,8 @@ import pyarrow as pa
 from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
 from .paths import head_path
-from .writer import ATTN_MAGIC, NORM_QMAX, QMAX
+from .inputs import read_input_attention
+from .writer import COORDS_MAGIC, NORM_QMAX
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -78,12 +79,33 @@ def read_points(data_dir: Path, manifest: dict) -> Points:
 
 
 def read_coords(path: Path) -> np.ndarray:
-    """Dequantized [points, dims] coordinates of one head and layout (range from the file's metadata)."""
-    table = read_table(path)
-    ranges = json.loads(table_meta(table)["atlas.range"])
-    cols = [lo + table.column(axis).to_numpy().astype(np.float64) / QMAX * (hi - lo)
-            for (lo, hi), axis in zip(ranges, "xyz")]
-    return np.stack(cols, axis=1)
+    """Dequantized [points, dims] coordinates of one head and layout (see `writer.coords_blob`)."""
+    data = Path(path).read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        data = gzip.decompress(data)
+    if data[:4] != COORDS_MAGIC:
+        raise SchemaVersionError(f"{path}: not a coordinates file")
+    version, _layer, _head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
+    _check(version, path)
+    at = 32 + name_len
+    ranges = struct.unpack_from(f"<{2 * dims}d", data, at)
+    at += 16 * dims
+    width = 2 if bits > 8 else 1
+    if len(data) != at + width * points * dims:
+        raise SchemaVersionError(f"{path}: {len(data) - at} coordinate bytes for {points} points × {dims} axes")
+    planes = np.frombuffer(data, np.uint8, width * points * dims, at).reshape(width, dims, points).astype(np.int64)
+    codes = planes[0] * 256 + planes[1] if width == 2 else planes[0]
+    lo, hi = np.array(ranges[0::2])[:, None], np.array(ranges[1::2])[:, None]
+    return (lo + codes / (2**bits - 1) * (hi - lo)).T
+
+
+def coords_header(path: Path) -> dict:
+    """The explicit ids and encoding of a coordinates file: layer, head, layout, points, dims, bits."""
+    data = gzip.decompress(Path(path).read_bytes())
+    version, layer, head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
+    _check(version, path)
+    return {"layer": layer, "head": head, "layout": data[32:32 + name_len].decode("ascii"), "points": points,
+            "dims": dims, "bits": bits}
 
 
 def read_norms(path: Path) -> np.ndarray:
@@ -117,18 +139,16 @@ def read_head_detail(data_dir: Path, layer: int, head: int, manifest: dict | Non
     return read_json(_path(data_dir, manifest, "head", layer, head))
 
 
-def read_attention(path: Path) -> dict[int, tuple[int, np.ndarray]]:
-    """sentence_id → (first token_id, [n, n] float32 weights), from the gzip-compressed (or plain) blob."""
-    data = Path(path).read_bytes()
-    if data[:2] == GZIP_MAGIC:
-        data = gzip.decompress(data)
-    if data[:4] != ATTN_MAGIC:
-        raise SchemaVersionError(f"{path}: not an attention file")
-    version, count = struct.unpack_from("<II", data, 4)
-    _check(version, path)
+def read_head_attention(data_dir: Path, layer: int, head: int,
+                        manifest: dict | None = None) -> dict[int, tuple[int, np.ndarray]]:
+    """sentence_id → (first token_id, [n, n] float32 weights) of one head, from the per-input attention files."""
+    manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
+    template = manifest["inputs"]["files"]["attention"]
+    sids = np.unique(read_table(Path(data_dir) / manifest["tokens"]["file"]).column("sentence_id").to_numpy())
     out = {}
-    for i in range(count):
-        sid, first, n, off = struct.unpack_from("<IIII", data, 12 + 16 * i)
-        block = np.frombuffer(data, np.uint8, n * n, off).reshape(n, n)
-        out[sid] = (first, block.astype(np.float32) / 255.0)
+    for sid in sids.tolist():
+        stored = read_input_attention(Path(data_dir) / template.format(input=sid, layer=int(layer)))
+        if stored.input_id != sid:
+            raise SchemaVersionError(f"{data_dir}: the attention file of input {sid} holds input {stored.input_id}")
+        out[sid] = (stored.first_token, stored.weights[(int(layer), int(head))].astype(np.float32) / 255.0)
     return out

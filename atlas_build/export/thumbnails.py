@@ -11,11 +11,9 @@ page loads instead of one file per head: 16 requests instead of 512 for a 16 x 3
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import write_bytes
 from .colours import KEY as KEY_COLOUR
 from .colours import QUERY as QUERY_COLOUR
 from .colours import hex_rgb
@@ -92,10 +90,6 @@ def thumbnail_png(coords: np.ndarray, is_key: np.ndarray, size: int) -> bytes:
     return png_bytes(shade(aggregate(coords, is_key, size, padded_extent(coords))))
 
 
-def write_thumbnail(path: Path, coords: np.ndarray, is_key: np.ndarray, size: int) -> None:
-    write_bytes(path, thumbnail_png(coords, is_key, size))
-
-
 def strip_png(thumbnails: list[bytes]) -> bytes:
     """One 256-colour PNG of equally sized opaque thumbnails (PNG bytes) side by side, left to right in the given
     order: exactly their pixels when they have at most 256 colours together, else quantized like a thumbnail (the
@@ -116,8 +110,3 @@ def strip_png(thumbnails: list[bytes]) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
-
-
-def write_strip(path: Path, thumbnails: list[Path]) -> None:
-    """Write the strip of the given thumbnail files (see `strip_png`)."""
-    write_bytes(path, strip_png([t.read_bytes() for t in thumbnails]))

@@ -17,9 +17,11 @@ from ..normalize.joint import point_ids
 from .paths import HEAD_FILES, head_path
 
 QMAX = 65535
+COORDS_MAGIC = b"CRDS"
+#: Bits per coordinate unless the manifest's export.coordinate_bits says otherwise.
+COORD_BITS = 16
 NORM_QMAX = 255
-ATTN_MAGIC = b"ATTN"
-ATTN_GZIP_LEVEL = 9
+GZIP_LEVEL = 9
 #: Keys of a head's record that the manifest's path templates replace (not repeated in heads/L<l>H<h>.json).
 TEMPLATED = ("thumbs",)
 #: Keys of a head's record that manifest.json keeps for the matrix view (everything goes to the head's own file).
@@ -121,16 +123,28 @@ def quantize(values: np.ndarray, qmax: int = QMAX) -> tuple[np.ndarray, list[flo
     return np.rint((v - lo) / (hi - lo) * qmax).astype(dtype), [lo, hi]
 
 
-def coords_table(coords: np.ndarray, layer: int, head: int, layout: str) -> pa.Table:
-    """One layout of one head: rows in ascending point id order, x/y(/z) quantized to uint16."""
-    xyz = np.asarray(coords)
-    cols, ranges = {}, []
-    for dim, axis in zip(range(xyz.shape[1]), "xyz"):
-        codes, rng = quantize(xyz[:, dim])
-        cols[axis] = pa.array(codes, pa.uint16())
-        ranges.append(rng)
-    meta = head_meta(layer, head, {"atlas.layout": layout, "atlas.range": json.dumps(ranges)})
-    return pa.table(cols).replace_schema_metadata(meta)
+def coords_blob(coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS) -> bytes:
+    """One layout of one head (rows in ascending point id order): each axis quantized to `bits` bits over its
+    [min, max] and stored as byte planes: the high bytes of every point, axis after axis, then the low bytes (one
+    plane per axis when bits <= 8), which gzip shrinks where interleaved uint16 codes do not (formats.md)."""
+    xyz = np.asarray(coords, np.float64)
+    if not 1 <= bits <= 16:
+        raise ValueError(f"coordinate bits must be 1..16, got {bits}")
+    name = layout.encode("ascii")
+    header = COORDS_MAGIC + struct.pack("<IIIIIII", SCHEMA_VERSION, layer, head, xyz.shape[0], xyz.shape[1], bits,
+                                        len(name)) + name
+    ranges, codes = [], []
+    for dim in range(xyz.shape[1]):
+        axis, rng = quantize(xyz[:, dim], 2**bits - 1)
+        ranges += rng
+        codes.append(axis.astype(np.uint16))
+    planes = [c >> 8 for c in codes] + [c & 0xFF for c in codes] if bits > 8 else codes
+    return header + struct.pack(f"<{len(ranges)}d", *ranges) + b"".join(p.astype(np.uint8).tobytes() for p in planes)
+
+
+def write_coords(path: Path, coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS) -> None:
+    """The coordinates blob, gzip-compressed without a timestamp (identical layouts give identical bytes)."""
+    write_bytes(path, gzip.compress(coords_blob(coords, layer, head, layout, bits), GZIP_LEVEL, mtime=0))
 
 
 def norms_table(norms: np.ndarray, layer: int, head: int) -> pa.Table:
@@ -138,28 +152,6 @@ def norms_table(norms: np.ndarray, layer: int, head: int) -> pa.Table:
     codes, rng = quantize(norms, NORM_QMAX)
     meta = head_meta(layer, head, {"atlas.range": json.dumps(rng)})
     return pa.table({"norm": pa.array(codes, pa.uint8())}).replace_schema_metadata(meta)
-
-
-def attention_blob(blocks: Sequence[tuple[int, int, np.ndarray]]) -> bytes:
-    """Encode (sentence_id, first token_id, [n, n] probabilities) blocks; weights quantized to uint8 (/255)."""
-    header = ATTN_MAGIC + struct.pack("<II", SCHEMA_VERSION, len(blocks))
-    offset = len(header) + 16 * len(blocks)
-    table, payload = [], []
-    for sentence_id, first_token, probs in blocks:
-        n = probs.shape[0]
-        if probs.shape != (n, n):
-            raise ValueError(f"attention block of sentence {sentence_id} is not square: {probs.shape}")
-        table.append(struct.pack("<IIII", sentence_id, first_token, n, offset))
-        data = np.rint(np.clip(probs, 0.0, 1.0) * 255).astype(np.uint8).tobytes()
-        payload.append(data)
-        offset += len(data)
-    return header + b"".join(table) + b"".join(payload)
-
-
-def write_attention(path: Path, blocks: Sequence[tuple[int, int, np.ndarray]]) -> None:
-    """The attention blob, gzip-compressed (no timestamp: identical inputs give identical bytes); browsers
-    decompress it with DecompressionStream, and web servers send it as it is."""
-    write_bytes(path, gzip.compress(attention_blob(blocks), ATTN_GZIP_LEVEL, mtime=0))
 
 
 def _rounded(value: object, digits: int) -> object:

@@ -1,5 +1,6 @@
-"""Per-input exports of one model: every input's attention over all heads (the model view) and the featured
-inputs' query and key vectors (the neuron view), read from the capture."""
+"""Per-input exports of one model: every input's attention, one file per layer (the model view, and the head
+pages' attention lines and sentence view), and the featured inputs' query and key vectors (the neuron view), read
+from the capture."""
 
 from __future__ import annotations
 
@@ -53,11 +54,10 @@ def export_inputs(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, data_
     layers = [cap.layer(layer) for layer in range(facts.num_layers)]
     heads = range(facts.num_heads)
     for sid, first, _ in blocks:
-        per_head = []
         for layer, lc in enumerate(layers):
             attn = lc.attention(sid)
-            per_head += [(layer, h, facts.kv_head_of_query[h], attn[h]) for h in heads]
-        write_input_attention(data_dir / input_path("attention", input=sid), sid, first, per_head)
+            write_input_attention(data_dir / input_path("attention", input=sid, layer=layer), sid, first,
+                                  [(layer, h, facts.kv_head_of_query[h], attn[h]) for h in heads])
     # The neuron view lives in the sentence panel: vectors of text models only.
     with_vectors = featured if not cap.tokens.is_image else []
     firsts = {sid: first for sid, first, _ in blocks}

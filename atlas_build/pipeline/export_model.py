@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +14,7 @@ from ..datasets import dataset_info
 from ..datasets.images import dataset_license
 from ..export import SentenceAttention, colour_manifest, head_path, tokens_table, write_manifest, write_table
 from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
-from ..export.thumbnails import STRIP_PATH, write_strip
+from ..export.thumbnails import STRIP_PATH, strip_png
 from ..export.values import values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
@@ -96,10 +96,17 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     token_ids = sentence_token_ids(tok.token_id, tok.sentence_id, tok.position)
     opts = HeadFileOptions(causal=facts.causal, thumbnail_size=manifest.export.thumbnail_size,
                            tile_threshold=manifest.export.tile_threshold,
+                           coordinate_bits=manifest.export.coordinate_bits,
                            patch_grid=tuple(facts.patch_grid) if facts.input_kind == "image" else None,
                            num_prefix_tokens=int(facts.num_prefix_tokens or 0),
                            key_starts=_key_starts(cap) if cross else None)
     blocks = _sentence_blocks(cap)
+    # the layouts the results carry (all of the manifest's, or a first look's subset), in the manifest's order
+    layouts = [n for n in manifest.projections.layouts if n in results[0].layouts] if results else []
+    default = manifest.projections.default
+    if default not in layouts:
+        default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
+    opts = replace(opts, thumbnail_files=frozenset({default}))
     by_layer: dict[int, list[HeadResult]] = {}
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
@@ -109,11 +116,13 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_key,
                                         {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts})
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
+        pictures: dict[int, dict[str, bytes]] = {}
         for res in layer_results:
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
-            tiles = write_head_files(data_dir, res.layer, res.head, res.layouts, res.norms, sentences, is_key, opts)
+            tiles, pictures[res.head] = write_head_files(data_dir, res.layer, res.head, res.layouts, res.norms,
+                                                         sentences, is_key, opts)
             thumbs = {name: head_path("thumb", res.layer, res.head, name)
-                      for name, coords in sorted(res.layouts.items()) if coords.shape[1] == 2}
+                      for name in sorted(pictures[res.head]) if name in opts.thumbnail_files}
             heads_meta.append({
                 "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "thumbs": thumbs, "tiles": tiles,
                 "norm": res.normalization,
@@ -123,9 +132,9 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             if facts.input_kind == "image":
                 heads_meta[-1]["vision"] = res.vision
         ordered = sorted(layer_results, key=lambda r: r.head)
-        for name in sorted({n for r in ordered for n, c in r.layouts.items() if c.shape[1] == 2}):
-            write_strip(data_dir / STRIP_PATH.format(layer=layer, layout=name),
-                        [data_dir / head_path("thumb", r.layer, r.head, name) for r in ordered])
+        for name in sorted({n for r in ordered for n in pictures[r.head]}):
+            write_bytes(data_dir / STRIP_PATH.format(layer=layer, layout=name),
+                        strip_png([pictures[r.head][name] for r in ordered]))
     data = manifest.dataset(spec.dataset)
     info = dataset_info(data)
     dataset = {"name": info.name, "source": info.source, "seed": info.seed, "license": info.license,
@@ -148,11 +157,6 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     else:
         for k in ("patch_size", "image_size"):  # image-only facts
             model.pop(k, None)
-    # the layouts the results carry (all of the manifest's, or a first look's subset), in the manifest's order
-    layouts = [n for n in manifest.projections.layouts if n in results[0].layouts] if results else []
-    default = manifest.projections.default
-    if default not in layouts:
-        default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
     doc = {
         "unit": unit_slug(spec),  # the unit's path under data/ and models/ (pages link across them)
         "model": model,

@@ -24,11 +24,19 @@ def _pick(models: Sequence[Mapping]) -> tuple[Mapping, Mapping, str] | None:
         for h in m["heads"]:
             t = h.get("trust", {})
             a, b = t.get(FAITHFUL, {}).get("query_rank_corr"), t.get(classic, {}).get("query_rank_corr")
-            if a is None or b is None or not {FAITHFUL, classic} <= set(h.get("thumbs", {})):
+            if a is None or b is None or not {FAITHFUL, classic} <= set((m.get("thumbnails") or {}).get("layouts", [])):
                 continue
             if best_gain is None or a - b > best_gain:
                 best, best_gain = (m, h, classic), a - b
     return best
+
+
+def _picture(m: Mapping, h: Mapping, layout: str) -> str:
+    """The head's thumbnail of `layout`: its part of its layer's strip (one picture per head, side by side)."""
+    strip = m["thumbnails"]["strips"].replace("{layer}", str(h["layer"])).replace("{layout}", layout)
+    x = 100 * h["head"] / max(1, int(m["model"]["num_heads"]) - 1)
+    return (f"![{layout}](data/{m['name']}/{strip}){{ width=\"240\" height=\"240\" "
+            f"style=\"object-fit:cover;object-position:{x:g}% 0\" }}")
 
 
 def _fmt(value: object) -> str:
@@ -50,8 +58,7 @@ def faithful_example(models: Sequence[Mapping]) -> str:
            f"normalised vectors. The faithful layout is t-SNE with two more terms: each query's attention pulls "
            f"its keys in, and the distances from a query to the keys of its sentence are fitted to the ranks of its "
            f"attention. It is the head of this atlas where the ranking gains most.", "",
-           f"![{classic}](data/{name}/{h['thumbs'][classic]}){{ width=\"240\" }} "
-           f"![{FAITHFUL}](data/{name}/{h['thumbs'][FAITHFUL]}){{ width=\"240\" }}", "",
+           f"{_picture(m, h, classic)} {_picture(m, h, FAITHFUL)}", "",
            f"| | {classic} | {FAITHFUL} |", "|---|---|---|"]
     out += [f"| {label} | {_fmt(trust[classic].get(key))} | {_fmt(trust[FAITHFUL].get(key))} |" for key, label in _ROWS]
     out += ["", "The faithful layout gives up a little neighbourhood structure (trustworthiness) for a picture in which "

@@ -31,8 +31,9 @@ def input_page(name: str, title: str, manifest: Mapping, rec: "InputRecord", pre
     """One input: the model view (every layer × head on it) and the input's text, which search finds."""
     kind = _kind(manifest)
     root = site_root(name, 2)  # from models/<name>/inputs/<id>/
-    data = [f"data/{name}/manifest.json", f"data/{name}/{manifest['tokens']['file']}",
-            f"data/{name}/{input_path('attention', input=rec.input_id)}"]
+    data = [f"data/{name}/manifest.json", f"data/{name}/{manifest['tokens']['file']}"]
+    data += [f"data/{name}/{input_path('attention', input=rec.input_id, layer=layer)}"
+             for layer in range(int(manifest["model"]["num_layers"]))]
     data += [f"data/{name}/{im['file']}" for im in manifest.get("images", []) if im["image_id"] == rec.input_id]
     meta = {"title": html_text(f"{title} · {kind} {rec.input_id}"),
             "description": html_text(f"Every attention head of {title} on {kind} {rec.input_id}: {_short(rec.text)}"),

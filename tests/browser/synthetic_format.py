@@ -1,4 +1,4 @@
-"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 4).
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 6).
 
 Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
 whatever the exporter happens to do."""
@@ -17,8 +17,9 @@ import pyarrow as pa
 from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 5
-QMAX = 65535
+VERSION = 6
+#: Where one input's attention in the heads of one layer lives (manifest.json's inputs.files.attention).
+INPUT_ATTENTION = "inputs/S{input}_L{layer}.bin.gz"
 
 
 def path(kind: str, layer: int, head: int, layout: str = "") -> str:
@@ -71,15 +72,24 @@ def write_tokens(file: Path, rows: list[TokenRow], version: int = VERSION) -> No
     write_arrow(file, pa.table(cols).replace_schema_metadata(meta(version=version)))
 
 
-def write_coords(data_dir: Path, layer: int, head: int, layout: str, xyz: np.ndarray, version: int = VERSION) -> None:
-    """One layout of one head; rows in ascending point id order; range padded by 1 on every side."""
-    cols, ranges = {}, []
-    for dim, axis in enumerate("xyz"[: xyz.shape[1]]):
+def write_coords(data_dir: Path, layer: int, head: int, layout: str, xyz: np.ndarray, version: int = VERSION,
+                 bits: int = 16) -> None:
+    """One layout of one head, gzip-compressed: header, [min, max] per axis (padded by 1 on every side), then the
+    codes as byte planes, every axis's high bytes then every axis's low bytes (only the low ones when bits <= 8);
+    rows in point id order."""
+    name = layout.encode()
+    header = b"CRDS" + struct.pack("<7I", version, layer, head, xyz.shape[0], xyz.shape[1], bits, len(name)) + name
+    ranges, high, low = b"", b"", b""
+    for dim in range(xyz.shape[1]):
         lo, hi = float(xyz[:, dim].min()) - 1.0, float(xyz[:, dim].max()) + 1.0
-        cols[axis] = pa.array(np.rint((xyz[:, dim] - lo) / (hi - lo) * QMAX).astype(np.uint16))
-        ranges.append([lo, hi])
-    extra = {"atlas.layer": str(layer), "atlas.head": str(head), "atlas.layout": layout, "atlas.range": json.dumps(ranges)}
-    write_arrow(data_dir / path("coords", layer, head, layout), pa.table(cols).replace_schema_metadata(meta(extra, version)))
+        codes = np.rint((xyz[:, dim] - lo) / (hi - lo) * (2**bits - 1)).astype(np.uint16)
+        ranges += struct.pack("<2d", lo, hi)
+        high += (codes >> 8).astype(np.uint8).tobytes()
+        low += (codes & 255).astype(np.uint8).tobytes()
+    planes = high + low if bits > 8 else low
+    file = data_dir / path("coords", layer, head, layout)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(gzip.compress(header + ranges + planes, mtime=0))
 
 
 def write_norms(data_dir: Path, layer: int, head: int, norms: np.ndarray, version: int = VERSION) -> None:
@@ -90,22 +100,41 @@ def write_norms(data_dir: Path, layer: int, head: int, norms: np.ndarray, versio
                 pa.table({"norm": pa.array(codes, pa.uint8())}).replace_schema_metadata(meta(extra, version)))
 
 
+def _input_heads(file: Path) -> tuple[int, dict[tuple[int, int], tuple[int, bytes]]]:
+    """(first token id, (layer, head) → (kv_head, n × n bytes)) of an input attention file written before."""
+    if not file.exists():
+        return 0, {}
+    blob = file.read_bytes()
+    blob = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+    _, _, first, n, count = struct.unpack_from("<5I", blob, 4)
+    heads = {}
+    for i in range(count):
+        layer, head, kv, offset = struct.unpack_from("<4I", blob, 24 + 16 * i)
+        heads[(layer, head)] = (kv, blob[offset:offset + n * n])
+    return first, heads
+
+
 def write_attention(data_dir: Path, layer: int, head: int, blocks: list[tuple[int, int, np.ndarray]],
-                    version: int = VERSION, compress: bool = True) -> None:
-    """attn/…bin.gz; `compress=False` writes the plain blob, as a browser receives it from a server that sends
+                    version: int = VERSION, compress: bool = True, kv_head: int | None = None) -> None:
+    """Adds one head's (input id, first token id, n × n weights) blocks to the inputs' files of its layer
+    (inputs/S<id>_L<l>.bin.gz: header, (layer, head, kv_head, offset) per head in an order readers must not rely on,
+    n × n uint8 blocks). `compress=False` writes the plain blob, as a browser receives it from a server that sends
     the file with Content-Encoding: gzip."""
-    header = b"ATTN" + struct.pack("<II", version, len(blocks))
-    offset = len(header) + 16 * len(blocks)
-    table, payload = b"", b""
     for sid, first, w in blocks:
-        block = np.rint(w * 255).astype(np.uint8)
-        table += struct.pack("<IIII", sid, first, block.shape[0], offset)
-        payload += block.tobytes()
-        offset += block.size
-    file = data_dir / path("attn", layer, head)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    blob = header + table + payload
-    file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
+        file = data_dir / INPUT_ATTENTION.format(input=sid, layer=layer)
+        _, heads = _input_heads(file)
+        heads[(layer, head)] = (head if kv_head is None else kv_head, np.rint(w * 255).astype(np.uint8).tobytes())
+        n = w.shape[0]
+        header = b"ATTI" + struct.pack("<5I", version, sid, first, n, len(heads))
+        offset = len(header) + 16 * len(heads)
+        table, payload = b"", b""
+        for (l, h), (kv, data) in sorted(heads.items(), reverse=True):
+            table += struct.pack("<4I", l, h, kv, offset)
+            payload += data
+            offset += len(data)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        blob = header + table + payload
+        file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
 
 
 def relative_means(blocks: list[np.ndarray]) -> tuple[int, list[float], list[int]]:
@@ -144,4 +173,6 @@ def manifest(model: dict, dataset: dict, layouts: list[str], n_tokens: int, n_po
     return {"schema_version": version, "model": model, "dataset": dataset, "layouts": layouts,
             "tokens": {"file": "tokens.arrow", "count": n_tokens}, "points": {"count": n_points}, "files": FILES,
             "thumbnails": {"layouts": [name for name in layouts if name.endswith("-2d")], "size": 48},
-            "heads": [h.summary() for h in heads], "colours": colour_manifest(), **extra}
+            "heads": [h.summary() for h in heads], "colours": colour_manifest(),
+            "inputs": {"count": dataset.get("num_sentences", 0), "featured": [], "vectors": [],
+                       "files": {"attention": INPUT_ATTENTION}}, **extra}

@@ -5,7 +5,6 @@ inputs' vector files. SCALING is not 1/√d, so a view that assumed the conventi
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -58,19 +57,6 @@ def softmax_causal(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def input_file(sid: int, first: int, blocks: list[tuple[int, int, int, np.ndarray]]) -> bytes:
-    """inputs/S<id>.bin.gz: header, (layer, head, kv_head, offset) per head, n × n uint8 blocks."""
-    n = blocks[0][3].shape[0]
-    head = b"ATTI" + struct.pack("<IIIII", VERSION, sid, first, n, len(blocks))
-    offset = len(head) + 16 * len(blocks)
-    table, payload = b"", b""
-    for layer, h, kv, w in reversed(blocks):  # table order is not (layer, head) order: readers use the ids
-        table += struct.pack("<IIII", layer, h, kv, offset)
-        payload += np.rint(w * 255).astype(np.uint8).tobytes()
-        offset += n * n
-    return gzip.compress(head + table + payload, mtime=0)
-
-
 def vector_file(layer: int, role: int, index: int, blocks: list[tuple[int, int, np.ndarray]]) -> bytes:
     """vectors/…bin: header (role 0 query, 1 key; value width 2 = float16), (input, first, n, offset) per input."""
     head = b"QKVF" + struct.pack("<IIIIIII", VERSION, layer, role, index, DIM, 2, len(blocks))
@@ -115,16 +101,12 @@ def write_data(data: Path) -> MV:
             sf.write_coords(data, layer, h, "pca-2d", xy)
             sf.write_norms(data, layer, h, np.linspace(1, 2, len(points)))
             blocks = [(sid, firsts[sid], mv.attention[(sid, layer, h)]) for sid in mv.input_ids]
-            sf.write_attention(data, layer, h, blocks)
+            sf.write_attention(data, layer, h, blocks, kv_head=KV_OF[h])
             sf.write_json(data / sf.path("aggregate", layer, h), {"schema_version": VERSION, "layer": layer, "head": h,
                           "kind": "relative-position", "offsets": [-1, 0], "mean": [0.5, 0.5], "count": [1, 1]})
             summary = {"layer": layer, "head": h, "kv_head": KV_OF[h], "label": f"synthetic-{h}", "metrics": {"x": 1.0}}
             sf.write_json(data / sf.path("head", layer, h), {**summary, "schema_version": VERSION, "tiles": {}})
             heads.append(summary)
-    for sid in mv.input_ids:
-        blocks = [(layer, h, KV_OF[h], mv.attention[(sid, layer, h)]) for layer in range(LAYERS) for h in range(HEADS)]
-        (data / "inputs").mkdir(parents=True, exist_ok=True)
-        (data / "inputs" / f"S{sid}.bin.gz").write_bytes(input_file(sid, firsts[sid], blocks))
     featured = [mv.input_ids[i] for i in FEATURED]
     (data / "vectors").mkdir(parents=True, exist_ok=True)
     for layer in range(LAYERS):
@@ -141,7 +123,7 @@ def write_data(data: Path) -> MV:
     dataset = {"name": "mv", "source": "inline", "seed": 0, "num_sentences": len(SENTENCES), "num_tokens": len(rows),
                "license": "CC0", "attribution": "tests"}
     inputs = {"count": len(SENTENCES), "featured": featured, "vectors": featured,
-              "files": {"attention": "inputs/S{input}.bin.gz", "query": "vectors/L{layer}Q{head}.bin",
+              "files": {"attention": sf.INPUT_ATTENTION, "query": "vectors/L{layer}Q{head}.bin",
                         "key": "vectors/L{layer}K{kv_head}.bin"}}
     doc = sf.manifest(model, dataset, ["pca-2d"], len(rows), 2 * len(rows), [], inputs=inputs)
     doc["heads"] = heads

@@ -91,7 +91,7 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
     assert view.locator("text.atlas-token-k.is-focus").text_content() == "dog"
     assert f"point={point.point_id}" in tab.page.url
     assert tab.page.locator(".atlas-view").get_attribute("data-selected-sentence") == "2"
-    # top-2 lines from the attention rows (attn/L0H0.bin.gz): queries 0-3 reach [CLS] and the next token; query 4's
+    # top-2 lines from the attention rows (the inputs/ files of layer 0): queries 0-3 reach [CLS] and the next token; query 4's
     # second target is [SEP], which has no key point; [SEP] itself has no query point
     tab.page.wait_for_function("document.querySelector('.atlas-view').dataset.lines === '9'")
     raw = np.rint(ss.attention(6, 0) * 255) / 255
@@ -247,18 +247,18 @@ def data_files(tab, model: str = ss.MODEL) -> list[str]:
 
 def test_opening_fetches_one_layout_and_the_rest_on_demand(synthetic, tab):
     open_head(tab.page, head_url(synthetic, 1, 0))
-    assert data_files(tab) == ["coords/L1H0_pca-2d.arrow", "heads/L1H0.json", "manifest.json", "tokens.arrow"]
+    assert data_files(tab) == ["coords/L1H0_pca-2d.bin.gz", "heads/L1H0.json", "manifest.json", "tokens.arrow"]
     tab.page.locator("select[aria-label=layout]").select_option("tsne-2d")
     tab.page.wait_for_function("location.hash.includes('layout=tsne-2d')")
     tab.page.wait_for_function("document.querySelector('.atlas-view').atlasView.coords.layout === 'tsne-2d'")
-    assert "coords/L1H0_tsne-2d.arrow" in data_files(tab) and "norms/L1H0.arrow" not in data_files(tab)
+    assert "coords/L1H0_tsne-2d.bin.gz" in data_files(tab) and "norms/L1H0.arrow" not in data_files(tab)
     # t-SNE coordinates: the keys of one sentence share x (sentence) and differ in y (position)
     a, b = (client_position(tab.page, synthetic.synth.point(0, p, 1).point_id) for p in (1, 2))
     assert abs(a[0] - b[0]) < 0.5 and b[1] > a[1] + 5
     tab.page.locator("select[aria-label=colour]").select_option("norm")
     tab.page.wait_for_function("!document.querySelector('.atlas-legend').textContent.includes('loading')")
     assert "norms/L1H0.arrow" in data_files(tab)
-    assert not [f for f in data_files(tab) if f.startswith(("attn/", "aggregate/"))]
+    assert not [f for f in data_files(tab) if f.startswith(("inputs/", "aggregate/"))]
     assert not tab.errors
 
 

@@ -13,7 +13,7 @@ import synthetic_large
 from helpers import KEY_RGB, QUERY_RGB, client_position, count_rgb, open_head, pixels
 
 pytestmark = pytest.mark.browser
-HEAD_FILE = re.compile(r"/data/synth-big/coords/L\d+H\d+_pca-2d\.arrow$")
+HEAD_FILE = re.compile(r"/data/synth-big/coords/L\d+H\d+_pca-2d\.bin\.gz$")
 LARGE_TOKENS = 30_000
 
 
@@ -90,7 +90,7 @@ def test_matrix_cell_becomes_interactive_under_the_pointer(synthetic, tab):
     box = cell.locator(".atlas-cell-plot").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function("document.querySelector(\".atlas-matrix-cell[data-layer='0'][data-head='1']\").dataset.drawn === 'true'")
-    assert [u.rsplit("/", 1)[1] for u in tab.requests if HEAD_FILE.search(u)] == ["L0H1_pca-2d.arrow"]
+    assert [u.rsplit("/", 1)[1] for u in tab.requests if HEAD_FILE.search(u)] == ["L0H1_pca-2d.bin.gz"]
     pos = page.evaluate("document.querySelector('.atlas-view').atlasView.clientPosition(0, 1, 0)")
     page.mouse.move(pos["x"], pos["y"])
     page.locator(".atlas-matrix-tooltip").wait_for(state="visible")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import synthetic_model_view as smv
-from atlas_build.export import read_attention, read_manifest
+from atlas_build.export import read_head_attention, read_manifest
 from helpers import wait_head
 
 pytestmark = pytest.mark.browser
@@ -55,7 +55,7 @@ def test_heatmaps_draw_the_attention_files_weights(mv, tab) -> None:
     assert sorted(drawn) == [(layer, h) for layer in range(smv.LAYERS) for h in range(smv.HEADS)]
     data = site / "data" / smv.MODEL
     for (layer, h), w in drawn.items():
-        first, stored = read_attention(data / f"attn/L{layer}H{h}.bin.gz")[sid]
+        first, stored = read_head_attention(data, layer, h)[sid]
         assert first == synth.tokens[sid][0].token_id
         assert np.abs(w - stored).max() < TOL, (layer, h)
         assert np.abs(stored - synth.attention[(sid, layer, h)]).max() <= 0.5 / 255 + 1e-9
@@ -144,7 +144,7 @@ def test_real_build_model_page_lists_featured_inputs_and_views_match(tiny_site, 
         for head in range(4):
             got = tab.page.evaluate("Array.from(document.querySelector('.atlas-view').atlasView"
                                     f".cellWeights({layer}, {head}))")
-            _, stored = read_attention(data / f"attn/L{layer}H{head}.bin.gz")[sid]
+            _, stored = read_head_attention(data, layer, head)[sid]
             assert np.abs(np.array(got).reshape(stored.shape) - stored).max() < 1e-6
     tab.page.goto(f"{url}models/tiny-bert/inputs/4/")
     tab.page.wait_for_function(DRAWN)
@@ -168,7 +168,7 @@ def test_image_model_view_draws_the_selected_patch_row(vision_site, tab) -> None
         for h in manifest["heads"]:
             got = tab.page.evaluate("Array.from(document.querySelector('.atlas-view').atlasView.cellWeights("
                                     f"{h['layer']}, {h['head']}))")
-            _, stored = read_attention(data / f"attn/L{h['layer']}H{h['head']}.bin.gz")[2]
+            _, stored = read_head_attention(data, h["layer"], h["head"], manifest)[2]
             assert np.abs(np.array(got) - stored[position]).max() < 1e-6
 
     check(centre)

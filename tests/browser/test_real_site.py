@@ -99,11 +99,12 @@ def test_real_head_page_fetches_little_data(tiny_site, tab):
     data = sorted(p.split(f"/data/{model}/", 1)[1] for p in fetched if f"/data/{model}/" in p)
     layout = next(name for name in manifest["layouts"] if name.endswith("-2d"))
     stem = f"L{h['layer']}H{h['head']}"
-    assert data == sorted([f"coords/{stem}_{layout}.arrow", f"heads/{stem}.json", "manifest.json", "tokens.arrow",
+    assert data == sorted([f"coords/{stem}_{layout}.bin.gz", f"heads/{stem}.json", "manifest.json", "tokens.arrow",
                            f"thumbs/{stem}_{layout}.png"])
     files = [root / "data" / model / f for f in data if not f.startswith("thumbs/")]
     scale = BUDGET_POINTS / manifest["points"]["count"]
-    scaled = sum(scaled_arrow_bytes(f, scale) if f.suffix == ".arrow" else served_bytes(f) for f in files)
+    scaled = sum(scaled_arrow_bytes(f, scale) if f.suffix == ".arrow" else f.stat().st_size * scale
+                 if f.name.endswith(".bin.gz") else served_bytes(f) for f in files)
     assert scaled <= BUDGET, {f.name: f.stat().st_size for f in files}
     total = sum(served_bytes(root / p.lstrip("/")) for p in set(fetched) if (root / p.lstrip("/")).is_file())
     assert total <= BUDGET, "the whole page as served, tiny data"

@@ -18,14 +18,15 @@ from helpers import KEY_RGB, count_rgb, open_head, pixels
 MODEL = "tiny-bert"
 
 
-def _attention(path: Path) -> dict[int, np.ndarray]:
-    blob = gzip.decompress(path.read_bytes())
-    count = struct.unpack_from("<I", blob, 8)[0]
-    out = {}
+def _attention(data: Path, sid: int, layer: int, head: int) -> np.ndarray:
+    """One head's n × n weight bytes on one input, from the input's attention file of the head's layer."""
+    blob = gzip.decompress((data / "inputs" / f"S{sid}_L{layer}.bin.gz").read_bytes())
+    n, count = struct.unpack_from("<II", blob, 16)
     for i in range(count):
-        sid, _, n, offset = struct.unpack_from("<4I", blob, 12 + 16 * i)
-        out[sid] = np.frombuffer(blob, np.uint8, n * n, offset).reshape(n, n)
-    return out
+        file_layer, file_head, _, offset = struct.unpack_from("<4I", blob, 24 + 16 * i)
+        if (file_layer, file_head) == (layer, head):
+            return np.frombuffer(blob, np.uint8, n * n, offset).reshape(n, n)
+    raise KeyError((layer, head))
 
 
 def _values(path: Path) -> tuple[dict[int, np.ndarray], int, int]:
@@ -60,7 +61,7 @@ def test_flow_panel_sums_the_exported_values_weighted_by_attention(tiny_site, ta
                              " position: f.position, terms: f.terms}; })()")
     sid = tok["sentence_id"][row]
     assert (flow["sentence"], flow["position"]) == (sid, 3)
-    attn = _attention(data / "attn" / f"L{layer}H{head}.bin.gz")[sid]
+    attn = _attention(data, sid, layer, head)
     values, file_layer, file_kv = _values(data / "values" / "vectors" / f"L{layer}V{kv}.bin.gz")
     assert (file_layer, file_kv) == (layer, kv)
     by_pos = {tok["position"][r]: tok["token_id"][r] for r in range(len(tok["token_id"])) if tok["sentence_id"][r] == sid}

@@ -24,14 +24,16 @@ def read_table(path) -> list[dict]:
         return pa.ipc.open_file(src).read_all().to_pylist()
 
 
-def attention_block(path, sentence: int) -> np.ndarray:
+def attention_block(model_dir, manifest: dict, sentence: int, layer: int, head: int) -> np.ndarray:
+    """One head's n × n weights on one image, from the image's attention file of the head's layer."""
+    path = model_dir / manifest["inputs"]["files"]["attention"].format(input=sentence, layer=layer)
     raw = gzip.decompress(path.read_bytes())
-    count = struct.unpack_from("<I", raw, 8)[0]
+    n, count = struct.unpack_from("<II", raw, 16)
     for k in range(count):
-        sid, _, n, offset = struct.unpack_from("<IIII", raw, 12 + 16 * k)
-        if sid == sentence:
+        file_layer, file_head, _, offset = struct.unpack_from("<4I", raw, 24 + 16 * k)
+        if (file_layer, file_head) == (layer, head):
             return np.frombuffer(raw, np.uint8, n * n, offset).reshape(n, n) / 255
-    raise KeyError(sentence)
+    raise KeyError((layer, head))
 
 
 def _points(tokens: dict) -> list[dict]:
@@ -53,7 +55,6 @@ def test_clicking_a_real_patch_point_draws_its_heatmap(vision_site, tab):
     prefix = manifest["model"]["num_prefix_tokens"]
     patch = manifest["model"]["patch_size"]
     head = manifest["heads"][-1]
-    attn = model_dir / manifest["files"]["attn"].format(layer=head["layer"], head=head["head"])
     tokens = {t["token_id"]: t for t in read_table(model_dir / "tokens.arrow")}
     points = _points(tokens)
     target = next(p for p in points if not p["is_key"] and tokens[p["token_id"]]["patch_row"] == rows // 2
@@ -71,7 +72,7 @@ def test_clicking_a_real_patch_point_draws_its_heatmap(vision_site, tab):
     tok = tokens[p["token_id"]]
     image = next(im for im in manifest["images"] if im["image_id"] == tok["sentence_id"])
     assert page.locator(".atlas-image-title").text_content().startswith(f"Image {image['name']} ·")
-    w = attention_block(attn, tok["sentence_id"])
+    w = attention_block(model_dir, manifest, tok["sentence_id"], head["layer"], head["head"])
     weights = w[:, tok["position"]] if p["is_key"] else w[tok["position"]]
     best = prefix + int(np.argmax(weights[prefix:]))
     r, c = divmod(best - prefix, cols)

@@ -1,10 +1,11 @@
-// Loading the files of docs/reference/formats.md (schema version 4). Rows are joined by explicit ids only: tokens
+// Loading the files of docs/reference/formats.md (schema version 6). Rows are joined by explicit ids only: tokens
 // name their query/key point ids, and every per-point file of a head lists its points in ascending point id order.
 
-import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, fetchJson, loadTable, versionError } from "./fetch.js";
+import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, fetchJson, gunzip, loadTable, versionError } from "./fetch.js";
+import { loadInputLayer } from "./inputs-data.js";
 import { displayToken } from "./token-text.js";
 
-export { AtlasDataError, SCHEMA_VERSION, prefetch } from "./fetch.js";
+export { AtlasDataError, SCHEMA_VERSION, gunzip, prefetch } from "./fetch.js";
 
 const MAX_CACHED_LAYOUTS = 48;
 
@@ -209,16 +210,48 @@ function checkRows(model, table, url) {
 
 const layouts = new Map();
 
-// One layout of one head: {dims, range, axes: [Float32Array per axis]} in point order.
+// One layout of one head: {dims, range, bits, axes: [Float32Array per axis]} in point order.
 export function loadLayout(model, layer, head, layout) {
   const url = model.url("coords", layer, head, layout);
   return cached(layouts, url, async () => {
-    const table = await loadTable(url);
-    checkRows(model, table, url);
-    const range = rangeOf(table, url);
-    const axes = range.map((r, d) => dequantize(table.numbers("xyz"[d]), r, 65535));
-    return { dims: axes.length, range, axes };
+    const buffer = await gunzip(await fetchBuffer(url), url);
+    return readCoords(buffer, url, { layer, head, layout, points: model.points.count });
   }, MAX_CACHED_LAYOUTS);
+}
+
+// A coordinates file (formats.md): a header naming the head and layout, [min, max] per axis, then the codes as
+// byte planes: every axis's high bytes, then every axis's low bytes (only one plane per axis when bits <= 8).
+export function readCoords(buffer, url, expect) {
+  const bytes = new Uint8Array(buffer);
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  if (magic !== "CRDS" || buffer.byteLength < 32) throw new AtlasDataError(`${url} is not a coordinates file`);
+  const view = new DataView(buffer);
+  const version = view.getUint32(4, true);
+  if (version !== SCHEMA_VERSION) throw versionError(url, version);
+  const [layer, head, points, dims, bits, nameLength] = [8, 12, 16, 20, 24, 28].map((o) => view.getUint32(o, true));
+  const name = String.fromCharCode(...bytes.subarray(32, 32 + nameLength));
+  if (layer !== expect.layer || head !== expect.head || name !== expect.layout) {
+    throw new AtlasDataError(`${url} holds layer ${layer} head ${head} ${name}`);
+  }
+  if (points !== expect.points) throw new AtlasDataError(`${url} has ${points} rows for the ${expect.points} points of tokens.arrow`);
+  if (dims < 1 || dims > 3 || bits < 1 || bits > 16) throw new AtlasDataError(`${url}: ${dims} axes of ${bits} bits`);
+  let at = 32 + nameLength;
+  const range = [];
+  if (buffer.byteLength < at + 16 * dims) throw new AtlasDataError(`${url} is truncated`);
+  for (let d = 0; d < dims; d++, at += 16) range.push([view.getFloat64(at, true), view.getFloat64(at + 8, true)]);
+  const width = bits > 8 ? 2 : 1;
+  if (buffer.byteLength !== at + width * points * dims) throw new AtlasDataError(`${url} is truncated`);
+  const qmax = 2 ** bits - 1;
+  const axes = range.map(([min, max], d) => {
+    const out = new Float32Array(points);
+    const step = (max - min) / qmax;
+    const hi = at + d * points;
+    const lo = hi + dims * points;
+    if (width === 2) for (let i = 0; i < points; i++) out[i] = min + (bytes[hi + i] * 256 + bytes[lo + i]) * step;
+    else for (let i = 0; i < points; i++) out[i] = min + bytes[hi + i] * step;
+    return out;
+  });
+  return { dims, range, bits, axes };
 }
 
 const norms = new Map();
@@ -241,51 +274,14 @@ export function loadAggregate(model, layer, head) {
   return cached(aggregates, url, () => fetchJson(url), 8);
 }
 
-const attns = new Map();
-
-export function loadAttention(model, layer, head) {
-  const url = model.url("attn", layer, head);
-  return cached(attns, url, () => readAttention(url), 8);
-}
-
-// The attention file is stored gzip-compressed; a server that sends it with Content-Encoding: gzip hands over
-// the plain blob instead, so both are accepted.
-export async function gunzip(buffer, url) {
-  const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
-  if (head[0] !== 0x1f || head[1] !== 0x8b) return buffer;
-  if (typeof DecompressionStream !== "function") throw new AtlasDataError(`this browser cannot decompress ${url}`);
-  try {
-    return await new Response(new Blob([buffer]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
-  } catch (err) {
-    throw new AtlasDataError(`${url} is not a readable gzip file: ${err.message}`);
-  }
-}
-
-async function readAttention(url) {
-  const buffer = await gunzip(await fetchBuffer(url), url);
-  const view = new DataView(buffer);
-  const magic = String.fromCharCode(...new Uint8Array(buffer, 0, Math.min(4, buffer.byteLength)));
-  if (magic !== "ATTN" || buffer.byteLength < 12) throw new AtlasDataError(`${url} is not an attention file`);
-  const version = view.getUint32(4, true);
-  if (version !== SCHEMA_VERSION) throw versionError(url, version);
-  const count = view.getUint32(8, true);
-  const blocks = new Map();
-  for (let i = 0; i < count; i++) {
-    const at = 12 + 16 * i;
-    const [sid, first, n, offset] = [0, 4, 8, 12].map((o) => view.getUint32(at + o, true));
-    if (offset + n * n > buffer.byteLength) throw new AtlasDataError(`${url}: block of sentence ${sid} is truncated`);
-    blocks.set(sid, { first, n, offset });
-  }
-  const bytes = new Uint8Array(buffer);
-  return {
-    blocks,
-    // Row-major n × n weights of one sentence (row = query position), or null when the sentence is absent.
-    matrix(sid) {
-      const b = blocks.get(sid);
-      if (!b) return null;
-      const w = new Float32Array(b.n * b.n);
-      for (let i = 0; i < w.length; i++) w[i] = bytes[b.offset + i] / 255;
-      return { n: b.n, first: b.first, w };
-    },
-  };
+// One head's attention on one sentence: {n, first, w: Float32Array n × n (row-major, row = query position)} or
+// null when the input has no such head. It comes from the input's file for the head's layer, which the model
+// view reads too (the only copy of the weights).
+export async function loadSentenceAttention(model, layer, head, sid) {
+  const file = await loadInputLayer(model, sid, layer);
+  const bytes = file.bytes(layer, head);
+  if (!bytes) return null;
+  const w = new Float32Array(bytes.length);
+  for (let i = 0; i < w.length; i++) w[i] = bytes[i] / 255;
+  return { n: file.n, first: file.first, w };
 }

@@ -3,7 +3,7 @@
 
 import { readArrowFile } from "./arrow-ipc.js";
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 export class AtlasDataError extends Error {
   constructor(message) {
@@ -45,6 +45,19 @@ export function fetchBuffer(url) {
   const early = prefetched.get(url);
   prefetched.delete(url);
   return early || fetchOk(url).then((r) => r.arrayBuffer());
+}
+
+// Files stored gzip-compressed (attention, coordinates); a server that sends one with Content-Encoding: gzip
+// hands over the plain blob instead, so both are accepted.
+export async function gunzip(buffer, url) {
+  const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return buffer;
+  if (typeof DecompressionStream !== "function") throw new AtlasDataError(`this browser cannot decompress ${url}`);
+  try {
+    return await new Response(new Blob([buffer]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  } catch (err) {
+    throw new AtlasDataError(`${url} is not a readable gzip file: ${err.message}`);
+  }
 }
 
 // A JSON file carrying `schema_version`.

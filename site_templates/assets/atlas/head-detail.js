@@ -6,7 +6,7 @@
 // The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 
-import { loadAggregate, loadAttention } from "./data.js";
+import { loadAggregate, loadSentenceAttention } from "./data.js";
 import { showError } from "./dom.js";
 import { modelViewUrl } from "./inputs-data.js";
 import { NeuronView } from "./neuron-view.js";
@@ -105,16 +105,15 @@ export class HeadDetail {
   // the ones the sentence view loads too, so selecting a point costs one file).
   async lines(point) {
     const { model, layer, head } = this.ctx;
-    let attn;
+    const sid = point.sentence;
+    let m;
     try {
-      attn = await loadAttention(model, layer, head);
+      m = await loadSentenceAttention(model, layer, head, sid);
     } catch (err) {
       if (this.ctx.alive()) showError(this.root, err.message);
       return;
     }
     if (!this.ctx.alive() || this.shownFor !== point.id) return;
-    const sid = point.sentence;
-    const m = attn.matrix(sid);
     const lines = [];
     for (const t of (m && model.sentences.get(sid)) || []) {
       const from = model.pointOfToken(t, false);
@@ -134,15 +133,14 @@ export class HeadDetail {
     const tt = model.tokens;
     const tokens = (model.sentences.get(sid) || []).map((t) => ({ text: tt.text[t], special: !!tt.special[t], position: tt.position[t],
       side: tt.side ? tt.side[t] : null }));
-    let attn = null;
+    let matrix = null;
     let aggregate = null;
     try {
-      [attn, aggregate] = await Promise.all([loadAttention(model, layer, head), loadAggregate(model, layer, head)]);
+      [matrix, aggregate] = await Promise.all([loadSentenceAttention(model, layer, head, sid), loadAggregate(model, layer, head)]);
     } catch (err) {
       if (this.ctx.alive()) showError(this.root, err.message);
     }
     if (!this.ctx.alive() || this.shownFor !== point.id) return;
-    const matrix = attn ? attn.matrix(sid) : null;
     const focus = { position: point.position, isKey: point.isKey };
     const m = model.manifest.model;
     const sides = tt.side ? [m.query_side || "query side", m.key_side || "key side"] : null;

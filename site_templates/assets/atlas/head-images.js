@@ -2,7 +2,7 @@
 // pixel colourings (loaded with the images the first time an encoding needs them), patch sprites, and the image
 // view for a selected point with the head's aggregate pattern by patch offset.
 
-import { loadAggregate, loadAttention } from "./data.js";
+import { loadAggregate, loadSentenceAttention } from "./data.js";
 import { el, select, showError } from "./dom.js";
 import { ImageView } from "./image-view.js";
 import { imageInfo, loadPatchFeatures, loadPicture, patchGrid, patchSprites } from "./images.js";
@@ -95,17 +95,16 @@ export class HeadImages {
   async open(point) {
     const { model, layer, head } = this.ctx;
     const sid = point.sentence;
-    let attn = null;
+    let matrix = null;
     let picture = null;
     let aggregate = null;
     try {
-      [attn, picture, aggregate] = await Promise.all([loadAttention(model, layer, head), loadPicture(model, sid),
+      [matrix, picture, aggregate] = await Promise.all([loadSentenceAttention(model, layer, head, sid), loadPicture(model, sid),
         loadAggregate(model, layer, head)]);
     } catch (err) {
       if (this.ctx.alive()) showError(this.detail.root, err.message);
     }
     if (!this.ctx.alive() || this.ctx.selected() !== point.id || !picture) return;
-    const matrix = attn ? attn.matrix(sid) : null;
     const tokens = (model.sentences.get(sid) || []).map((t) => model.tokens.text[t]);
     const focus = { position: point.position, isKey: point.isKey };
     this.detail.show({ imageId: sid, image: imageInfo(model, sid), picture, grid: patchGrid(model), tokens, matrix, focus });

@@ -1,9 +1,9 @@
-// Per-input files (docs/reference/formats.md, schema version 4): one input's attention in every head
-// (inputs/S<id>.bin.gz, the model view) and the featured inputs' query/key vectors (vectors/…, the neuron view).
+// Per-input files (docs/reference/formats.md, schema version 6): one input's attention in every head of one layer
+// (inputs/S<id>_L<l>.bin.gz: the model view reads every layer's, a head page its layer's) and the featured inputs'
+// query/key vectors (vectors/…, the neuron view).
 // Blocks are found by the explicit ids of their tables (layer, head; input id), never by their order.
 
-import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, versionError } from "./fetch.js";
-import { gunzip } from "./data.js";
+import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, gunzip, versionError } from "./fetch.js";
 
 // manifest.json's `inputs` section, or an error naming what is missing.
 export function inputsOf(manifest) {
@@ -44,15 +44,15 @@ function once(url, read) {
     const promise = read();
     cache.set(url, promise);
     promise.catch(() => cache.delete(url));
-    while (cache.size > 24) cache.delete(cache.keys().next().value);
+    while (cache.size > 96) cache.delete(cache.keys().next().value);
   }
   return cache.get(url);
 }
 
-// One input over every head: {inputId, first, n, heads: [{layer, head, kv}], bytes(layer, head) → Uint8Array n × n
-// (weight × 255, row = query position) or null}.
-export function loadInputAttention(meta, inputId) {
-  const url = inputFileUrl(meta, "attention", { input: inputId });
+// One input over the heads of one layer: {inputId, first, n, heads: [{layer, head, kv}], bytes(layer, head) →
+// Uint8Array n × n (weight × 255, row = query position) or null}.
+export function loadInputLayer(meta, inputId, layer) {
+  const url = inputFileUrl(meta, "attention", { input: inputId, layer });
   return once(url, async () => {
     const buffer = await gunzip(await fetchBuffer(url), url);
     const view = header(buffer, url, "ATTI", 24);
@@ -62,19 +62,33 @@ export function loadInputAttention(meta, inputId) {
     const blocks = new Map();
     const heads = [];
     for (let i = 0; i < count; i++) {
-      const [layer, head, kv, offset] = [0, 4, 8, 12].map((o) => view.getUint32(24 + 16 * i + o, true));
+      const [fileLayer, head, kv, offset] = [0, 4, 8, 12].map((o) => view.getUint32(24 + 16 * i + o, true));
+      if (fileLayer !== layer) throw new AtlasDataError(`${url} holds a head of layer ${fileLayer}, not ${layer}`);
       if (offset + n * n > buffer.byteLength) throw new AtlasDataError(`${url}: block of L${layer} H${head} is truncated`);
-      blocks.set(`${layer}:${head}`, offset);
+      blocks.set(head, offset);
       heads.push({ layer, head, kv });
     }
     return {
       inputId: id, first, n, heads,
-      bytes(layer, head) {
-        const offset = blocks.get(`${layer}:${head}`);
+      bytes(l, head) {
+        const offset = l === layer ? blocks.get(head) : undefined;
         return offset === undefined ? null : new Uint8Array(buffer, offset, n * n);
       },
     };
   });
+}
+
+// One input over every head (every layer's file): the same interface as loadInputLayer's.
+export async function loadInputAttention(meta, inputId) {
+  const layers = Number(meta.manifest.model.num_layers);
+  const files = await Promise.all(Array.from({ length: layers }, (_, layer) => loadInputLayer(meta, inputId, layer)));
+  const n = files.length ? files[0].n : 0;
+  const odd = files.find((f) => f.n !== n || f.first !== files[0].first);
+  if (odd) throw new AtlasDataError(`input ${inputId}: its layer files disagree on its tokens (${odd.n} vs ${n})`);
+  return {
+    inputId, first: files.length ? files[0].first : 0, n, heads: files.flatMap((f) => f.heads),
+    bytes: (layer, head) => (files[layer] ? files[layer].bytes(layer, head) : null),
+  };
 }
 
 // IEEE 754 half precision → number.

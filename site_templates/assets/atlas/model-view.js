@@ -3,7 +3,8 @@
 // bipartite lines (opacity = weight), the reader's choice. Image models: each cell is the picture with the selected
 // patch's attention over it. Hiding special tokens or the first token re-normalizes every row over the keys that
 // stay. A cell opens its head page with the input selected; cells of query heads that share a key/value head (GQA)
-// carry the same band. Data: manifest.json, tokens.arrow and the input's one attention file (inputs/S<id>.bin.gz).
+// carry the same band. Data: manifest.json, tokens.arrow and the input's attention files, one per layer
+// (inputs/S<id>_L<l>.bin.gz).
 
 import { AtlasDataError, loadManifest, loadModel } from "./data.js";
 import { hex, paletteOf, setCssColours } from "./colours.js";

@@ -5,7 +5,7 @@
 // It sees the head view only through the context of HeadView.context(); text goes in through textContent only.
 
 import { colourPoints } from "./colours.js";
-import { gunzip, loadAttention } from "./data.js";
+import { gunzip, loadSentenceAttention } from "./data.js";
 import { Disposer, el, fmt, select } from "./dom.js";
 import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, loadTable, versionError } from "./fetch.js";
 import { drawLines, drawRings } from "./overlay.js";
@@ -251,9 +251,9 @@ export class ValueView {
     }
     const { model, layer, head } = this.ctx;
     try {
-      const [attn, vectors] = await Promise.all([loadAttention(model, layer, head), this.ensureVectors()]);
+      const [matrix, vectors] = await Promise.all([loadSentenceAttention(model, layer, head, point.sentence),
+        this.ensureVectors()]);
       if (!this.ctx.alive() || this.point !== point || !this.coords) return;
-      const matrix = attn.matrix(point.sentence);
       if (!matrix) throw new AtlasDataError(`the attention file has no rows for sentence ${point.sentence}`);
       const tokenIds = (model.sentences.get(point.sentence) || []).map((t) => model.tokens.id[t]);
       this.flow = { sentence: point.sentence, ...flowOf(matrix, tokenIds, vectors, point.position) };
