@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from atlas_build.export import head_path, read_coords
-from atlas_build.export.thumbnails import STRIP_PATH, strip_png, thumbnail_png
+from atlas_build.export.thumbnails import STRIP_PATH, preview_layout, strip_png, thumbnail_png
 from atlas_build.normalize.joint import is_key
 
 
@@ -51,6 +51,14 @@ def test_strip_refuses_mixed_sizes():
         strip_png([heads(1)[0], thumbnail_png(np.zeros((4, 2)), np.array([0, 0, 1, 1], bool), 16)])
 
 
+def test_preview_layout_is_the_default_when_2d_else_the_first_2d_layout():
+    assert preview_layout(["pca-2d", "tsne-2d"], "tsne-2d") == "tsne-2d"
+    # a 3D default still leaves the pages a picture of their own: the first 2D layout's
+    assert preview_layout(["pca-3d", "umap-3d", "tsne-2d", "pca-2d"], "umap-3d") == "tsne-2d"
+    assert preview_layout(["pca-2d"], None) == "pca-2d"
+    assert preview_layout(["pca-3d"], "pca-3d") is None
+
+
 def test_tiny_build_writes_a_strip_per_layer_and_layout(tiny_build):
     data = next((tiny_build / "site" / "data").glob("*/manifest.json")).parent
     manifest = json.loads((data / "manifest.json").read_text("utf-8"))
@@ -65,7 +73,7 @@ def test_tiny_build_writes_a_strip_per_layer_and_layout(tiny_build):
             for head in range(n_heads):
                 file = data / head_path("thumb", layer, head, layout)
                 part = strip[:, head * size:(head + 1) * size]
-                if layout == manifest["default_layout"]:  # the head page's preview image: a file of its own too
+                if layout == preview_layout(manifest["layouts"], manifest["default_layout"]):  # a file of its own too
                     np.testing.assert_array_equal(part, rgb(file.read_bytes()))
                     continue
                 assert not file.exists()

@@ -28,9 +28,9 @@ class HeadFileOptions:
     num_prefix_tokens: int = 0
     key_starts: Mapping[int, int] | None = None  # cross-attention: input id → position of its first key-side token
     coordinate_bits: int = COORD_BITS
-    #: 2D layouts whose thumbnail is also a file of its own (the head page's preview image); the others live only
-    #: in their layer's strip.
-    thumbnail_files: frozenset[str] = frozenset()
+    #: The 2D layout whose thumbnail is also a file of its own (`thumbnails.preview_layout`: the head page's preview
+    #: image); every 2D layout's lives in its layer's strip.
+    preview: str | None = None
 
 
 def sentence_token_ids(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray) -> dict[int, np.ndarray]:
@@ -61,7 +61,7 @@ def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str
         if coords.shape[1] != 2:
             continue
         thumbs[name] = thumbnail_png(coords, is_key, opts.thumbnail_size)
-        if name in opts.thumbnail_files:
+        if name == opts.preview:
             write_bytes(data_dir / head_path("thumb", layer, head, name), thumbs[name])
         if len(coords) > opts.tile_threshold:
             rel = head_path("tiles", layer, head, name)

@@ -78,16 +78,29 @@ def read_points(data_dir: Path, manifest: dict) -> Points:
     return Points(pid[order], tok[order], key[order])
 
 
-def read_coords(path: Path) -> np.ndarray:
-    """Dequantized [points, dims] coordinates of one head and layout (see `writer.coords_blob`)."""
+def _coords_file(path: Path) -> tuple[dict, bytes, int]:
+    """(header, blob, offset of the ranges) of a coordinates file, gzip-compressed or plain (`writer.coords_blob`)."""
     data = Path(path).read_bytes()
     if data[:2] == GZIP_MAGIC:
         data = gzip.decompress(data)
     if data[:4] != COORDS_MAGIC:
         raise SchemaVersionError(f"{path}: not a coordinates file")
-    version, _layer, _head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
+    version, layer, head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
     _check(version, path)
-    at = 32 + name_len
+    header = {"layer": layer, "head": head, "layout": data[32:32 + name_len].decode("ascii"), "points": points,
+              "dims": dims, "bits": bits}
+    return header, data, 32 + name_len
+
+
+def coords_header(path: Path) -> dict:
+    """The explicit ids and encoding of a coordinates file: layer, head, layout, points, dims, bits."""
+    return _coords_file(path)[0]
+
+
+def read_coords(path: Path) -> np.ndarray:
+    """Dequantized [points, dims] coordinates of one head and layout (see `writer.coords_blob`)."""
+    header, data, at = _coords_file(path)
+    points, dims, bits = header["points"], header["dims"], header["bits"]
     ranges = struct.unpack_from(f"<{2 * dims}d", data, at)
     at += 16 * dims
     width = 2 if bits > 8 else 1
@@ -97,15 +110,6 @@ def read_coords(path: Path) -> np.ndarray:
     codes = planes[0] * 256 + planes[1] if width == 2 else planes[0]
     lo, hi = np.array(ranges[0::2])[:, None], np.array(ranges[1::2])[:, None]
     return (lo + codes / (2**bits - 1) * (hi - lo)).T
-
-
-def coords_header(path: Path) -> dict:
-    """The explicit ids and encoding of a coordinates file: layer, head, layout, points, dims, bits."""
-    data = gzip.decompress(Path(path).read_bytes())
-    version, layer, head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
-    _check(version, path)
-    return {"layer": layer, "head": head, "layout": data[32:32 + name_len].decode("ascii"), "points": points,
-            "dims": dims, "bits": bits}
 
 
 def read_norms(path: Path) -> np.ndarray:

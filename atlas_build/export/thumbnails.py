@@ -11,6 +11,7 @@ page loads instead of one file per head: 16 requests instead of 512 for a 16 x 3
 from __future__ import annotations
 
 import io
+from typing import Sequence
 
 import numpy as np
 
@@ -83,6 +84,13 @@ def png_bytes(rgba: np.ndarray, mode: str = "RGB") -> bytes:
         image = image.quantize(colors=PALETTE, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     image.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def preview_layout(layouts: Sequence[str], default: str | None) -> str | None:
+    """The 2D layout a head's static picture shows (the page's preview image, the static grid, the findings):
+    the default layout when it is 2D, else the first 2D layout; None without one."""
+    two_d = [name for name in layouts if name.endswith("-2d")]
+    return default if default in two_d else next(iter(two_d), None)
 
 
 def thumbnail_png(coords: np.ndarray, is_key: np.ndarray, size: int) -> bytes:

@@ -14,7 +14,7 @@ from ..datasets import dataset_info
 from ..datasets.images import dataset_license
 from ..export import SentenceAttention, colour_manifest, head_path, tokens_table, write_manifest, write_table
 from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
-from ..export.thumbnails import STRIP_PATH, strip_png
+from ..export.thumbnails import STRIP_PATH, preview_layout, strip_png
 from ..export.values import values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
@@ -106,7 +106,7 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     default = manifest.projections.default
     if default not in layouts:
         default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
-    opts = replace(opts, thumbnail_files=frozenset({default}))
+    opts = replace(opts, preview=preview_layout(layouts, default))
     by_layer: dict[int, list[HeadResult]] = {}
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
@@ -121,8 +121,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
             tiles, pictures[res.head] = write_head_files(data_dir, res.layer, res.head, res.layouts, res.norms,
                                                          sentences, is_key, opts)
-            thumbs = {name: head_path("thumb", res.layer, res.head, name)
-                      for name in sorted(pictures[res.head]) if name in opts.thumbnail_files}
+            thumbs = {name: head_path("thumb", res.layer, res.head, name) for name in pictures[res.head]
+                      if name == opts.preview}
             heads_meta.append({
                 "layer": res.layer, "head": res.head, "kv_head": res.kv_head, "thumbs": thumbs, "tiles": tiles,
                 "norm": res.normalization,

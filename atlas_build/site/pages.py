@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..export import head_path
+from ..export.thumbnails import preview_layout
 from ..fsutil import dumps_json
 from .markup import html_text, http_url, md_text
 
@@ -93,9 +94,8 @@ def block_links(blocks: Sequence[tuple[str, int, int]], current: str, layer: int
 
 
 def default_2d(manifest: Mapping) -> str | None:
-    """The 2D layout static pages show: the model's default layout when it is 2D, else the first 2D one."""
-    two_d = [name for name in manifest["layouts"] if name.endswith("-2d")]
-    return manifest.get("default_layout") if manifest.get("default_layout") in two_d else next(iter(two_d), None)
+    """The 2D layout static pages show (the one whose thumbnails are files of their own, `preview_layout`)."""
+    return preview_layout(manifest["layouts"], manifest.get("default_layout"))
 
 
 def matrix_page(name: str, title: str, manifest: Mapping, datasets: Sequence[str] = (),

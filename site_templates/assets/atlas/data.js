@@ -241,15 +241,10 @@ export function readCoords(buffer, url, expect) {
   for (let d = 0; d < dims; d++, at += 16) range.push([view.getFloat64(at, true), view.getFloat64(at + 8, true)]);
   const width = bits > 8 ? 2 : 1;
   if (buffer.byteLength !== at + width * points * dims) throw new AtlasDataError(`${url} is truncated`);
-  const qmax = 2 ** bits - 1;
-  const axes = range.map(([min, max], d) => {
-    const out = new Float32Array(points);
-    const step = (max - min) / qmax;
-    const hi = at + d * points;
-    const lo = hi + dims * points;
-    if (width === 2) for (let i = 0; i < points; i++) out[i] = min + (bytes[hi + i] * 256 + bytes[lo + i]) * step;
-    else for (let i = 0; i < points; i++) out[i] = min + bytes[hi + i] * step;
-    return out;
+  const axes = range.map((r, d) => {
+    const hi = bytes.subarray(at + d * points, at + (d + 1) * points);
+    const lo = width === 2 ? bytes.subarray(hi.byteOffset + dims * points, hi.byteOffset + (dims + 1) * points) : null;
+    return dequantize(lo ? Uint16Array.from(hi, (h, i) => h * 256 + lo[i]) : hi, r, 2 ** bits - 1);
   });
   return { dims, range, bits, axes };
 }
