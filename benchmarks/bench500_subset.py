@@ -37,38 +37,23 @@ def _capture(out: Path):
 
 
 def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> list:
-    """The per-head tasks of the given layers, as the build's heads stage makes them."""
-    from atlas_build.capture import read_layer
-    from atlas_build.normalize import HeadSample
-    from atlas_build.pipeline.heads import HeadTask
+    """The per-head tasks of the given layers, made by the build's own `layer_tasks` (value vectors included: the
+    first query head of each key/value head lays out its values, as in a build)."""
     from atlas_build.datasets.repeats import repeat_cap_mask
+    from atlas_build.pipeline.tasks import layer_tasks
     from atlas_build.project import ProjectionParams
 
-    tok, facts = cap.tokens, cap.facts
     data = manifest.dataset(manifest.models[0].dataset)
-    has_point = repeat_cap_mask(tok.vocab_id, data.max_token_repeats)
-    points = None if has_point.all() else np.flatnonzero(has_point)
+    has_point = repeat_cap_mask(cap.tokens.vocab_id, data.max_token_repeats)
     params = ProjectionParams.from_spec(manifest.projections, seed=manifest.build.seed)
-    tasks = []
-    for layer in layers:
-        lc = read_layer(cap.directory, layer)
-        attn = {int(s): lc.attention(int(s)) for s in np.unique(tok.sentence_id)}
-        weights = cap.qk_weights(layer)
-        for head in range(facts.num_heads):
-            kv = facts.kv_head_of_query[head]
-            sample = HeadSample(q=lc.q[:, head], k=lc.k[:, kv], sentence_id=tok.sentence_id.astype(np.int64),
-                                position=tok.position.astype(np.int64), causal=facts.causal, scaling=facts.scaling)
-            tasks.append(HeadTask(layer, head, kv, sample, {s: a[head] for s, a in attn.items()}, tok.vocab_id,
-                                  np.linalg.norm(lc.v[:, kv], axis=1), layouts, params,
-                                  w_q=None if weights is None else weights[0][head],
-                                  w_k=None if weights is None else weights[1][kv], points=points))
-    return tasks
+    return [t for layer in layers for t in layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, None)]
 
 
 def timed_head(item: tuple) -> dict:
     """Run one head in a worker: its CPU and wall seconds, and the bytes of each layout's per-head files."""
     from atlas_build.export.thumbnails import thumbnail_png
-    from atlas_build.export.writer import write_coords
+    from atlas_build.export.values import value_coords_table
+    from atlas_build.export.writer import write_coords, write_table
     from atlas_build.normalize.joint import is_key
     from atlas_build.pipeline.heads import run_head
 
@@ -84,6 +69,11 @@ def timed_head(item: tuple) -> dict:
             files[f"coords:{name}"] = path.stat().st_size
             if coords.shape[1] == 2:
                 files[f"thumbs:{name}"] = len(thumbnail_png(coords, is_key(len(coords)), thumb_size))
+        for name, coords in res.value_layouts.items():  # its key/value head's value layouts, when it lays them out
+            path = Path(tmp) / f"values_{name}.arrow"
+            ids = np.arange(len(coords)) if task.points is None else task.points  # the point tokens' ids
+            write_table(path, value_coords_table(coords, ids, task.layer, task.kv_head, name))
+            files[f"values:{name}"] = path.stat().st_size
     # what the head adds to manifest.json that grows with its layouts (its thumbnail path, scores per layout)
     thumbs = {task.layouts[0]: f"thumbs/L{task.layer}H{task.head}_{task.layouts[0]}.png"}
     files["manifest.json"] = len(json.dumps({"thumbs": thumbs, "trust": res.trust}, separators=(",", ":")))
@@ -112,12 +102,15 @@ def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str,
             rows = list(executor.map(timed_head, tasks, desc=label, progress=False))
             wall = time.perf_counter() - start
             cpu = [r["cpu"] for r in rows]
+            kinds = sorted({k for r in rows for k in r["files"]})
             subset["sets"][label] = {
                 "layouts": list(layouts), "heads": len(rows), "cpu_median": statistics.median(cpu),
                 "cpu_quartiles": [float(q) for q in np.percentile(cpu, [25, 75])], "wall_total": wall,
                 "export_cpu_median": statistics.median(r["export_cpu"] for r in rows),
-                "file_bytes_mean": {k: float(np.mean([r["files"][k] for r in rows])) for k in rows[0]["files"]},
-                "file_bytes_max": {k: int(max(r["files"][k] for r in rows)) for k in rows[0]["files"]},
+                # a mean over every head (value files: one head per key/value head has them, the others 0)
+                "cpu_mean": statistics.fmean(cpu),
+                "file_bytes_mean": {k: float(np.mean([r["files"].get(k, 0) for r in rows])) for k in kinds},
+                "file_bytes_max": {k: int(max(r["files"].get(k, 0) for r in rows)) for k in kinds},
                 "load": os.getloadavg()[0]}
             print(f"  {label} ({len(layouts)} layouts): {len(rows)} heads, CPU median "
                   f"{subset['sets'][label]['cpu_median']:.2f} s per head, wall {wall:.0f} s", flush=True)

@@ -193,7 +193,8 @@ def extrapolate(results: dict, cores: int = 2) -> dict:
     site, sets = results["site"], results["subset"]["sets"]
     heads = site["heads"]
     full, cheap = sets["default"], sets["cheap"]
-    heads_wall = heads * full["cpu_median"] / cores  # every core busy with heads, nothing else
+    # every core busy with heads, nothing else; the mean, since the heads that lay out values cost more
+    heads_wall = heads * full.get("cpu_mean", full["cpu_median"]) / cores
     export_extra = heads * max(0.0, full["export_cpu_median"] - cheap["export_cpu_median"])
     extra_layouts = [name for name in full["layouts"] if name not in cheap["layouts"]]
     # every 2D layout's thumbnail is in its layer's strip (about as large as the thumbnails, measured); only the
@@ -207,7 +208,7 @@ def extrapolate(results: dict, cores: int = 2) -> dict:
     # capture on both cores (torch's threads) from its CPU seconds: its wall time on the loaded machine says little
     capture = site["capture_cpu_s"] / cores if site.get("capture_cpu_s") else site["capture_s"]
     return {
-        "heads_cpu_h": heads * full["cpu_median"] / 3600, "capture_min": capture / 60,
+        "heads_cpu_h": heads * full.get("cpu_mean", full["cpu_median"]) / 3600, "capture_min": capture / 60,
         "build_wall_min": (capture + heads_wall + site["export_site_s"] + export_extra) / 60,
         "heads_wall_min": heads_wall / 60, "export_extra_min": export_extra / 60,
         "site_mb": sizes["total_mb"] + heads * (per_head_extra + meta_extra) / MIB, "manifest_mb": manifest_mb,
@@ -241,7 +242,8 @@ def report(results: dict) -> None:
         print(f"\nsubset (measured): layers {sub['layers']} (seed {sub['seed']}), {sub['jobs']} workers")
         for label, st in sub["sets"].items():
             q1, q3 = st["cpu_quartiles"]
-            print(f"  {label:8s} {len(st['layouts'])} layouts: CPU per head median {st['cpu_median']:.2f} s "
+            print(f"  {label:8s} {len(st['layouts'])} layouts: CPU per head median {st['cpu_median']:.2f} s, mean "
+                  f"{st.get('cpu_mean', float('nan')):.2f} s "
                   f"(quartiles {q1:.2f}-{q3:.2f}), export of its layout files {st['export_cpu_median']:.2f} CPU-s, "
                   f"over {st['heads']} heads; load {st['load']:.1f}")
         full = sub["sets"]["default"]
