@@ -51,7 +51,7 @@ def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> li
 
 def timed_head(item: tuple) -> dict:
     """Run one head in a worker: its CPU and wall seconds, and the bytes of each layout's per-head files."""
-    from atlas_build.export.thumbnails import thumbnail_png
+    from atlas_build.export.thumbnails import preview_layout, thumbnail_png
     from atlas_build.export.values import value_coords_table
     from atlas_build.export.writer import write_coords, write_table
     from atlas_build.normalize.joint import is_key
@@ -75,7 +75,8 @@ def timed_head(item: tuple) -> dict:
             write_table(path, value_coords_table(coords, ids, task.layer, task.kv_head, name))
             files[f"values:{name}"] = path.stat().st_size
     # what the head adds to manifest.json that grows with its layouts (its thumbnail path, scores per layout)
-    thumbs = {task.layouts[0]: f"thumbs/L{task.layer}H{task.head}_{task.layouts[0]}.png"}
+    preview = preview_layout(task.layouts, task.layouts[0])
+    thumbs = {preview: f"thumbs/L{task.layer}H{task.head}_{preview}.png"}
     files["manifest.json"] = len(json.dumps({"thumbs": thumbs, "trust": res.trust}, separators=(",", ":")))
     return {"layer": task.layer, "head": task.head, "cpu": cpu, "wall": wall, "files": files,
             "export_cpu": time.process_time() - export_cpu}

@@ -190,6 +190,8 @@ def stage_whole(out: Path, jobs: int, results: dict) -> None:
 
 def extrapolate(results: dict, cores: int = 2) -> dict:
     """Whole-build wall time and site size of the default layout set from the cheap build and the subset."""
+    from atlas_build.export.thumbnails import preview_layout
+
     site, sets = results["site"], results["subset"]["sets"]
     heads = site["heads"]
     full, cheap = sets["default"], sets["cheap"]
@@ -200,8 +202,8 @@ def extrapolate(results: dict, cores: int = 2) -> dict:
     # every 2D layout's thumbnail is in its layer's strip (about as large as the thumbnails, measured); only the
     # default layout's is also a file of its own: faithful-2d's in the full site where the cheap site has pca-2d's
     per_head_extra = sum(b for k, b in full["file_bytes_mean"].items() if k.split(":")[-1] in extra_layouts)
-    per_head_extra += full["file_bytes_mean"][f"thumbs:{full['layouts'][0]}"]
-    per_head_extra -= cheap["file_bytes_mean"][f"thumbs:{cheap['layouts'][0]}"]
+    for st, sign in ((full, 1), (cheap, -1)):
+        per_head_extra += sign * st["file_bytes_mean"][f"thumbs:{preview_layout(st['layouts'], st['layouts'][0])}"]
     meta_extra = full["file_bytes_mean"]["manifest.json"] - cheap["file_bytes_mean"]["manifest.json"]
     sizes = site["sizes"]
     manifest_mb = sizes["by_kind_mb"].get("manifest.json", 0.0) + heads * meta_extra / MIB

@@ -34,17 +34,13 @@ import bench_faithfulness as bf  # noqa: E402
 CONTINUATIONS = {"continued 75": (75, 0.03), "continued 125": (125, 0.03), "continued 125, weight 0.1": (125, 0.1)}
 
 
-def continued(xp, pairs, start: np.ndarray, params, n_iter: int, weight: float) -> np.ndarray:
-    """faithful-2d's objective run for `n_iter` iterations from `start`, kept at its scale."""
+def continued(xp, pairs, affinities, start: np.ndarray, params, n_iter: int, weight: float) -> np.ndarray:
+    """faithful-2d's objective run for `n_iter` iterations from `start`, kept at its scale, on the t-SNE
+    `affinities` (which a build shares with tsne-2d)."""
     import openTSNE.initialization
 
-    from atlas_build.project import methods
     from atlas_build.project.faithful import StressWeight, TrustSample, faithful_terms, faithful_tsne
-    from atlas_build.project.knn import knn_graph
 
-    graph = knn_graph(xp, max(int(3 * params.tsne_perplexity), params.umap_n_neighbors), params.metric,
-                      seed=params.seed)
-    affinities = methods.tsne_affinities(graph, params.tsne_perplexity)
     stress = StressWeight(weight, early_iter=0, n_iter=n_iter, trust=TrustSample(xp, seed=params.seed),
                           floor=params.faithful_trust)
     rescale = openTSNE.initialization.rescale
@@ -63,7 +59,8 @@ def measure(folder: Path, layer: int, head: int) -> dict:
     from atlas_build.normalize import normalize
     from atlas_build.normalize.joint import JointSet
     from atlas_build.normalize.pairs import attention_pairs
-    from atlas_build.project import ProjectionParams, prepare, project
+    from atlas_build.project import ProjectionParams, methods, prepare, project
+    from atlas_build.project.knn import knn_graph
 
     params = ProjectionParams()
     sample, attention = bf.head_task(folder, layer, head)
@@ -87,9 +84,12 @@ def measure(folder: Path, layer: int, head: int) -> dict:
     record("tsne-2d", both["tsne-2d"], tsne_s)
     record("faithful-2d", both["faithful-2d"], both_s - tsne_s)  # its share of a build that has both
     xp = prepare(x, params.metric)
+    graph = knn_graph(xp, max(int(3 * params.tsne_perplexity), params.umap_n_neighbors), params.metric,
+                      seed=params.seed)
+    affinities = methods.tsne_affinities(graph, params.tsne_perplexity)  # the build's, computed once for tsne-2d
     for label, (n_iter, weight) in CONTINUATIONS.items():
         t0 = time.process_time()
-        coords = continued(xp, pairs, both["tsne-2d"].astype(np.float64), params, n_iter, weight)
+        coords = continued(xp, pairs, affinities, both["tsne-2d"].astype(np.float64), params, n_iter, weight)
         record(label, coords, time.process_time() - t0)
     return out
 

@@ -243,7 +243,7 @@ export function readCoords(buffer, url, expect) {
   if (buffer.byteLength !== at + width * points * dims) throw new AtlasDataError(`${url} is truncated`);
   const axes = range.map((r, d) => {
     const hi = bytes.subarray(at + d * points, at + (d + 1) * points);
-    const lo = width === 2 ? bytes.subarray(hi.byteOffset + dims * points, hi.byteOffset + (dims + 1) * points) : null;
+    const lo = width === 2 ? bytes.subarray(at + (dims + d) * points, at + (dims + d + 1) * points) : null;
     return dequantize(lo ? Uint16Array.from(hi, (h, i) => h * 256 + lo[i]) : hi, r, 2 ** bits - 1);
   });
   return { dims, range, bits, axes };
