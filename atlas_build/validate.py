@@ -24,9 +24,11 @@ LARGE_HEAD_POINTS = 100_000
 #: Site bytes, measured on the demo's all-MiniLM-L6-v2 (72 heads, 9,940 points each): what a head's files other than
 #: its coordinates take per point (norms, thumbnails, head record, its share of the per-input attention files and
 #: pages; schema version 6 stores the attention once: 22.9 before, less 8.9 of attention files and thumbnails), and
-#: the value files per token of a key/value head: int8 vector + scale + id (gzip keeps ~90%), 6 bytes per layout.
+#: the value files per token: 6.4 bytes per value layout of its key/value head, and a norms file (id + float32 in
+#: byte planes, gzip) of its key/value head (‖v‖) and of the head itself (‖o‖), 3.2 bytes each (schema version 7,
+#: measured 3.18-3.35 on the demo's MiniLM and SmolLM2).
 OTHER_BYTES_PER_POINT = 14.0
-VALUE_VECTOR_OVERHEAD, VALUE_GZIP, VALUE_LAYOUT_BYTES = 8, 0.9, 6
+NORM_BYTES, VALUE_LAYOUT_BYTES = 3.2, 6.4
 #: Stored bytes per coordinate at a number of bits (gzip over byte planes, schema version 6), measured on the same
 #: heads' seven layouts; other bit counts are taken at bits / 8.
 COORD_BYTES = {16: 1.946, 12: 1.500}
@@ -184,24 +186,24 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
     return scale * (HEAD_OVERHEAD_SECONDS_10K + sum(LAYOUT_SECONDS_10K[name] for name in layouts))
 
 
-def head_site_bytes(points: int, layouts: tuple[str, ...], value_dim: int = 0, kv_share: float = 1.0,
+def head_site_bytes(points: int, layouts: tuple[str, ...], values: bool = False, kv_share: float = 1.0,
                     value_layouts: int = 0, coordinate_bits: int = 16) -> float:
     """Estimated bytes of one head's site files at ``points`` points (every layout's coordinates at
-    ``coordinate_bits`` plus `OTHER_BYTES_PER_POINT`), and its share ``kv_share`` (key/value heads ÷ query heads) of
-    its key/value head's value files when ``value_dim`` > 0 (one token per two points)."""
+    ``coordinate_bits`` plus `OTHER_BYTES_PER_POINT`) and, with ``values``, its output norms and its share
+    ``kv_share`` (key/value heads ÷ query heads) of its key/value head's value files (one token per two points)."""
     per_coordinate = COORD_BYTES.get(coordinate_bits, coordinate_bits / 8)
     coords = sum(per_coordinate * (3 if name.endswith("-3d") else 2) for name in layouts)
-    values = ((points // 2) * (VALUE_GZIP * (value_dim + VALUE_VECTOR_OVERHEAD) + VALUE_LAYOUT_BYTES * value_layouts)
-              if value_dim else 0.0)
-    return points * (coords + OTHER_BYTES_PER_POINT) + kv_share * values
+    value_bytes = ((points // 2) * (NORM_BYTES + kv_share * (NORM_BYTES + VALUE_LAYOUT_BYTES * value_layouts))
+                   if values else 0.0)
+    return points * (coords + OTHER_BYTES_PER_POINT) + value_bytes
 
 
-def size_lines(name: str, heads: int, points: int, layouts: tuple[str, ...], values: bool, value_dim: int,
-               kv_share: float, value_layouts: int, coordinate_bits: int = 16) -> list[str]:
+def size_lines(name: str, heads: int, points: int, layouts: tuple[str, ...], values: bool, kv_share: float,
+               value_layouts: int, coordinate_bits: int = 16) -> list[str]:
     """The site-size estimate of one model and, when it is over DESIGN.md's budget (scaled to its heads and
     points), a warning naming what brings it down: ``values = false``, ``coordinate_bits = 12``, or both."""
     def size(with_values: bool, bits: int) -> float:
-        return heads * head_site_bytes(points, layouts, value_dim if with_values else 0, kv_share, value_layouts, bits)
+        return heads * head_site_bytes(points, layouts, with_values, kv_share, value_layouts, bits)
 
     total, budget = size(values, coordinate_bits), heads * points * BUDGET_BYTES_PER_POINT
     lines = [f"  site data: about {total / 1e6:.0f} MB (budget {budget / 1e6:.0f} MB for {heads} heads × "
@@ -251,8 +253,8 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
         lines.append(f"{name}: {layers} layers × {heads} heads = {layers * heads} heads, up to {points:,} "
                      f"points per head; about {_duration(seconds)} of CPU time ({_duration(per_head)} per head); "
                      f"about {gib(head_bytes(points))} of memory per head running at once")
-        lines += size_lines(name, layers * heads, points, layouts, manifest.projections.values, hidden // heads,
-                            kv / heads, value_layouts, manifest.export.coordinate_bits)
+        lines += size_lines(name, layers * heads, points, layouts, manifest.projections.values, kv / heads,
+                            value_layouts, manifest.export.coordinate_bits)
         if points > LARGE_HEAD_POINTS:
             lines.append(f"  warning: {points:,} points per head is large: t-SNE and UMAP time grows faster than "
                          f"the point count, and heads over {manifest.export.tile_threshold:,} points get tile pyramids")

@@ -6,8 +6,8 @@ folder). Each head runs `run_head` twice in this process with BLAS on one thread
 key/value head (value scores and layouts), once without values; the CPU seconds (process time) of both, their
 difference and ratio are printed per head, then medians. Layouts: the manifest default (all seven); the value
 layouts are then pca-2d, tsne-2d and umap-2d. Sizes: a head's files as `export_model` writes them (coords of every
-layout, norms, attention, aggregate, thumbnails) against its key/value head's value files (value layouts and
-vectors), which the query heads of a key/value head share.
+layout, norms, attention, aggregate, thumbnails) against its value files: its key/value head's value layouts and ‖v‖
+file (which the query heads of a key/value head share) and its own ‖o‖ file.
 
     python benchmarks/bench_values.py [--heads minilm:L1H3,minilm:L3H5] [--captures build/bench-captures]
 """
@@ -65,8 +65,12 @@ def _sizes(cap, lc, res, folder: Path) -> tuple[int, int]:
     opts = HeadFileOptions(causal=cap.facts.causal, thumbnail_size=160, tile_threshold=200_000)
     write_head_files(folder / "head", res.layer, res.head, res.layouts, res.norms, sentences,
                      is_key(2 * len(tok)), opts)
-    write_layer_values(folder / "values", res.layer, lc.v, tok.token_id, np.ones(len(tok), bool),
-                       {res.kv_head: res.value_layouts})
+    from atlas_build.pipeline.export_model import _output_norms
+
+    attn = {s: lc.attention(s) for s in sorted(ids)}
+    output = _output_norms(tok, attn, res.head, lc.v[:, res.kv_head], cap.facts.causal, None)
+    write_layer_values(folder / "values", res.layer, np.linalg.norm(np.asarray(lc.v, np.float64), axis=2),
+                       tok.token_id, np.ones(len(tok), bool), {res.kv_head: res.value_layouts}, {res.head: output})
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
     return size(folder / "head"), size(folder / "values")
 

@@ -1,5 +1,6 @@
-"""Value vectors: the value scores on synthetic heads whose answers are known in closed form, the value set and its
-layouts in the per-head unit (once per key/value head), and the value files with their explicit ids."""
+"""Value vectors: the value scores and output norms on synthetic heads whose answers are known in closed form, the
+value set and its layouts in the per-head unit (once per key/value head), and the value files with their explicit
+ids."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pyarrow.ipc as ipc
 import pytest
 
 from atlas_build import SCHEMA_VERSION
-from atlas_build.export.values import (quantize_rows, value_coords_table, value_path, value_vectors_blob,
-                                       values_section, write_layer_values)
+from atlas_build.export.values import (byte_planes, norms_blob, value_coords_table, value_path, values_section,
+                                       write_layer_values)
 from atlas_build.metrics.registry import BY_NAME, for_model
-from atlas_build.metrics.values import value_scores, values_by_sentence
+from atlas_build.metrics.values import output_norms, sentence_rows, value_scores, values_by_sentence
 from atlas_build.normalize import HeadSample
 from atlas_build.normalize.values import FALLBACK_LAYOUT, value_layout_names, value_set
 from atlas_build.pipeline.heads import HeadResult, HeadTask, align_values, run_head
@@ -142,41 +143,85 @@ def test_value_coords_carry_token_ids_and_the_key_value_head() -> None:
         value_coords_table(coords, np.array([1, 2]), 0, 0, "pca-2d")
 
 
-def test_value_vectors_round_trip_within_the_int8_step() -> None:
-    rng = np.random.default_rng(4)
-    v = rng.normal(size=(5, 6)) * np.array([[1], [10], [0.01], [0], [3]])
-    blob = value_vectors_blob(3, 2, np.array([10, 11, 12, 13, 14]), v)
-    assert blob[:4] == b"VALS" and struct.unpack_from("<5I", blob, 4) == (SCHEMA_VERSION, 3, 2, 6, 5)
-    ids = np.frombuffer(blob, "<u4", 5, 24)
-    scale = np.frombuffer(blob, "<f4", 5, 44)
-    codes = np.frombuffer(blob, np.int8, 30, 64).reshape(5, 6)
-    assert ids.tolist() == [10, 11, 12, 13, 14] and len(blob) == 64 + 30
-    back = codes * scale[:, None].astype(np.float64)
-    step = np.abs(v).max(axis=1, keepdims=True) / 127
-    assert np.all(np.abs(back - v) <= step / 2 + 1e-6 * np.abs(v).max(axis=1, keepdims=True))
-    assert np.array_equal(back[3], np.zeros(6))
-    assert np.array_equal(quantize_rows(v)[0], codes)
+def _read_norms(blob: bytes) -> tuple[bytes, tuple, np.ndarray, np.ndarray]:
+    """(magic, (version, layer, index, count), ids, norms [N, columns]) of a norms blob, undoing its byte planes."""
+    version, layer, index, n = struct.unpack_from("<4I", blob, 4)
+    planes = lambda at: np.frombuffer(blob, np.uint8, 4 * n, at).reshape(4, n).T.copy()  # noqa: E731
+    columns = (len(blob) - 20) // (4 * n) - 1
+    norms = np.stack([planes(20 + 4 * n * (1 + c)).view("<f4")[:, 0] for c in range(columns)], axis=1)
+    return blob[:4], (version, layer, index, n), planes(20).view("<u4")[:, 0], norms
+
+
+def test_norms_blob_keeps_ids_and_float32_norms_in_byte_planes() -> None:
+    ids, norms = np.array([10, 11, 300, 70_000]), np.array([0.0, 1.5, 2.0 ** -20, 1234.5678])
+    blob = norms_blob("norms", 3, 2, ids, norms)
+    magic, header, back_ids, back = _read_norms(blob)
+    assert (magic, header) == (b"VNRM", (SCHEMA_VERSION, 3, 2, 4)) and len(blob) == 20 + 8 * 4
+    assert back_ids.tolist() == ids.tolist() and np.array_equal(back[:, 0], norms.astype(np.float32))
+    assert blob[20:24] == bytes([10, 11, 300 & 0xFF, 70_000 & 0xFF])  # plane 0: the lowest byte of every id
+    both = np.stack([norms, 2 * norms], axis=1)
+    magic, header, _, back = _read_norms(norms_blob("outputs", 0, 1, ids, both))
+    assert magic == b"ONRM" and np.array_equal(back, both.astype(np.float32))  # column after column
+    assert byte_planes(np.array([1, 2], "<u2")) == bytes([1, 2, 0, 0])
+    for kind, bad in (("norms", norms[:2]), ("outputs", norms), ("norms", both)):
+        with pytest.raises(ValueError):
+            norms_blob(kind, 0, 0, ids, bad)
+
+
+def test_output_norms_are_the_rows_the_scores_read() -> None:
+    """‖Σ_j A_ij v_j‖ and Σ_j A_ij ‖v_j‖ by query position over each sentence's cleaned rows: a sink row gives
+    ‖v_0‖ twice, a row split between opposite values gives 0 and 5, a causal row's future keys and NaN weights do
+    not count, a dead row gives 0, and the mean of their ratio over the multi-key rows is the head's
+    output_norm_ratio."""
+    v = np.array([[3.0, 4.0], [-3.0, -4.0], [1.0, 0.0]])
+    a = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, np.nan, 2.0]])
+    got = output_norms({7: a}, {7: v}, causal=True)[7]
+    assert got.tolist() == [pytest.approx([5.0, 5.0], abs=1e-12), pytest.approx([0.0, 5.0], abs=1e-12),
+                            pytest.approx([1.0, 1.0], abs=1e-12)]
+    future = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert output_norms({7: future}, {7: v}, causal=True)[7][:, 0].tolist() == pytest.approx([5.0, 0.0, 1.0], abs=1e-12)
+    rng = np.random.default_rng(8)
+    att = {s: np.tril(rng.random((5, 5))) for s in range(3)}
+    vals = {s: rng.normal(size=(5, 3)) for s in range(3)}
+    out = output_norms(att, vals, causal=True)
+    totals = [sum(att[s][i, j] / att[s][i].sum() * np.linalg.norm(vals[s][j]) for j in range(5))
+              for s in range(3) for i in range(1, 5)]
+    assert np.concatenate([out[s][1:, 1] for s in range(3)]) == pytest.approx(totals, rel=1e-12)
+    ratio = np.concatenate([out[s][1:, 0] / out[s][1:, 1] for s in range(3)])
+    assert value_scores(att, vals, causal=True)["output_norm_ratio"] == pytest.approx(np.mean(ratio), rel=1e-12)
+
+
+def test_sentence_rows_group_and_order_by_position() -> None:
+    rows = sentence_rows(np.array([4, 2, 4, 2, 4]), np.array([1, 1, 0, 0, 2]))
+    assert list(rows) == [2, 4] and rows[2].tolist() == [3, 1] and rows[4].tolist() == [2, 0, 4]
+    assert sentence_rows(np.array([], int), np.array([], int)) == {}
 
 
 def test_layer_files_are_per_kv_head_and_reproducible(tmp_path) -> None:
     rng = np.random.default_rng(5)
-    values = rng.normal(size=(6, 2, 4))  # 6 tokens, 2 key/value heads
+    norms = rng.random(size=(6, 2))  # 6 tokens, 2 key/value heads
     has_point = np.array([1, 1, 0, 1, 1, 1], bool)
     layouts = {1: {"pca-2d": rng.normal(size=(5, 2)).astype(np.float32)}}
+    outputs = {2: rng.random((6, 2)), 3: rng.random((6, 2))}  # the query heads of key/value head 1
     for out in ("a", "b"):
-        assert write_layer_values(tmp_path / out, 0, values, np.arange(100, 106), has_point, layouts) == 4
+        write_layer_values(tmp_path / out, 0, norms, np.arange(100, 106), has_point, layouts, outputs)
     files = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert files == [value_path("coords", 0, 1, "pca-2d"), value_path("vectors", 0, 1)]
+    assert files == sorted([value_path("coords", 0, 1, "pca-2d"), value_path("norms", 0, 1),
+                            value_path("outputs", 0, 2), value_path("outputs", 0, 3)])
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
-    t = ipc.open_file(pa.memory_map(str(tmp_path / "a" / files[0]))).read_all()
+    t = ipc.open_file(pa.memory_map(str(tmp_path / "a" / value_path("coords", 0, 1, "pca-2d")))).read_all()
     assert t.column("token_id").to_pylist() == [100, 101, 103, 104, 105]  # the point tokens only, by id
-    blob = gzip.decompress((tmp_path / "a" / files[1]).read_bytes())
-    assert np.frombuffer(blob, "<u4", 6, 24).tolist() == list(range(100, 106))  # every token: the flow needs them
+    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("norms", 0, 1)).read_bytes()))
+    assert (magic, header) == (b"VNRM", (SCHEMA_VERSION, 0, 1, 6))
+    assert ids.tolist() == list(range(100, 106)) and np.array_equal(back[:, 0], norms[:, 1].astype(np.float32))  # every token
+    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("outputs", 0, 3)).read_bytes()))
+    assert (magic, header[:3]) == (b"ONRM", (SCHEMA_VERSION, 0, 3)) and np.array_equal(back, outputs[3].astype(np.float32))
     section = values_section([HeadResult(0, 0, 1, {}, np.zeros(0), {}, {}, "", value_layouts=layouts[1])],
                              ["tsne-2d", "pca-2d"], 4)
     assert section == {"layouts": ["pca-2d"], "dims": 4, "output": "before W_O",
                        "files": {"coords": "values/coords/L{layer}V{kv_head}_{layout}.arrow",
-                                 "vectors": "values/vectors/L{layer}V{kv_head}.bin.gz"}}
+                                 "norms": "values/norms/L{layer}V{kv_head}.bin.gz",
+                                 "outputs": "values/outputs/L{layer}H{head}.bin.gz"}}
 
 
 def test_the_values_switch_turns_off_the_layouts_not_the_scores() -> None:
@@ -200,29 +245,64 @@ def test_the_values_switch_turns_off_the_layouts_not_the_scores() -> None:
 
 def test_site_size_estimate_matches_the_measured_demo_and_warns_when_over_the_budget() -> None:
     """`atlas validate`'s size line: the demo's all-MiniLM-L6-v2 (72 heads × 9,940 points, seven layouts) measured
-    33.0 MB of data without values in schema version 6 (23.7 MB of it coordinates; 18.2 MB at 12 bits) and 18.9 MB
-    of value files; a 144-head MiniLM-shaped model at 10k points is then over DESIGN.md's 100 MB with values and
-    within it without them or at 12 bits, and the warning names both switches."""
+    33.0 MB of data without values in schema version 6 (23.7 MB of it coordinates; 18.2 MB at 12 bits); its value
+    files take 9.17 MB in schema version 7 (6.83 MB of value layouts, 2.34 MB of ‖v‖ and ‖o‖ files; the int8 value
+    vectors of version 6 took 12.07 MB more). A 144-head MiniLM-shaped model at 10k points is then within
+    DESIGN.md's 100 MB with values; a site over the budget gets a warning naming both switches."""
     from atlas_build.manifest import ProjectionSpec
     from atlas_build.normalize.values import value_layout_names
     from atlas_build.validate import head_site_bytes, size_lines
 
     layouts = ProjectionSpec().layouts
     n_values = len(value_layout_names(layouts))
-    demo = 72 * head_site_bytes(9_940, layouts, 32, 1.0, n_values)
+    demo = 72 * head_site_bytes(9_940, layouts, True, 1.0, n_values)
     without = 72 * head_site_bytes(9_940, layouts)
-    assert without == pytest.approx(33.0e6, rel=0.05) and demo - without == pytest.approx(18.9e6, rel=0.05)
+    assert without == pytest.approx(33.0e6, rel=0.05) and demo - without == pytest.approx(9.17e6, rel=0.02)
     coords16 = without - 72 * 9_940 * head_site_bytes(1, ())
     coords12 = 72 * head_site_bytes(9_940, layouts, coordinate_bits=12) - 72 * 9_940 * head_site_bytes(1, ())
     assert coords16 == pytest.approx(23.7e6, rel=0.02) and coords12 == pytest.approx(18.2e6, rel=0.02)
-    lines = size_lines("minilm", 144, 10_000, layouts, True, 32, 1.0, n_values)
-    assert "about 107 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0] and len(lines) == 2
-    assert "`[projections] values = false` brings it to about 68 MB" in lines[1]
-    assert "`[export] coordinate_bits = 12` to about 96 MB" in lines[1] and "both to about 57 MB" in lines[1]
-    assert len(size_lines("minilm", 144, 10_000, layouts, False, 32, 1.0, n_values)) == 1
-    at12 = size_lines("minilm", 200, 10_000, layouts, False, 32, 1.0, n_values, 12)
-    assert len(at12) == 1 and "about 79 MB" in at12[0], "within its budget: no warning"
-    # grouped-query attention shares a key/value head's files: 3 query heads per key/value head pay a third each
+    lines = size_lines("minilm", 144, 10_000, layouts, True, 1.0, n_values)
+    assert lines == ["  site data: about 86 MB (budget 100 MB for 144 heads × 10,000 points)"], "within: no warning"
+    heavy = layouts + ("tsne-3d", "umap-3d", "pca-3d")  # more coordinates per point than the default set
+    lines = size_lines("minilm", 144, 10_000, heavy, True, 1.0, n_values)
+    assert "about 111 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0] and len(lines) == 2
+    assert "`[projections] values = false` brings it to about 93 MB" in lines[1]
+    assert "`[export] coordinate_bits = 12` to about 95 MB" in lines[1] and "both to about 76 MB" in lines[1]
+    at12 = size_lines("minilm", 144, 10_000, heavy, True, 1.0, n_values, 12)
+    assert len(at12) == 1 and "about 95 MB" in at12[0], "within its budget at 12 bits: no warning"
+    # grouped-query attention shares a key/value head's files: 3 query heads per key/value head pay a third of them,
+    # and each its own output norms
     base = head_site_bytes(10_000, layouts)
-    assert (head_site_bytes(10_000, layouts, 64, 1 / 3, n_values) - base
-            == pytest.approx((head_site_bytes(10_000, layouts, 64, 1.0, n_values) - base) / 3))
+    shared = head_site_bytes(10_000, layouts, True, 1.0, n_values) - base
+    assert head_site_bytes(10_000, layouts, True, 1 / 3, n_values) - base == pytest.approx(
+        5_000 * 3.2 + (shared - 5_000 * 3.2) / 3)
+
+
+def test_built_norm_files_are_the_captured_heads_own(tiny_build) -> None:
+    """The tiny build's ‖v‖ and outputs files, joined by token id, equal ‖v_j‖, ‖Σ_j A_ij v_j‖ and Σ_j A_ij ‖v_j‖
+    recomputed here with plain numpy from its capture (every head: its own attention rows renormalised, its
+    key/value head's values), to float32."""
+    from atlas_build.capture import load_capture, read_layer
+
+    data = tiny_build / "site" / "data" / "tiny-bert"
+    cap = load_capture(next((tiny_build / "cache" / "tiny-bert").glob("capture-*")))
+    tok = cap.tokens
+    for layer in range(cap.facts.num_layers):
+        lc = read_layer(cap.directory, layer)
+        for head in range(cap.facts.num_heads):
+            kv = cap.facts.kv_head_of_query[head]
+            _, _, ids, outs = _read_norms(gzip.decompress((data / value_path("outputs", layer, head)).read_bytes()))
+            _, _, vids, vnorms = _read_norms(gzip.decompress((data / value_path("norms", layer, kv)).read_bytes()))
+            assert sorted(ids.tolist()) == sorted(tok.token_id.tolist()) and vids.tolist() == ids.tolist()
+            expected_out, expected_v = {}, {}
+            for sid in np.unique(tok.sentence_id):
+                rows = np.flatnonzero(tok.sentence_id == sid)
+                rows = rows[np.argsort(tok.position[rows])]
+                a = lc.attention(int(sid))[head].astype(np.float64)
+                a /= a.sum(axis=1, keepdims=True)  # the capture stores float16 rows: they sum to 1 ± 1e-3
+                v = lc.v[rows, kv].astype(np.float64)
+                for i, r in enumerate(rows):
+                    expected_out[int(tok.token_id[r])] = (np.linalg.norm(a[i] @ v), a[i] @ np.linalg.norm(v, axis=1))
+                    expected_v[int(tok.token_id[r])] = np.linalg.norm(v[i])
+            np.testing.assert_allclose(outs, [expected_out[t] for t in ids.tolist()], rtol=2e-6)
+            np.testing.assert_allclose(vnorms[:, 0], [expected_v[t] for t in ids.tolist()], rtol=2e-6)

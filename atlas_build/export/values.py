@@ -1,6 +1,7 @@
-"""The value view's files, one set per key/value head (its query heads share them under grouped-query attention):
-the value layouts (token ids and quantized coordinates) and the value vectors of every token (the flow panel's
-weighted sums). See docs/reference/formats.md, "Values"."""
+"""The value view's files: per key/value head (its query heads share them under grouped-query attention) the value
+layouts (token ids and quantized coordinates) and ‖v‖ of every token; per query head ‖o_i‖ = ‖Σ_j A_ij v_j‖ and
+Σ_j A_ij ‖v_j‖ of every token (the flow panel's numbers, computed by the build in float64 from the captured attention
+and values). See docs/reference/formats.md, "Values"."""
 
 from __future__ import annotations
 
@@ -19,20 +20,22 @@ from .writer import QMAX, quantize, schema_meta, smallest_uint, write_table
 
 VALUE_FILES = {
     "coords": "values/coords/L{layer}V{kv_head}_{layout}.arrow",
-    "vectors": "values/vectors/L{layer}V{kv_head}.bin.gz",
+    "norms": "values/norms/L{layer}V{kv_head}.bin.gz",
+    "outputs": "values/outputs/L{layer}H{head}.bin.gz",
 }
-VALS_MAGIC = b"VALS"
-INT8_MAX = 127
+NORMS_MAGIC = {"norms": b"VNRM", "outputs": b"ONRM"}
+NORMS_COLUMNS = {"norms": 1, "outputs": 2}
 #: What the flow panel's output is: the head's output before its share of the output projection W_O (the capture
 #: records W_Q and W_K only, so the per-head W_O slice is not known to the site).
 OUTPUT_SPACE = "before W_O"
 
 
-def value_path(kind: str, layer: int, kv_head: int, layout: str = "") -> str:
-    """Relative path of one value file under data/<model>/."""
+def value_path(kind: str, layer: int, index: int, layout: str = "") -> str:
+    """Relative path of one value file under data/<model>/; ``index`` is the key/value head (``coords``, ``norms``)
+    or the query head (``outputs``)."""
     if kind == "coords" and not layout:
         raise ValueError("a value layout file needs a layout")
-    return VALUE_FILES[kind].format(layer=int(layer), kv_head=int(kv_head), layout=layout)
+    return VALUE_FILES[kind].format(layer=int(layer), kv_head=int(index), head=int(index), layout=layout)
 
 
 def value_coords_table(coords: np.ndarray, token_ids: np.ndarray, layer: int, kv_head: int, layout: str) -> pa.Table:
@@ -51,39 +54,46 @@ def value_coords_table(coords: np.ndarray, token_ids: np.ndarray, layer: int, kv
     return pa.table(cols).replace_schema_metadata(meta)
 
 
-def quantize_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric int8: (codes [N, d] int8, scales [N] float32) with value ≈ code × scale."""
-    v = np.asarray(values, np.float64)
-    scale = (np.abs(v).max(axis=1) / INT8_MAX).astype(np.float32)
-    safe = np.where(scale > 0, scale, 1.0).astype(np.float64)
-    codes = np.clip(np.rint(v / safe[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return codes, scale
+def byte_planes(a: np.ndarray) -> bytes:
+    """A little-endian array's bytes regrouped by significance: byte 0 of every element, then byte 1, … (gzip finds
+    the repeats of the high bytes)."""
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
+    return np.ascontiguousarray(b.T).tobytes()
 
 
-def value_vectors_blob(layer: int, kv_head: int, token_ids: np.ndarray, values: np.ndarray) -> bytes:
-    """The value vectors of one key/value head for every token (format in docs/reference/formats.md)."""
-    ids = np.asarray(token_ids, np.int64)
-    v = np.asarray(values)
-    if v.ndim != 2 or len(v) != len(ids):
-        raise ValueError(f"values must be [{len(ids)}, d], got {v.shape}")
-    codes, scale = quantize_rows(v)
-    header = VALS_MAGIC + struct.pack("<5I", SCHEMA_VERSION, int(layer), int(kv_head), v.shape[1], len(ids))
-    return (header + ids.astype("<u4").tobytes() + scale.astype("<f4").tobytes() + codes.tobytes())
+def norms_blob(kind: str, layer: int, index: int, token_ids: np.ndarray, norms: np.ndarray) -> bytes:
+    """One norms file, float32 per token with its explicit id, each column stored as byte planes (format in
+    docs/reference/formats.md): ``kind`` "norms", [N] ‖v‖ of a key/value head; "outputs", [N, 2] ‖o‖ and
+    Σ a‖v‖ of a query head."""
+    ids = np.asarray(token_ids, "<u4")
+    x = np.asarray(norms, "<f4")
+    x = x[:, None] if x.ndim == 1 else x
+    if x.ndim != 2 or len(x) != len(ids) or x.shape[1] != NORMS_COLUMNS[kind]:
+        raise ValueError(f"{kind}: {np.shape(norms)} norms for {ids.shape} token ids")
+    header = NORMS_MAGIC[kind] + struct.pack("<4I", SCHEMA_VERSION, int(layer), int(index), len(ids))
+    return header + byte_planes(ids) + b"".join(byte_planes(np.ascontiguousarray(c)) for c in x.T)
 
 
-def write_layer_values(data_dir: Path, layer: int, values: np.ndarray, token_ids: np.ndarray, has_point: np.ndarray,
-                       value_layouts: Mapping[int, Mapping[str, np.ndarray]]) -> int:
-    """Write the value files of one layer: ``values`` [N, KV, dv] (every token, token order), ``value_layouts``
-    key/value head → layout → [m, 2] coordinates of the point tokens (``has_point``) in token order. Returns dv."""
+def write_layer_values(data_dir: Path, layer: int, value_norms: np.ndarray, token_ids: np.ndarray,
+                       has_point: np.ndarray, value_layouts: Mapping[int, Mapping[str, np.ndarray]],
+                       outputs: Mapping[int, np.ndarray]) -> None:
+    """Write the value files of one layer: ``value_norms`` [N, KV] (‖v‖ of every token, token order),
+    ``value_layouts`` key/value head → layout → [m, 2] coordinates of the point tokens (``has_point``) in token
+    order, ``outputs`` query head → [N, 2] ‖o‖ and Σ a‖v‖ of every token in token order."""
     ids = np.asarray(token_ids)
     point_ids = ids[np.asarray(has_point, bool)]
     for kv, layouts in sorted(value_layouts.items()):
         for name, coords in sorted(layouts.items()):
             write_table(data_dir / value_path("coords", layer, kv, name),
                         value_coords_table(coords, point_ids, layer, kv, name))
-        blob = value_vectors_blob(layer, kv, ids, values[:, kv])
-        write_bytes(data_dir / value_path("vectors", layer, kv), gzip.compress(blob, 9, mtime=0))
-    return int(values.shape[2])
+        _write_norms(data_dir, "norms", layer, kv, ids, value_norms[:, kv])
+    for head, norms in sorted(outputs.items()):
+        _write_norms(data_dir, "outputs", layer, head, ids, norms)
+
+
+def _write_norms(data_dir: Path, kind: str, layer: int, index: int, ids: np.ndarray, norms: np.ndarray) -> None:
+    blob = norms_blob(kind, layer, index, ids, norms)
+    write_bytes(data_dir / value_path(kind, layer, index), gzip.compress(blob, 9, mtime=0))
 
 
 def values_section(results: Sequence, order: Sequence[str], dims: int) -> dict:

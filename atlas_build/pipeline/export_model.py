@@ -19,6 +19,7 @@ from ..export.values import values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
 from ..metrics.registry import for_model
+from ..metrics.values import output_norms, sentence_rows, values_by_sentence
 from ..capture.encdec import KEY_SIDE, QUERY_SIDE
 from ..normalize import key_starts
 from ..normalize.joint import is_key as key_mask
@@ -77,6 +78,18 @@ def _export_images(cap: CaptureResult, data_dir: Path) -> list[dict]:
     return out
 
 
+def _output_norms(tok, attn: dict[int, np.ndarray], head: int, values: np.ndarray, causal: bool,
+                  starts: dict[int, int] | None) -> np.ndarray:
+    """[N, 2] ‖Σ_j A_ij v_j‖ and Σ_j A_ij ‖v_j‖ of one query head for every token, in token order
+    (`metrics.values.output_norms`)."""
+    by_sentence = output_norms({sid: a[head] for sid, a in attn.items()},
+                               values_by_sentence(tok.sentence_id, tok.position, values), causal, starts)
+    out = np.zeros((len(tok.token_id), 2))
+    for sid, rows in sentence_rows(tok.sentence_id, tok.position).items():
+        out[rows] = by_sentence[sid][tok.position[rows]]
+    return out
+
+
 def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, results: list[HeadResult],
                  data_dir: Path, has_point: np.ndarray | None = None) -> ExportedModel:
     """`has_point`: which tokens carry query/key points (default all; see the dataset's max_token_repeats)."""
@@ -111,11 +124,17 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
     heads_meta = []
+    value_dims = 0
     for layer, layer_results in sorted(by_layer.items()):
         lc = cap.layer(layer)
-        value_dims = write_layer_values(data_dir, layer, lc.v, tok.token_id, has_key,
-                                        {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts})
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
+        value_layouts = {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts}
+        if value_layouts:
+            value_dims = int(lc.v.shape[2])
+            outputs = {r.head: _output_norms(tok, attn, r.head, lc.v[:, r.kv_head], facts.causal, opts.key_starts)
+                       for r in layer_results if r.kv_head in value_layouts}
+            write_layer_values(data_dir, layer, np.linalg.norm(np.asarray(lc.v, np.float64), axis=2), tok.token_id,
+                               has_key, value_layouts, outputs)
         pictures: dict[int, dict[str, bytes]] = {}
         for res in layer_results:
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]

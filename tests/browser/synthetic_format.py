@@ -1,4 +1,4 @@
-"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 6).
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 7).
 
 Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
 whatever the exporter happens to do."""
@@ -17,7 +17,7 @@ import pyarrow as pa
 from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 6
+VERSION = 7
 #: Where one input's attention in the heads of one layer lives (manifest.json's inputs.files.attention).
 INPUT_ATTENTION = "inputs/S{input}_L{layer}.bin.gz"
 

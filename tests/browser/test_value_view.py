@@ -1,6 +1,6 @@
-"""The value view and its flow panel in chromium over the real tiny site: the panel's Σ a_ij v_j equals numpy's sum
-from the exported attention and value files, the value points are drawn in the view's colours, and a value point
-click selects its token's query."""
+"""The value view and its flow panel in chromium over the real tiny site: the panel's contributions a_ij·‖v_j‖ and
+‖Σ a_ij v_j‖ are the exported attention and norm files' numbers, the value points are drawn in the view's colours,
+and a value point click selects its token's query."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
@@ -29,21 +30,22 @@ def _attention(data: Path, sid: int, layer: int, head: int) -> np.ndarray:
     raise KeyError((layer, head))
 
 
-def _values(path: Path) -> tuple[dict[int, np.ndarray], int, int]:
+def _norms(path: Path, magic: bytes) -> tuple[dict[int, float], int, int]:
+    """token id → its norms (one per column) of a norms file (byte planes undone), with the layer and head it names."""
     blob = gzip.decompress(path.read_bytes())
-    assert blob[:4] == b"VALS"
-    _, layer, kv, d, n = struct.unpack_from("<5I", blob, 4)
-    ids = np.frombuffer(blob, "<u4", n, 24)
-    scale = np.frombuffer(blob, "<f4", n, 24 + 4 * n)
-    codes = np.frombuffer(blob, np.int8, n * d, 24 + 8 * n).reshape(n, d)
-    return {int(t): codes[r].astype(np.float64) * float(scale[r]) for r, t in enumerate(ids)}, layer, kv
+    assert blob[:4] == magic
+    _, layer, index, n = struct.unpack_from("<4I", blob, 4)
+    plane = lambda at: np.frombuffer(blob, np.uint8, 4 * n, at).reshape(4, n).T.copy()  # noqa: E731
+    ids, columns = plane(20).view("<u4")[:, 0], (len(blob) - 20) // (4 * n) - 1
+    norms = [plane(20 + 4 * n * (1 + c)).view("<f4")[:, 0] for c in range(columns)]
+    return {int(t): tuple(float(x[r]) for x in norms) for r, t in enumerate(ids)}, layer, index
 
 
 def _tokens(site: Path) -> pa.Table:
     return ipc.open_file(pa.memory_map(str(site / "data" / MODEL / "tokens.arrow"))).read_all()
 
 
-def test_flow_panel_sums_the_exported_values_weighted_by_attention(tiny_site, tab):
+def test_flow_panel_shows_the_exported_norms_weighted_by_attention(tiny_site, tab):
     url, site = tiny_site
     data = site / "data" / MODEL
     layer, head = 1, 2
@@ -57,23 +59,25 @@ def test_flow_panel_sums_the_exported_values_weighted_by_attention(tiny_site, ta
     tab.page.evaluate(f"document.querySelector('.atlas-view').atlasView.select({qpoint})")
     tab.page.wait_for_function("document.querySelector('.atlas-values').dataset.outputNorm")
     flow = tab.page.evaluate("(() => { const f = document.querySelector('.atlas-view').atlasView.detail.values.flow;"
-                             " return {output: Array.from(f.output), norm: f.outputNorm, sentence: f.sentence,"
+                             " return {norm: f.outputNorm, total: f.total, sentence: f.sentence,"
                              " position: f.position, terms: f.terms}; })()")
     sid = tok["sentence_id"][row]
     assert (flow["sentence"], flow["position"]) == (sid, 3)
     attn = _attention(data, sid, layer, head)
-    values, file_layer, file_kv = _values(data / "values" / "vectors" / f"L{layer}V{kv}.bin.gz")
-    assert (file_layer, file_kv) == (layer, kv)
+    value_norms, file_layer, file_kv = _norms(data / "values" / "norms" / f"L{layer}V{kv}.bin.gz", b"VNRM")
+    outputs, out_layer, out_head = _norms(data / "values" / "outputs" / f"L{layer}H{head}.bin.gz", b"ONRM")
+    assert (file_layer, file_kv, out_layer, out_head) == (layer, kv, layer, head)
     by_pos = {tok["position"][r]: tok["token_id"][r] for r in range(len(tok["token_id"])) if tok["sentence_id"][r] == sid}
+    assert (flow["norm"], flow["total"]) == outputs[by_pos[3]]  # the build's float32s, as stored
+    assert 0 < flow["norm"] <= flow["total"] * (1 + 1e-6)  # ‖Σ a v‖ ≤ Σ a ‖v‖
     a = np.float32(attn[3] / np.float32(255)).astype(np.float64)  # the viewer's weights: byte / 255 in float32
-    expected = sum(a[j] * values[by_pos[j]] for j in range(len(a)))
-    np.testing.assert_allclose(flow["output"], expected, rtol=1e-9, atol=1e-12)
-    assert abs(flow["norm"] - np.linalg.norm(expected)) < 1e-9
-    contributions = sorted((a[j] * np.linalg.norm(values[by_pos[j]]) for j in range(len(a)) if a[j] > 0), reverse=True)
-    np.testing.assert_allclose([t["contribution"] for t in flow["terms"]], contributions, rtol=1e-9)
+    contributions = sorted((a[j] * value_norms[by_pos[j]][0] for j in range(len(a)) if a[j] > 0), reverse=True)
+    np.testing.assert_allclose([t["contribution"] for t in flow["terms"]], contributions, rtol=1e-12)
+    assert flow["total"] == pytest.approx(sum(contributions), rel=0.05)  # the listed weights are rounded to 1/255
     panel = tab.page.locator(".atlas-flow")
     assert panel.locator("li").count() == min(8, len(contributions))
-    assert f"{np.linalg.norm(expected):.3f}" in panel.text_content()
+    assert f"‖Σ a·v‖ = {flow['norm']:.3f}" in panel.text_content()
+    assert f"Σ a·‖v‖ = {flow['total']:.3f}; ratio {flow['norm'] / flow['total']:.3f}" in panel.text_content()
     assert not tab.errors
 
 

@@ -1,7 +1,7 @@
 // The value view of a head page: a layout of the value vectors of the head's key/value head (one point per token,
 // coloured like the query/key view) and the "where information flows" panel: for the selected query token, the
-// value vectors its attention row mixes, each key's contribution a_ij·v_j and the norm of their sum, the head's
-// output before W_O. Files: manifest.json's `values` section (docs/reference/formats.md, "Values").
+// keys its attention row mixes, each key's contribution a_ij·‖v_j‖, and ‖Σ a_ij v_j‖, the norm of the head's output
+// before W_O (computed by the build). Files: manifest.json's `values` section (docs/reference/formats.md, "Values").
 // It sees the head view only through the context of HeadView.context(); text goes in through textContent only.
 
 import { colourPoints } from "./colours.js";
@@ -15,10 +15,12 @@ import { Scatter } from "./scatter.js";
 const DIM = 0.12;
 const SHOWN = 8; // contributions listed in the panel (the strongest first)
 
-function valueUrl(model, kind, layer, kvHead, layout = "") {
+// `index` is the key/value head ("coords", "norms") or the query head ("outputs").
+function valueUrl(model, kind, layer, index, layout = "") {
   const template = ((model.manifest.values || {}).files || {})[kind];
   if (!template) throw new AtlasDataError(`manifest.json has no values "${kind}" file template`);
-  const rel = template.replaceAll("{layer}", String(layer)).replaceAll("{kv_head}", String(kvHead)).replaceAll("{layout}", layout);
+  const rel = template.replaceAll("{layer}", String(layer)).replaceAll("{kv_head}", String(index))
+    .replaceAll("{head}", String(index)).replaceAll("{layout}", layout);
   return new URL(rel, model.base).href;
 }
 
@@ -49,51 +51,53 @@ export function loadValueLayout(model, layer, kvHead, layout) {
   });
 }
 
-// The value vectors of a key/value head: {dims, of(tokenId) → Float64Array or null}.
-export function loadValueVectors(model, layer, kvHead) {
-  const url = valueUrl(model, "vectors", layer, kvHead);
+const NORMS_MAGIC = { norms: "VNRM", outputs: "ONRM" };
+const NORMS_COLUMNS = { norms: 1, outputs: 2 };
+
+// Undoes the byte planes of `count` little-endian elements of `size` bytes starting at `offset`.
+function fromPlanes(buffer, offset, count, size) {
+  const planes = new Uint8Array(buffer, offset, count * size);
+  const out = new Uint8Array(count * size);
+  for (let b = 0; b < size; b++) for (let i = 0; i < count; i++) out[i * size + b] = planes[b * count + i];
+  return out.buffer;
+}
+
+// A norms file: ‖v‖ of every token of a key/value head ("norms"), or ‖Σ a·v‖ (column 0) and Σ a·‖v‖ (column 1) of
+// every token of a query head ("outputs"); {of(tokenId, column = 0) → number or null}.
+export function loadNorms(model, kind, layer, index) {
+  const url = valueUrl(model, kind, layer, index);
   return cached(url, async () => {
     const buffer = await gunzip(await fetchBuffer(url), url);
     const view = new DataView(buffer);
     const magic = String.fromCharCode(...new Uint8Array(buffer, 0, Math.min(4, buffer.byteLength)));
-    if (magic !== "VALS" || buffer.byteLength < 24) throw new AtlasDataError(`${url} is not a value vectors file`);
-    const [version, fileLayer, fileKv, dims, count] = [4, 8, 12, 16, 20].map((o) => view.getUint32(o, true));
+    if (magic !== NORMS_MAGIC[kind] || buffer.byteLength < 20) throw new AtlasDataError(`${url} is not a ${kind} file`);
+    const [version, fileLayer, fileIndex, count] = [4, 8, 12, 16].map((o) => view.getUint32(o, true));
     if (version !== SCHEMA_VERSION) throw versionError(url, version);
-    if (fileLayer !== layer || fileKv !== kvHead) throw new AtlasDataError(`${url} holds layer ${fileLayer}, key/value head ${fileKv}`);
-    if (24 + count * (8 + dims) > buffer.byteLength) throw new AtlasDataError(`${url} is truncated`);
-    const ids = new Uint32Array(buffer.slice(24, 24 + 4 * count));
-    const scales = new Float32Array(buffer.slice(24 + 4 * count, 24 + 8 * count));
-    const codes = new Int8Array(buffer, 24 + 8 * count, count * dims);
+    if (fileLayer !== layer || fileIndex !== index) throw new AtlasDataError(`${url} holds layer ${fileLayer}, head ${fileIndex}`);
+    const columns = NORMS_COLUMNS[kind];
+    if (20 + count * 4 * (1 + columns) > buffer.byteLength) throw new AtlasDataError(`${url} is truncated`);
+    const ids = new Uint32Array(fromPlanes(buffer, 20, count, 4));
+    const norms = Array.from({ length: columns }, (_, c) => new Float32Array(fromPlanes(buffer, 20 + 4 * count * (1 + c), count, 4)));
     const rowOf = new Map();
     ids.forEach((id, r) => rowOf.set(id, r));
-    return {
-      dims,
-      of(tokenId) {
-        const r = rowOf.get(tokenId);
-        if (r === undefined) return null;
-        return Float64Array.from(codes.subarray(r * dims, (r + 1) * dims), (c) => c * scales[r]);
-      },
-    };
+    return { of: (tokenId, column = 0) => (rowOf.has(tokenId) ? norms[column][rowOf.get(tokenId)] : null) };
   });
 }
 
-const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
-
-// For query position i of a sentence: each allowed key's weight, value and contribution, and the output Σ a_ij v_j.
-export function flowOf(matrix, tokenIds, vectors, i) {
+// For query position i of a sentence: each key's stored weight, ‖v‖ and contribution a·‖v‖, strongest first; the
+// output norm ‖Σ a v‖ and the total Σ a‖v‖ come from the build (`outputs`: exact weights, where the stored ones are
+// rounded to 1/255 and a diffuse row's small weights can round to 0).
+export function flowOf(matrix, tokenIds, valueNorms, outputs, i) {
   const { n, w } = matrix;
-  const output = new Float64Array(vectors.dims);
   const terms = [];
   for (let j = 0; j < n; j++) {
     const a = w[i * n + j];
-    const v = vectors.of(tokenIds[j]);
-    if (!v || a <= 0) continue;
-    for (let d = 0; d < v.length; d++) output[d] += a * v[d];
-    terms.push({ position: j, tokenId: tokenIds[j], weight: a, valueNorm: norm(v), contribution: a * norm(v) });
+    const nu = valueNorms.of(tokenIds[j]);
+    if (nu === null || a <= 0) continue;
+    terms.push({ position: j, tokenId: tokenIds[j], weight: a, valueNorm: nu, contribution: a * nu });
   }
   terms.sort((x, y) => y.contribution - x.contribution || x.position - y.position);
-  const total = terms.reduce((s, t) => s + t.contribution, 0);
-  return { position: i, output, outputNorm: norm(output), total, terms };
+  return { position: i, outputNorm: outputs.of(tokenIds[i], 0), total: outputs.of(tokenIds[i], 1), terms };
 }
 
 export class ValueView {
@@ -145,7 +149,7 @@ export class ValueView {
     if (this.ctx.alive()) this.ctx.showError(err.message);
   }
 
-  // The current value layout; the value vectors come later, when a flow or the norm colouring needs them.
+  // The current value layout; the value norms come later, when a flow or the norm colouring needs them.
   async load() {
     const { model, layer } = this.ctx;
     const layout = this.layout;
@@ -163,21 +167,21 @@ export class ValueView {
     }
   }
 
-  ensureVectors() {
+  ensureNorms() {
     const { model, layer } = this.ctx;
-    if (!this.vectorsPending) {
-      this.vectorsPending = loadValueVectors(model, layer, this.kvHead).then((vectors) => {
-        this.vectors = vectors;
+    if (!this.normsPending) {
+      this.normsPending = loadNorms(model, "norms", layer, this.kvHead).then((norms) => {
+        this.norms = norms;
         if (this.attrs) this.attrs.norm = this.valueNorms();
-        return vectors;
+        return norms;
       });
-      this.vectorsPending.catch(() => (this.vectorsPending = null));
+      this.normsPending.catch(() => (this.normsPending = null));
     }
-    return this.vectorsPending;
+    return this.normsPending;
   }
 
   valueNorms() {
-    return Float32Array.from(this.coords.tokenIds, (id) => norm(this.vectors.of(id) || []));
+    return Float32Array.from(this.coords.tokenIds, (id) => this.norms.of(id) ?? 0);
   }
 
   // The head view's per-point attributes for the value points (token rows), with ‖v‖ as the norm.
@@ -192,7 +196,7 @@ export class ValueView {
       position: pick(Uint16Array, (t) => tokens.position[t]), length: pick(Uint16Array, (t) => tokens.length[t]),
       sentence: pick(Uint32Array, (t) => tokens.sentence[t]), frequency: pick(Float32Array, (t) => counts.get(tokens.text[t])),
       patchRow: pick(Int16Array, (t) => tokens.patchRow[t]), patchCol: pick(Int16Array, (t) => tokens.patchCol[t]),
-      norm: this.vectors ? this.valueNorms() : new Float32Array(rows.length), tokenRow: rows,
+      norm: this.norms ? this.valueNorms() : new Float32Array(rows.length), tokenRow: rows,
     };
   }
 
@@ -201,8 +205,8 @@ export class ValueView {
     if (!this.attrs) return;
     const colour = this.ctx.colour();
     this.colour = colour;
-    if (colour === "norm" && !this.vectors) {
-      this.ensureVectors().then(() => this.ctx.alive() && this.refresh(), (err) => this.fail(err));
+    if (colour === "norm" && !this.norms) {
+      this.ensureNorms().then(() => this.ctx.alive() && this.refresh(), (err) => this.fail(err));
     }
     const a = this.attrs;
     const { rgb, legend } = colourPoints(colour === "qk" ? "position" : colour, a, this.ctx.palette);
@@ -251,12 +255,13 @@ export class ValueView {
     }
     const { model, layer, head } = this.ctx;
     try {
-      const [matrix, vectors] = await Promise.all([loadSentenceAttention(model, layer, head, point.sentence),
-        this.ensureVectors()]);
+      const [matrix, norms, outputs] = await Promise.all([loadSentenceAttention(model, layer, head, point.sentence),
+        this.ensureNorms(), loadNorms(model, "outputs", layer, head)]);
       if (!this.ctx.alive() || this.point !== point || !this.coords) return;
       if (!matrix) throw new AtlasDataError(`the attention file has no rows for sentence ${point.sentence}`);
       const tokenIds = (model.sentences.get(point.sentence) || []).map((t) => model.tokens.id[t]);
-      this.flow = { sentence: point.sentence, ...flowOf(matrix, tokenIds, vectors, point.position) };
+      this.flow = { sentence: point.sentence, ...flowOf(matrix, tokenIds, norms, outputs, point.position) };
+      if (this.flow.outputNorm === null) throw new AtlasDataError(`the outputs file of head ${head} has no token ${tokenIds[point.position]}`);
       this.queryRow = this.coords.tokenIds.indexOf(model.tokens.id[point.token]);
       this.showPanel();
       this.refresh();
