@@ -24,11 +24,11 @@ LARGE_HEAD_POINTS = 100_000
 #: Site bytes, measured on the demo's all-MiniLM-L6-v2 (72 heads, 9,940 points each): what a head's files other than
 #: its coordinates take per point (norms, thumbnails, head record, its share of the per-input attention files and
 #: pages; schema version 6 stores the attention once: 22.9 before, less 8.9 of attention files and thumbnails), and
-#: the value files per token: 6.4 bytes per value layout of its key/value head, and a norms file (id + float32 in
-#: byte planes, gzip) of its key/value head (‖v‖) and of the head itself (‖o‖), 3.2 bytes each (schema version 7,
-#: measured 3.18-3.35 on the demo's MiniLM and SmolLM2).
+#: the value files per token (schema version 7, measured on the demo's MiniLM and SmolLM2): ‖v‖ of its key/value
+#: head and ‖o‖, Σ a‖v‖ of the head itself, 3.2-3.4 bytes per float32 column (id + float in byte planes, gzip); each
+#: value layout of its key/value head two coordinates at the head's bits plus 0.2 bytes of token id.
 OTHER_BYTES_PER_POINT = 14.0
-NORM_BYTES, VALUE_LAYOUT_BYTES = 3.2, 6.4
+NORM_BYTES, VALUE_ID_BYTES = 3.25, 0.2
 #: Stored bytes per coordinate at a number of bits (gzip over byte planes, schema version 6), measured on the same
 #: heads' seven layouts; other bit counts are taken at bits / 8.
 COORD_BYTES = {16: 1.946, 12: 1.500}
@@ -193,7 +193,8 @@ def head_site_bytes(points: int, layouts: tuple[str, ...], values: bool = False,
     ``kv_share`` (key/value heads ÷ query heads) of its key/value head's value files (one token per two points)."""
     per_coordinate = COORD_BYTES.get(coordinate_bits, coordinate_bits / 8)
     coords = sum(per_coordinate * (3 if name.endswith("-3d") else 2) for name in layouts)
-    value_bytes = ((points // 2) * (NORM_BYTES + kv_share * (NORM_BYTES + VALUE_LAYOUT_BYTES * value_layouts))
+    value_layout = 2 * per_coordinate + VALUE_ID_BYTES
+    value_bytes = ((points // 2) * (2 * NORM_BYTES + kv_share * (NORM_BYTES + value_layout * value_layouts))
                    if values else 0.0)
     return points * (coords + OTHER_BYTES_PER_POINT) + value_bytes
 

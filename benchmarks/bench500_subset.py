@@ -52,8 +52,7 @@ def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> li
 def timed_head(item: tuple) -> dict:
     """Run one head in a worker: its CPU and wall seconds, and the bytes of each layout's per-head files."""
     from atlas_build.export.thumbnails import preview_layout, thumbnail_png
-    from atlas_build.export.values import value_coords_table
-    from atlas_build.export.writer import write_coords, write_table
+    from atlas_build.export.writer import write_coords
     from atlas_build.normalize.joint import is_key
     from atlas_build.pipeline.heads import run_head
 
@@ -70,9 +69,9 @@ def timed_head(item: tuple) -> dict:
             if coords.shape[1] == 2:
                 files[f"thumbs:{name}"] = len(thumbnail_png(coords, is_key(len(coords)), thumb_size))
         for name, coords in res.value_layouts.items():  # its key/value head's value layouts, when it lays them out
-            path = Path(tmp) / f"values_{name}.arrow"
+            path = Path(tmp) / f"values_{name}.bin.gz"
             ids = np.arange(len(coords)) if task.points is None else task.points  # the point tokens' ids
-            write_table(path, value_coords_table(coords, ids, task.layer, task.kv_head, name))
+            write_coords(path, coords, task.layer, task.kv_head, name, bits, token_ids=ids)
             files[f"values:{name}"] = path.stat().st_size
     # what the head adds to manifest.json that grows with its layouts (its thumbnail path, scores per layout)
     preview = preview_layout(task.layouts, task.layouts[0])

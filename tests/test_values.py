@@ -5,17 +5,16 @@ ids."""
 from __future__ import annotations
 
 import gzip
-import json
 import struct
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.ipc as ipc
 import pytest
 
 from atlas_build import SCHEMA_VERSION
-from atlas_build.export.values import (byte_planes, norms_blob, value_coords_table, value_path, values_section,
-                                       write_layer_values)
+from atlas_build.errors import SchemaVersionError
+from atlas_build.export import coords_header, read_value_coords, write_coords
+from atlas_build.export.values import norms_blob, value_path, values_section, write_layer_values
+from atlas_build.export.writer import byte_planes
 from atlas_build.metrics.registry import BY_NAME, for_model
 from atlas_build.metrics.values import output_norms, sentence_rows, value_scores, values_by_sentence
 from atlas_build.normalize import HeadSample
@@ -129,18 +128,22 @@ def test_the_first_query_head_of_a_kv_head_lays_out_its_values(tmp_path) -> None
                                                           aligned[0].value_layouts["pca-2d"], atol=1e-5)
 
 
-def test_value_coords_carry_token_ids_and_the_key_value_head() -> None:
+def test_value_coords_carry_token_ids_and_the_key_value_head(tmp_path) -> None:
     coords = np.array([[0.0, 1.0], [2.0, -1.0], [1.0, 0.0]], np.float32)
-    t = value_coords_table(coords, np.array([7, 9, 300]), layer=2, kv_head=1, layout="tsne-2d")
-    assert t.column("token_id").to_pylist() == [7, 9, 300] and t.schema.field("token_id").type == pa.uint16()
-    meta = t.schema.metadata
-    assert meta[b"atlas.schema_version"] == str(SCHEMA_VERSION).encode()
-    assert (meta[b"atlas.layer"], meta[b"atlas.kv_head"], meta[b"atlas.layout"]) == (b"2", b"1", b"tsne-2d")
-    (xlo, xhi), (ylo, yhi) = json.loads(meta[b"atlas.range"])
-    x = xlo + t.column("x").to_numpy() / 65535 * (xhi - xlo)
-    assert np.allclose(x, coords[:, 0], atol=1e-4)
+    path = tmp_path / "v.bin.gz"
+    write_coords(path, coords, 2, 1, "tsne-2d", 12, token_ids=np.array([7, 9, 70_000]))
+    blob = gzip.decompress(path.read_bytes())
+    assert blob[:4] == b"VCRD" and struct.unpack_from("<7I", blob, 4) == (SCHEMA_VERSION, 2, 1, 3, 2, 12, 7)
+    with pytest.raises(SchemaVersionError):  # the head files' reader refuses a value layout, and the other way round
+        coords_header(path)
+    ids, back = read_value_coords(path)
+    assert ids.tolist() == [7, 9, 70_000]
+    assert np.abs(back - coords).max() <= 0.5 * 3 / 4095 + 1e-9  # half a 12-bit step of the widest range
+    write_coords(tmp_path / "h.bin.gz", coords, 2, 1, "tsne-2d", 12)
+    with pytest.raises(SchemaVersionError):
+        read_value_coords(tmp_path / "h.bin.gz")
     with pytest.raises(ValueError):
-        value_coords_table(coords, np.array([1, 2]), 0, 0, "pca-2d")
+        write_coords(path, coords, 0, 0, "pca-2d", 12, token_ids=np.array([1, 2]))
 
 
 def _read_norms(blob: bytes) -> tuple[bytes, tuple, np.ndarray, np.ndarray]:
@@ -204,13 +207,16 @@ def test_layer_files_are_per_kv_head_and_reproducible(tmp_path) -> None:
     layouts = {1: {"pca-2d": rng.normal(size=(5, 2)).astype(np.float32)}}
     outputs = {2: rng.random((6, 2)), 3: rng.random((6, 2))}  # the query heads of key/value head 1
     for out in ("a", "b"):
-        write_layer_values(tmp_path / out, 0, norms, np.arange(100, 106), has_point, layouts, outputs)
+        write_layer_values(tmp_path / out, 0, norms, np.arange(100, 106), has_point, layouts, outputs, 12)
     files = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files == sorted([value_path("coords", 0, 1, "pca-2d"), value_path("norms", 0, 1),
                             value_path("outputs", 0, 2), value_path("outputs", 0, 3)])
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
-    t = ipc.open_file(pa.memory_map(str(tmp_path / "a" / value_path("coords", 0, 1, "pca-2d")))).read_all()
-    assert t.column("token_id").to_pylist() == [100, 101, 103, 104, 105]  # the point tokens only, by id
+    ids, xy = read_value_coords(tmp_path / "a" / value_path("coords", 0, 1, "pca-2d"))
+    assert ids.tolist() == [100, 101, 103, 104, 105]  # the point tokens only, by id
+    assert struct.unpack_from("<I", gzip.decompress((tmp_path / "a" / value_path("coords", 0, 1, "pca-2d")).read_bytes()),
+                              24) == (12,)  # the manifest's coordinate bits
+    assert np.allclose(xy, layouts[1]["pca-2d"], atol=np.ptp(layouts[1]["pca-2d"], axis=0).max() / 4095)
     magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("norms", 0, 1)).read_bytes()))
     assert (magic, header) == (b"VNRM", (SCHEMA_VERSION, 0, 1, 6))
     assert ids.tolist() == list(range(100, 106)) and np.array_equal(back[:, 0], norms[:, 1].astype(np.float32))  # every token
@@ -219,7 +225,7 @@ def test_layer_files_are_per_kv_head_and_reproducible(tmp_path) -> None:
     section = values_section([HeadResult(0, 0, 1, {}, np.zeros(0), {}, {}, "", value_layouts=layouts[1])],
                              ["tsne-2d", "pca-2d"], 4)
     assert section == {"layouts": ["pca-2d"], "dims": 4, "output": "before W_O",
-                       "files": {"coords": "values/coords/L{layer}V{kv_head}_{layout}.arrow",
+                       "files": {"coords": "values/coords/L{layer}V{kv_head}_{layout}.bin.gz",
                                  "norms": "values/norms/L{layer}V{kv_head}.bin.gz",
                                  "outputs": "values/outputs/L{layer}H{head}.bin.gz"}}
 
@@ -246,36 +252,36 @@ def test_the_values_switch_turns_off_the_layouts_not_the_scores() -> None:
 def test_site_size_estimate_matches_the_measured_demo_and_warns_when_over_the_budget() -> None:
     """`atlas validate`'s size line: the demo's all-MiniLM-L6-v2 (72 heads × 9,940 points, seven layouts) measured
     33.0 MB of data without values in schema version 6 (23.7 MB of it coordinates; 18.2 MB at 12 bits); its value
-    files take 9.17 MB in schema version 7 (6.83 MB of value layouts, 2.34 MB of ‖v‖ and ‖o‖ files; the int8 value
-    vectors of version 6 took 12.07 MB more). A 144-head MiniLM-shaped model at 10k points is then within
+    files take 107 KiB per head in schema version 7 (benchmarks/bench_values.py, three heads; 18.9 MB for the model
+    in version 6, 12.1 MB of it int8 value vectors). A 144-head MiniLM-shaped model at 10k points is then within
     DESIGN.md's 100 MB with values; a site over the budget gets a warning naming both switches."""
     from atlas_build.manifest import ProjectionSpec
     from atlas_build.normalize.values import value_layout_names
-    from atlas_build.validate import head_site_bytes, size_lines
+    from atlas_build.validate import NORM_BYTES, head_site_bytes, size_lines
 
     layouts = ProjectionSpec().layouts
     n_values = len(value_layout_names(layouts))
     demo = 72 * head_site_bytes(9_940, layouts, True, 1.0, n_values)
     without = 72 * head_site_bytes(9_940, layouts)
-    assert without == pytest.approx(33.0e6, rel=0.05) and demo - without == pytest.approx(9.17e6, rel=0.02)
+    assert without == pytest.approx(33.0e6, rel=0.05) and demo - without == pytest.approx(72 * 107 * 1024, rel=0.02)
     coords16 = without - 72 * 9_940 * head_site_bytes(1, ())
     coords12 = 72 * head_site_bytes(9_940, layouts, coordinate_bits=12) - 72 * 9_940 * head_site_bytes(1, ())
     assert coords16 == pytest.approx(23.7e6, rel=0.02) and coords12 == pytest.approx(18.2e6, rel=0.02)
     lines = size_lines("minilm", 144, 10_000, layouts, True, 1.0, n_values)
-    assert lines == ["  site data: about 86 MB (budget 100 MB for 144 heads × 10,000 points)"], "within: no warning"
+    assert lines == ["  site data: about 84 MB (budget 100 MB for 144 heads × 10,000 points)"], "within: no warning"
     heavy = layouts + ("tsne-3d", "umap-3d", "pca-3d")  # more coordinates per point than the default set
     lines = size_lines("minilm", 144, 10_000, heavy, True, 1.0, n_values)
-    assert "about 111 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0] and len(lines) == 2
+    assert "about 109 MB (budget 100 MB for 144 heads × 10,000 points)" in lines[0] and len(lines) == 2
     assert "`[projections] values = false` brings it to about 93 MB" in lines[1]
-    assert "`[export] coordinate_bits = 12` to about 95 MB" in lines[1] and "both to about 76 MB" in lines[1]
+    assert "`[export] coordinate_bits = 12` to about 90 MB" in lines[1] and "both to about 76 MB" in lines[1]
     at12 = size_lines("minilm", 144, 10_000, heavy, True, 1.0, n_values, 12)
-    assert len(at12) == 1 and "about 95 MB" in at12[0], "within its budget at 12 bits: no warning"
+    assert len(at12) == 1 and "about 90 MB" in at12[0], "within its budget at 12 bits: no warning"
     # grouped-query attention shares a key/value head's files: 3 query heads per key/value head pay a third of them,
-    # and each its own output norms
+    # and each its own outputs file (two float32 columns)
     base = head_site_bytes(10_000, layouts)
     shared = head_site_bytes(10_000, layouts, True, 1.0, n_values) - base
-    assert head_site_bytes(10_000, layouts, True, 1 / 3, n_values) - base == pytest.approx(
-        5_000 * 3.2 + (shared - 5_000 * 3.2) / 3)
+    own = 5_000 * 2 * NORM_BYTES
+    assert head_site_bytes(10_000, layouts, True, 1 / 3, n_values) - base == pytest.approx(own + (shared - own) / 3)
 
 
 def test_built_norm_files_are_the_captured_heads_own(tiny_build) -> None:

@@ -15,7 +15,7 @@ from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
 from .paths import head_path
 from .inputs import read_input_attention
-from .writer import COORDS_MAGIC, NORM_QMAX
+from .writer import COORDS_MAGIC, NORM_QMAX, VALUE_COORDS_MAGIC
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -78,13 +78,14 @@ def read_points(data_dir: Path, manifest: dict) -> Points:
     return Points(pid[order], tok[order], key[order])
 
 
-def _coords_file(path: Path) -> tuple[dict, bytes, int]:
-    """(header, blob, offset of the ranges) of a coordinates file, gzip-compressed or plain (`writer.coords_blob`)."""
+def _coords_file(path: Path, magic: bytes = COORDS_MAGIC) -> tuple[dict, bytes, int]:
+    """(header, blob, offset of the ranges) of a coordinates file (``magic``: VCRD for a value layout),
+    gzip-compressed or plain (`writer.coords_blob`)."""
     data = Path(path).read_bytes()
     if data[:2] == GZIP_MAGIC:
         data = gzip.decompress(data)
-    if data[:4] != COORDS_MAGIC:
-        raise SchemaVersionError(f"{path}: not a coordinates file")
+    if data[:4] != magic:
+        raise SchemaVersionError(f"{path}: not a {'value ' if magic != COORDS_MAGIC else ''}coordinates file")
     version, layer, head, points, dims, bits, name_len = struct.unpack_from("<7I", data, 4)
     _check(version, path)
     header = {"layer": layer, "head": head, "layout": data[32:32 + name_len].decode("ascii"), "points": points,
@@ -99,10 +100,23 @@ def coords_header(path: Path) -> dict:
 
 def read_coords(path: Path) -> np.ndarray:
     """Dequantized [points, dims] coordinates of one head and layout (see `writer.coords_blob`)."""
-    header, data, at = _coords_file(path)
+    return _dequantized(path, *_coords_file(path))
+
+
+def read_value_coords(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, dequantized [rows, 2] coordinates) of one value layout (a VCRD file, `writer.coords_blob`)."""
+    header, data, at = _coords_file(path, VALUE_COORDS_MAGIC)
+    rows, ranges_end = header["points"], at + 16 * header["dims"]
+    if len(data) < ranges_end + 4 * rows:
+        raise SchemaVersionError(f"{path}: truncated before its token ids")
+    ids = np.frombuffer(data, np.uint8, 4 * rows, ranges_end).reshape(4, rows).T.copy().view("<u4")[:, 0]
+    return ids.astype(np.int64), _dequantized(path, header, data, at, skip=4 * rows)
+
+
+def _dequantized(path: Path, header: dict, data: bytes, at: int, skip: int = 0) -> np.ndarray:
     points, dims, bits = header["points"], header["dims"], header["bits"]
     ranges = struct.unpack_from(f"<{2 * dims}d", data, at)
-    at += 16 * dims
+    at += 16 * dims + skip
     width = 2 if bits > 8 else 1
     if len(data) != at + width * points * dims:
         raise SchemaVersionError(f"{path}: {len(data) - at} coordinate bytes for {points} points × {dims} axes")

@@ -1,25 +1,23 @@
 """The value view's files: per key/value head (its query heads share them under grouped-query attention) the value
-layouts (token ids and quantized coordinates) and ‖v‖ of every token; per query head ‖o_i‖ = ‖Σ_j A_ij v_j‖ and
+layouts (coordinates files with their token ids) and ‖v‖ of every token; per query head ‖o_i‖ = ‖Σ_j A_ij v_j‖ and
 Σ_j A_ij ‖v_j‖ of every token (the flow panel's numbers, computed by the build in float64 from the captured attention
 and values). See docs/reference/formats.md, "Values"."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from .. import SCHEMA_VERSION
 from ..fsutil import write_bytes
-from .writer import QMAX, quantize, schema_meta, smallest_uint, write_table
+from .writer import COORD_BITS, byte_planes, write_coords
 
 VALUE_FILES = {
-    "coords": "values/coords/L{layer}V{kv_head}_{layout}.arrow",
+    "coords": "values/coords/L{layer}V{kv_head}_{layout}.bin.gz",
     "norms": "values/norms/L{layer}V{kv_head}.bin.gz",
     "outputs": "values/outputs/L{layer}H{head}.bin.gz",
 }
@@ -38,29 +36,6 @@ def value_path(kind: str, layer: int, index: int, layout: str = "") -> str:
     return VALUE_FILES[kind].format(layer=int(layer), kv_head=int(index), head=int(index), layout=layout)
 
 
-def value_coords_table(coords: np.ndarray, token_ids: np.ndarray, layer: int, kv_head: int, layout: str) -> pa.Table:
-    """One value layout: one row per value point, its explicit ``token_id``, x/y quantized to uint16."""
-    xy = np.asarray(coords)
-    if len(xy) != len(token_ids):
-        raise ValueError(f"{len(xy)} value coordinates for {len(token_ids)} tokens")
-    cols: dict[str, pa.Array] = {"token_id": smallest_uint(token_ids)}
-    ranges = []
-    for dim, axis in zip(range(xy.shape[1]), "xyz"):
-        codes, rng = quantize(xy[:, dim], QMAX)
-        cols[axis] = pa.array(codes, pa.uint16())
-        ranges.append(rng)
-    meta = schema_meta({"atlas.layer": str(int(layer)), "atlas.kv_head": str(int(kv_head)), "atlas.layout": layout,
-                        "atlas.range": json.dumps(ranges)})
-    return pa.table(cols).replace_schema_metadata(meta)
-
-
-def byte_planes(a: np.ndarray) -> bytes:
-    """A little-endian array's bytes regrouped by significance: byte 0 of every element, then byte 1, … (gzip finds
-    the repeats of the high bytes)."""
-    b = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
-    return np.ascontiguousarray(b.T).tobytes()
-
-
 def norms_blob(kind: str, layer: int, index: int, token_ids: np.ndarray, norms: np.ndarray) -> bytes:
     """One norms file, float32 per token with its explicit id, each column stored as byte planes (format in
     docs/reference/formats.md): ``kind`` "norms", [N] ‖v‖ of a key/value head; "outputs", [N, 2] ‖o‖ and
@@ -76,16 +51,17 @@ def norms_blob(kind: str, layer: int, index: int, token_ids: np.ndarray, norms: 
 
 def write_layer_values(data_dir: Path, layer: int, value_norms: np.ndarray, token_ids: np.ndarray,
                        has_point: np.ndarray, value_layouts: Mapping[int, Mapping[str, np.ndarray]],
-                       outputs: Mapping[int, np.ndarray]) -> None:
+                       outputs: Mapping[int, np.ndarray], coordinate_bits: int = COORD_BITS) -> None:
     """Write the value files of one layer: ``value_norms`` [N, KV] (‖v‖ of every token, token order),
     ``value_layouts`` key/value head → layout → [m, 2] coordinates of the point tokens (``has_point``) in token
-    order, ``outputs`` query head → [N, 2] ‖o‖ and Σ a‖v‖ of every token in token order."""
+    order (stored at ``coordinate_bits``, as the head's layouts), ``outputs`` query head → [N, 2] ‖o‖ and Σ a‖v‖ of
+    every token in token order."""
     ids = np.asarray(token_ids)
     point_ids = ids[np.asarray(has_point, bool)]
     for kv, layouts in sorted(value_layouts.items()):
         for name, coords in sorted(layouts.items()):
-            write_table(data_dir / value_path("coords", layer, kv, name),
-                        value_coords_table(coords, point_ids, layer, kv, name))
+            write_coords(data_dir / value_path("coords", layer, kv, name), coords, layer, kv, name, coordinate_bits,
+                         token_ids=point_ids)
         _write_norms(data_dir, "norms", layer, kv, ids, value_norms[:, kv])
     for head, norms in sorted(outputs.items()):
         _write_norms(data_dir, "outputs", layer, head, ids, norms)

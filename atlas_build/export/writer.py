@@ -18,6 +18,7 @@ from .paths import HEAD_FILES, head_path
 
 QMAX = 65535
 COORDS_MAGIC = b"CRDS"
+VALUE_COORDS_MAGIC = b"VCRD"  #: a value layout: CRDS with the rows' token ids after the ranges
 #: Bits per coordinate unless the manifest's export.coordinate_bits says otherwise.
 COORD_BITS = 16
 NORM_QMAX = 255
@@ -123,28 +124,43 @@ def quantize(values: np.ndarray, qmax: int = QMAX) -> tuple[np.ndarray, list[flo
     return np.rint((v - lo) / (hi - lo) * qmax).astype(dtype), [lo, hi]
 
 
-def coords_blob(coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS) -> bytes:
+def byte_planes(a: np.ndarray) -> bytes:
+    """A little-endian array's bytes regrouped by significance: byte 0 of every element, then byte 1, … (gzip finds
+    the repeats of the high bytes)."""
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
+    return np.ascontiguousarray(b.T).tobytes()
+
+
+def coords_blob(coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS,
+                token_ids: np.ndarray | None = None) -> bytes:
     """One layout of one head (rows in ascending point id order): each axis quantized to `bits` bits over its
     [min, max] and stored as byte planes: the high bytes of every point, axis after axis, then the low bytes (one
-    plane per axis when bits <= 8), which gzip shrinks where interleaved uint16 codes do not (formats.md)."""
+    plane per axis when bits <= 8), which gzip shrinks where interleaved uint16 codes do not (formats.md). With
+    ``token_ids`` it is a value layout (``head`` the key/value head): magic VCRD, the rows' ids after the ranges."""
     xyz = np.asarray(coords, np.float64)
     if not 1 <= bits <= 16:
         raise ValueError(f"coordinate bits must be 1..16, got {bits}")
+    if token_ids is not None and len(token_ids) != len(xyz):
+        raise ValueError(f"{len(xyz)} coordinates for {len(token_ids)} tokens")
     name = layout.encode("ascii")
-    header = COORDS_MAGIC + struct.pack("<IIIIIII", SCHEMA_VERSION, layer, head, xyz.shape[0], xyz.shape[1], bits,
-                                        len(name)) + name
+    magic = COORDS_MAGIC if token_ids is None else VALUE_COORDS_MAGIC
+    header = magic + struct.pack("<IIIIIII", SCHEMA_VERSION, layer, head, xyz.shape[0], xyz.shape[1], bits,
+                                 len(name)) + name
     ranges, codes = [], []
     for dim in range(xyz.shape[1]):
         axis, rng = quantize(xyz[:, dim], 2**bits - 1)
         ranges += rng
         codes.append(axis.astype(np.uint16))
     planes = [c >> 8 for c in codes] + [c & 0xFF for c in codes] if bits > 8 else codes
-    return header + struct.pack(f"<{len(ranges)}d", *ranges) + b"".join(p.astype(np.uint8).tobytes() for p in planes)
+    ids = b"" if token_ids is None else byte_planes(np.asarray(token_ids, "<u4"))
+    return (header + struct.pack(f"<{len(ranges)}d", *ranges) + ids
+            + b"".join(p.astype(np.uint8).tobytes() for p in planes))
 
 
-def write_coords(path: Path, coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS) -> None:
+def write_coords(path: Path, coords: np.ndarray, layer: int, head: int, layout: str, bits: int = COORD_BITS,
+                 token_ids: np.ndarray | None = None) -> None:
     """The coordinates blob, gzip-compressed without a timestamp (identical layouts give identical bytes)."""
-    write_bytes(path, gzip.compress(coords_blob(coords, layer, head, layout, bits), GZIP_LEVEL, mtime=0))
+    write_bytes(path, gzip.compress(coords_blob(coords, layer, head, layout, bits, token_ids), GZIP_LEVEL, mtime=0))
 
 
 def norms_table(norms: np.ndarray, layer: int, head: int) -> pa.Table:

@@ -219,12 +219,24 @@ export function loadLayout(model, layer, head, layout) {
   }, MAX_CACHED_LAYOUTS);
 }
 
+// Undoes the byte planes of `count` little-endian elements of `size` bytes starting at `offset` (an ArrayBuffer).
+export function fromBytePlanes(buffer, offset, count, size) {
+  const planes = new Uint8Array(buffer, offset, count * size);
+  const out = new Uint8Array(count * size);
+  for (let b = 0; b < size; b++) for (let i = 0; i < count; i++) out[i * size + b] = planes[b * count + i];
+  return out.buffer;
+}
+
 // A coordinates file (formats.md): a header naming the head and layout, [min, max] per axis, then the codes as
 // byte planes: every axis's high bytes, then every axis's low bytes (only one plane per axis when bits <= 8).
+// `expect.values`: a value layout (VCRD: `head` is the key/value head, the rows' token ids follow the ranges, as
+// four byte planes of u32); its rows come back as `tokenIds`.
 export function readCoords(buffer, url, expect) {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(0, 4));
-  if (magic !== "CRDS" || buffer.byteLength < 32) throw new AtlasDataError(`${url} is not a coordinates file`);
+  if (magic !== (expect.values ? "VCRD" : "CRDS") || buffer.byteLength < 32) {
+    throw new AtlasDataError(`${url} is not a ${expect.values ? "value " : ""}coordinates file`);
+  }
   const view = new DataView(buffer);
   const version = view.getUint32(4, true);
   if (version !== SCHEMA_VERSION) throw versionError(url, version);
@@ -233,20 +245,25 @@ export function readCoords(buffer, url, expect) {
   if (layer !== expect.layer || head !== expect.head || name !== expect.layout) {
     throw new AtlasDataError(`${url} holds layer ${layer} head ${head} ${name}`);
   }
-  if (points !== expect.points) throw new AtlasDataError(`${url} has ${points} rows for the ${expect.points} points of tokens.arrow`);
+  if (!expect.values && points !== expect.points) {
+    throw new AtlasDataError(`${url} has ${points} rows for the ${expect.points} points of tokens.arrow`);
+  }
   if (dims < 1 || dims > 3 || bits < 1 || bits > 16) throw new AtlasDataError(`${url}: ${dims} axes of ${bits} bits`);
   let at = 32 + nameLength;
   const range = [];
   if (buffer.byteLength < at + 16 * dims) throw new AtlasDataError(`${url} is truncated`);
   for (let d = 0; d < dims; d++, at += 16) range.push([view.getFloat64(at, true), view.getFloat64(at + 8, true)]);
+  const idBytes = expect.values ? 4 * points : 0;
   const width = bits > 8 ? 2 : 1;
-  if (buffer.byteLength !== at + width * points * dims) throw new AtlasDataError(`${url} is truncated`);
+  if (buffer.byteLength !== at + idBytes + width * points * dims) throw new AtlasDataError(`${url} is truncated`);
+  const tokenIds = expect.values ? new Uint32Array(fromBytePlanes(buffer, at, points, 4)) : null;
+  at += idBytes;
   const axes = range.map((r, d) => {
     const hi = bytes.subarray(at + d * points, at + (d + 1) * points);
     const lo = width === 2 ? bytes.subarray(at + (dims + d) * points, at + (dims + d + 1) * points) : null;
     return dequantize(lo ? Uint16Array.from(hi, (h, i) => h * 256 + lo[i]) : hi, r, 2 ** bits - 1);
   });
-  return { dims, range, bits, axes };
+  return { dims, range, bits, axes, tokenIds };
 }
 
 const norms = new Map();

@@ -5,9 +5,9 @@
 // It sees the head view only through the context of HeadView.context(); text goes in through textContent only.
 
 import { colourPoints } from "./colours.js";
-import { gunzip, loadSentenceAttention } from "./data.js";
+import { fromBytePlanes, gunzip, loadSentenceAttention, readCoords } from "./data.js";
 import { Disposer, el, fmt, select } from "./dom.js";
-import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, loadTable, versionError } from "./fetch.js";
+import { AtlasDataError, SCHEMA_VERSION, fetchBuffer, versionError } from "./fetch.js";
 import { drawLines, drawRings } from "./overlay.js";
 import { legendElement } from "./panels.js";
 import { Scatter } from "./scatter.js";
@@ -39,28 +39,14 @@ function cached(url, read) {
 export function loadValueLayout(model, layer, kvHead, layout) {
   const url = valueUrl(model, "coords", layer, kvHead, layout);
   return cached(url, async () => {
-    const t = await loadTable(url);
-    let range;
-    try {
-      range = JSON.parse(t.meta("atlas.range"));
-    } catch {
-      throw new AtlasDataError(`${url}: atlas.range metadata is missing or not JSON`);
-    }
-    const axes = range.map(([lo, hi], d) => Float32Array.from(t.numbers("xyz"[d]), (q) => lo + (q * (hi - lo)) / 65535));
-    return { tokenIds: Uint32Array.from(t.numbers("token_id")), axes };
+    const buffer = await gunzip(await fetchBuffer(url), url);
+    const { axes, tokenIds } = readCoords(buffer, url, { layer, head: kvHead, layout, values: true });
+    return { tokenIds, axes };
   });
 }
 
 const NORMS_MAGIC = { norms: "VNRM", outputs: "ONRM" };
 const NORMS_COLUMNS = { norms: 1, outputs: 2 };
-
-// Undoes the byte planes of `count` little-endian elements of `size` bytes starting at `offset`.
-function fromPlanes(buffer, offset, count, size) {
-  const planes = new Uint8Array(buffer, offset, count * size);
-  const out = new Uint8Array(count * size);
-  for (let b = 0; b < size; b++) for (let i = 0; i < count; i++) out[i * size + b] = planes[b * count + i];
-  return out.buffer;
-}
 
 // A norms file: ‖v‖ of every token of a key/value head ("norms"), or ‖Σ a·v‖ (column 0) and Σ a·‖v‖ (column 1) of
 // every token of a query head ("outputs"); {of(tokenId, column = 0) → number or null}.
@@ -76,8 +62,8 @@ export function loadNorms(model, kind, layer, index) {
     if (fileLayer !== layer || fileIndex !== index) throw new AtlasDataError(`${url} holds layer ${fileLayer}, head ${fileIndex}`);
     const columns = NORMS_COLUMNS[kind];
     if (20 + count * 4 * (1 + columns) > buffer.byteLength) throw new AtlasDataError(`${url} is truncated`);
-    const ids = new Uint32Array(fromPlanes(buffer, 20, count, 4));
-    const norms = Array.from({ length: columns }, (_, c) => new Float32Array(fromPlanes(buffer, 20 + 4 * count * (1 + c), count, 4)));
+    const ids = new Uint32Array(fromBytePlanes(buffer, 20, count, 4));
+    const norms = Array.from({ length: columns }, (_, c) => new Float32Array(fromBytePlanes(buffer, 20 + 4 * count * (1 + c), count, 4)));
     const rowOf = new Map();
     ids.forEach((id, r) => rowOf.set(id, r));
     return { of: (tokenId, column = 0) => (rowOf.has(tokenId) ? norms[column][rowOf.get(tokenId)] : null) };
