@@ -297,3 +297,18 @@ export async function loadSentenceAttention(model, layer, head, sid) {
   for (let i = 0; i < w.length; i++) w[i] = bytes[i] / 255;
   return { n: file.n, first: file.first, w };
 }
+
+// The k strongest keys of row `row` of an n × n weight matrix w (row-major): [{position, weight}], strongest first,
+// ties to the lower position, zero weights left out.
+export function strongest(w, n, row, k) {
+  const best = [];
+  for (let j = 0; j < n; j++) {
+    const weight = w[row * n + j];
+    if (!(weight > 0)) continue;
+    let at = best.length;
+    while (at > 0 && best[at - 1].weight < weight) at--;
+    if (at < k) best.splice(at, 0, { position: j, weight });
+    if (best.length > k) best.pop();
+  }
+  return best;
+}

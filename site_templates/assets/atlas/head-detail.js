@@ -6,7 +6,7 @@
 // The full rows load only when a point is selected.
 // It sees the head view only through the context of HeadView.context().
 
-import { loadAggregate, loadSentenceAttention } from "./data.js";
+import { loadAggregate, loadSentenceAttention, strongest } from "./data.js";
 import { showError } from "./dom.js";
 import { modelViewUrl } from "./inputs-data.js";
 import { NeuronView } from "./neuron-view.js";
@@ -15,21 +15,6 @@ import { ValueView } from "./value-view.js";
 
 // Attention lines drawn per query token of the selected sentence.
 export const TOP_K = 2;
-
-// The k strongest keys of row `row` of an n × n weight matrix w (row-major): [{position, weight}], strongest first,
-// ties to the lower position, zero weights left out.
-export function strongest(w, n, row, k) {
-  const best = [];
-  for (let j = 0; j < n; j++) {
-    const weight = w[row * n + j];
-    if (!(weight > 0)) continue;
-    let at = best.length;
-    while (at > 0 && best[at - 1].weight < weight) at--;
-    if (at < k) best.splice(at, 0, { position: j, weight });
-    if (best.length > k) best.pop();
-  }
-  return best;
-}
 
 export class HeadDetail {
   // images: the head-images.js module for image models (loaded by the view), or null.

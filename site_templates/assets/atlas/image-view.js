@@ -5,6 +5,7 @@
 // flows and arrows take the colour scheme's ink (theme.js) and are drawn again when the scheme changes.
 
 import { hex } from "./colours.js";
+import { strongest } from "./data.js";
 import { Disposer, el } from "./dom.js";
 import { ink, onSchemeChange } from "./theme.js";
 
@@ -160,8 +161,9 @@ export class ImageView {
       for (let i = grid.prefix; i < grid.prefix + patches && i < n; i++) if (i !== selected) order.push(i);
       if (selected >= 0 && selected < n) order.push(selected);
       for (const i of order) {
-        let best = 0;
-        for (let j = 1; j < n; j++) if (w[i * n + j] > w[i * n + best]) best = j;
+        const [top] = strongest(w, n, i, 1);
+        if (!top) continue; // a row without weight has no target
+        const best = top.position;
         const [colour, width] = i === selected ? [hex(this.colours.query), 2.2 * px] : [c.fg, 1.4 * px];
         if (!isPatch(best)) markPrefix(ctx, rect(i), px, colour);
         else if (best === i) ring(ctx, centre(i), grid.pw * 0.22, width, colour);

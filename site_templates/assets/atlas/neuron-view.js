@@ -4,6 +4,7 @@
 // query's row, next to the model's own attention from the attention file. The vectors (vectors/…, float16) load
 // when a featured input is shown; other inputs list the featured ones to pick from.
 
+import { strongest } from "./data.js";
 import { Disposer, el, svg } from "./dom.js";
 import { inputsOf, loadVectors, scalingOf } from "./inputs-data.js";
 
@@ -125,11 +126,11 @@ export class NeuronView {
     this.keySelect.replaceChildren(...options((p) => !this.cross || allowed[p], (p) => !allowed[p]));
   }
 
+  // The query's strongest allowed key (ties to the lower position); its first allowed key when the row has no weight.
   strongestKey(i) {
     const allowed = this.allowed(i);
-    let best = allowed.indexOf(true);
-    if (this.matrix) allowed.forEach((ok, j) => { if (ok && this.matrix.w[i * this.matrix.n + j] > this.matrix.w[i * this.matrix.n + best]) best = j; });
-    return Math.max(best, 0);
+    const top = this.matrix ? strongest(this.matrix.w, this.matrix.n, i, this.matrix.n).find((t) => allowed[t.position]) : null;
+    return top ? top.position : Math.max(allowed.indexOf(true), 0);
   }
 
   // The keys a query's softmax runs over: every position, up to its own (causal), or the key side (cross).
