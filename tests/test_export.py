@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from atlas_build.export import (KEY_COLOUR, QUERY_COLOUR, SentenceAttention, coo
                                 read_head_detail, read_manifest, read_norms, read_points, read_table,
                                 relative_aggregate, thumbnail_png, tokens_table, write_coords, write_manifest,
                                 write_table)
-from atlas_build.export.inputs import input_blob, read_input_attention, write_input_attention
+from atlas_build.export.inputs import (FULL, INPUT_HEADER, LOWER, input_blob, quantize_weights, read_input_attention,
+                                       write_input_attention)
 from atlas_build.export.tiles import write_tiles, zoom_levels
 
 KB = 1024
@@ -195,6 +197,25 @@ def test_input_attention_blob_round_trip(tmp_path: Path) -> None:
     assert int.from_bytes(input_blob(7, 40, heads)[4:8], "little") == SCHEMA_VERSION
     with pytest.raises(ValueError, match="expected"):
         input_blob(0, 0, [(0, 0, 0, np.zeros((2, 2))), (0, 1, 0, np.zeros((3, 3)))])
+
+
+def test_causal_inputs_store_lower_triangles_and_read_back_square(tmp_path) -> None:
+    """Weights all zero above the diagonal (every head of the file) are stored as lower triangles, packing 1:
+    n(n+1)/2 bytes a head, read back as the same n × n bytes; one weight above the diagonal keeps full blocks."""
+    rng = np.random.default_rng(3)
+    n = 5
+    causal = [(2, h, 0, np.tril(rng.random((n, n)))) for h in range(3)]
+    blob = input_blob(4, 9, causal)
+    assert struct.unpack_from("<I", blob, 24) == (LOWER,) and len(blob) == INPUT_HEADER + 3 * 16 + 3 * n * (n + 1) // 2
+    (tmp_path / "c.bin").write_bytes(blob)
+    back = read_input_attention(tmp_path / "c.bin")
+    for layer, head, _, w in causal:
+        assert np.array_equal(back.weights[(layer, head)], quantize_weights(w))
+    leaky = causal + [(2, 3, 0, np.eye(n) + np.eye(n, k=1) * 0.01)]
+    full = input_blob(4, 9, leaky)
+    assert struct.unpack_from("<I", full, 24) == (FULL,) and len(full) == INPUT_HEADER + 4 * 16 + 4 * n * n
+    (tmp_path / "f.bin").write_bytes(full)
+    assert np.array_equal(read_input_attention(tmp_path / "f.bin").weights[(2, 0)], quantize_weights(causal[0][3]))
 
 
 def test_relative_aggregate_means_per_offset() -> None:

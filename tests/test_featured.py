@@ -124,7 +124,7 @@ def test_featured_input_the_token_budget_leaves_out_stops_the_build(tmp_path: Pa
 def test_blob_tables_carry_explicit_ids() -> None:
     probs = np.array([[1.0, 0.0], [0.25, 0.75]])
     blob = input_blob(7, 40, [(1, 2, 0, probs), (0, 3, 1, probs.T)])
-    assert blob[:4] == b"ATTI" and len(blob) == 24 + 2 * 16 + 2 * 4
+    assert blob[:4] == b"ATTI" and len(blob) == 28 + 2 * 16 + 2 * 4, "probs.T has a weight above the diagonal: full"
     q = np.array([[1.5, -2.0, 70000.0]], np.float32)
     wide = vector_blob(3, "query", 5, [(9, 11, q)])
     assert wide[:4] == b"QKVF" and len(wide) == 32 + 16 + 3 * 4, "beyond float16: stored as float32"

@@ -23,6 +23,10 @@ from ..fsutil import write_bytes
 from .writer import GZIP_LEVEL
 
 INPUT_MAGIC = b"ATTI"
+INPUT_HEADER = 28  #: bytes before the heads table
+#: How an input file's blocks hold the n × n weights (its header's `packing`): all of them, or rows 0..n-1 of the
+#: lower triangle (positions 0..i of row i), which a causal model's weights fit in.
+FULL, LOWER = 0, 1
 VECTOR_MAGIC = b"QKVF"
 ROLES = ("query", "key")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -44,17 +48,23 @@ def quantize_weights(probs: np.ndarray) -> np.ndarray:
 
 
 def input_blob(input_id: int, first_token: int, heads: Sequence[tuple[int, int, int, np.ndarray]]) -> bytes:
-    """One input over some heads (one layer's in the site): (layer, head, kv_head, [n, n] probabilities) per head."""
+    """One input over some heads (one layer's in the site): (layer, head, kv_head, [n, n] probabilities) per head.
+    When every stored weight above the diagonal is 0 (a causal model), the blocks hold the lower triangles only."""
     n = heads[0][3].shape[0] if heads else 0
-    header = INPUT_MAGIC + struct.pack("<IIIII", SCHEMA_VERSION, input_id, first_token, n, len(heads))
-    offset = len(header) + 16 * len(heads)
-    table, payload = [], []
-    for layer, head, kv, probs in heads:
+    codes = []
+    for layer, head, _, probs in heads:
         if probs.shape != (n, n):
             raise ValueError(f"attention of input {input_id} at L{layer}H{head} is {probs.shape}, expected {(n, n)}")
+        codes.append(quantize_weights(probs))
+    packing = LOWER if n > 1 and not any(np.triu(c, 1).any() for c in codes) else FULL
+    header = INPUT_MAGIC + struct.pack("<6I", SCHEMA_VERSION, input_id, first_token, n, len(heads), packing)
+    offset = len(header) + 16 * len(heads)
+    lower = np.tril_indices(n)
+    table, payload = [], []
+    for (layer, head, kv, _), c in zip(heads, codes):
         table.append(struct.pack("<IIII", layer, head, kv, offset))
-        payload.append(quantize_weights(probs).tobytes())
-        offset += n * n
+        payload.append((c[lower] if packing == LOWER else c).tobytes())
+        offset += len(payload[-1])
     return header + b"".join(table) + b"".join(payload)
 
 
@@ -85,11 +95,19 @@ def read_input_attention(path: Path) -> InputAttention:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     _check(data, INPUT_MAGIC, path)
-    input_id, first, n, count = struct.unpack_from("<IIII", data, 8)
+    input_id, first, n, count, packing = struct.unpack_from("<5I", data, 8)
+    if packing not in (FULL, LOWER):
+        raise ValueError(f"{path}: unknown block packing {packing}")
+    lower = np.tril_indices(n)
     weights, kv_head = {}, {}
     for i in range(count):
-        layer, head, kv, offset = struct.unpack_from("<IIII", data, 24 + 16 * i)
-        weights[(layer, head)] = np.frombuffer(data, np.uint8, n * n, offset).reshape(n, n)
+        layer, head, kv, offset = struct.unpack_from("<IIII", data, INPUT_HEADER + 16 * i)
+        if packing == FULL:
+            weights[(layer, head)] = np.frombuffer(data, np.uint8, n * n, offset).reshape(n, n)
+        else:
+            w = np.zeros((n, n), np.uint8)
+            w[lower] = np.frombuffer(data, np.uint8, len(lower[0]), offset)
+            weights[(layer, head)] = w
         kv_head[(layer, head)] = kv
     return InputAttention(input_id, first, weights, kv_head)
 

@@ -106,11 +106,18 @@ def _input_heads(file: Path) -> tuple[int, dict[tuple[int, int], tuple[int, byte
         return 0, {}
     blob = file.read_bytes()
     blob = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
-    _, _, first, n, count = struct.unpack_from("<5I", blob, 4)
+    _, _, first, n, count, packing = struct.unpack_from("<6I", blob, 4)
     heads = {}
     for i in range(count):
-        layer, head, kv, offset = struct.unpack_from("<4I", blob, 24 + 16 * i)
-        heads[(layer, head)] = (kv, blob[offset:offset + n * n])
+        layer, head, kv, offset = struct.unpack_from("<4I", blob, 28 + 16 * i)
+        if packing == 0:
+            heads[(layer, head)] = (kv, blob[offset:offset + n * n])
+        else:  # rows 0..n-1 of the lower triangle, back to n × n
+            square = bytearray(n * n)
+            for row in range(n):
+                start = offset + row * (row + 1) // 2
+                square[row * n:row * n + row + 1] = blob[start:start + row + 1]
+            heads[(layer, head)] = (kv, bytes(square))
     return first, heads
 
 
@@ -118,20 +125,24 @@ def write_attention(data_dir: Path, layer: int, head: int, blocks: list[tuple[in
                     version: int = VERSION, compress: bool = True, kv_head: int | None = None) -> None:
     """Adds one head's (input id, first token id, n × n weights) blocks to the inputs' files of its layer
     (inputs/S<id>_L<l>.bin.gz: header, (layer, head, kv_head, offset) per head in an order readers must not rely on,
-    n × n uint8 blocks). `compress=False` writes the plain blob, as a browser receives it from a server that sends
+    uint8 blocks: n × n, or lower triangles (packing 1) when no weight lies above the diagonal). `compress=False` writes the plain blob, as a browser receives it from a server that sends
     the file with Content-Encoding: gzip."""
     for sid, first, w in blocks:
         file = data_dir / INPUT_ATTENTION.format(input=sid, layer=layer)
         _, heads = _input_heads(file)
         heads[(layer, head)] = (head if kv_head is None else kv_head, np.rint(w * 255).astype(np.uint8).tobytes())
         n = w.shape[0]
-        header = b"ATTI" + struct.pack("<5I", version, sid, first, n, len(heads))
+        # packing 1 (lower triangles) when no stored weight lies above the diagonal, as for a causal model
+        upper = [i * n + j for i in range(n) for j in range(i + 1, n)]
+        packing = int(n > 1 and not any(data[u] for _, data in heads.values() for u in upper))
+        header = b"ATTI" + struct.pack("<6I", version, sid, first, n, len(heads), packing)
         offset = len(header) + 16 * len(heads)
         table, payload = b"", b""
         for (l, h), (kv, data) in sorted(heads.items(), reverse=True):
+            block = b"".join(data[i * n:i * n + i + 1] for i in range(n)) if packing else data
             table += struct.pack("<4I", l, h, kv, offset)
-            payload += data
-            offset += len(data)
+            payload += block
+            offset += len(block)
         file.parent.mkdir(parents=True, exist_ok=True)
         blob = header + table + payload
         file.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)

@@ -14,6 +14,7 @@ import pytest
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from atlas_build.export.inputs import read_input_attention
 from helpers import KEY_RGB, count_rgb, open_head, pixels
 
 MODEL = "tiny-bert"
@@ -21,13 +22,7 @@ MODEL = "tiny-bert"
 
 def _attention(data: Path, sid: int, layer: int, head: int) -> np.ndarray:
     """One head's n × n weight bytes on one input, from the input's attention file of the head's layer."""
-    blob = gzip.decompress((data / "inputs" / f"S{sid}_L{layer}.bin.gz").read_bytes())
-    n, count = struct.unpack_from("<II", blob, 16)
-    for i in range(count):
-        file_layer, file_head, _, offset = struct.unpack_from("<4I", blob, 24 + 16 * i)
-        if (file_layer, file_head) == (layer, head):
-            return np.frombuffer(blob, np.uint8, n * n, offset).reshape(n, n)
-    raise KeyError((layer, head))
+    return read_input_attention(data / "inputs" / f"S{sid}_L{layer}.bin.gz").weights[(layer, head)]
 
 
 def _norms(path: Path, magic: bytes) -> tuple[dict[int, float], int, int]:

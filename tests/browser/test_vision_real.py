@@ -3,16 +3,15 @@ data_manifests/vision-tiny.toml."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import struct
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
 
+from atlas_build.export.inputs import read_input_attention
 from helpers import KEY_RGB, QUERY_RGB, client_position, count_rgb, open_head, pixels
 
 pytestmark = pytest.mark.browser
@@ -27,13 +26,7 @@ def read_table(path) -> list[dict]:
 def attention_block(model_dir, manifest: dict, sentence: int, layer: int, head: int) -> np.ndarray:
     """One head's n × n weights on one image, from the image's attention file of the head's layer."""
     path = model_dir / manifest["inputs"]["files"]["attention"].format(input=sentence, layer=layer)
-    raw = gzip.decompress(path.read_bytes())
-    n, count = struct.unpack_from("<II", raw, 16)
-    for k in range(count):
-        file_layer, file_head, _, offset = struct.unpack_from("<4I", raw, 24 + 16 * k)
-        if (file_layer, file_head) == (layer, head):
-            return np.frombuffer(raw, np.uint8, n * n, offset).reshape(n, n) / 255
-    raise KeyError((layer, head))
+    return read_input_attention(path).weights[(layer, head)] / 255
 
 
 def _points(tokens: dict) -> list[dict]:

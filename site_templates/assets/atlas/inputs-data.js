@@ -50,29 +50,42 @@ function once(url, read) {
 }
 
 // One input over the heads of one layer: {inputId, first, n, heads: [{layer, head, kv}], bytes(layer, head) →
-// Uint8Array n × n (weight × 255, row = query position) or null}.
+// Uint8Array n × n (weight × 255, row = query position) or null}. A file of lower triangles (packing 1, a causal
+// model) is expanded per head on first use, zeros above the diagonal.
 export function loadInputLayer(meta, inputId, layer) {
   const url = inputFileUrl(meta, "attention", { input: inputId, layer });
   return once(url, async () => {
     const buffer = await gunzip(await fetchBuffer(url), url);
-    const view = header(buffer, url, "ATTI", 24);
-    const [id, first, n, count] = [8, 12, 16, 20].map((o) => view.getUint32(o, true));
+    const view = header(buffer, url, "ATTI", 28);
+    const [id, first, n, count, packing] = [8, 12, 16, 20, 24].map((o) => view.getUint32(o, true));
     if (id !== inputId) throw new AtlasDataError(`${url} holds input ${id}, not ${inputId}`);
-    if (24 + 16 * count > buffer.byteLength) throw new AtlasDataError(`${url}: its head table is truncated`);
+    if (packing > 1) throw new AtlasDataError(`${url}: unknown block packing ${packing}`);
+    if (28 + 16 * count > buffer.byteLength) throw new AtlasDataError(`${url}: its head table is truncated`);
+    const size = packing === 1 ? (n * (n + 1)) / 2 : n * n;
     const blocks = new Map();
     const heads = [];
     for (let i = 0; i < count; i++) {
-      const [fileLayer, head, kv, offset] = [0, 4, 8, 12].map((o) => view.getUint32(24 + 16 * i + o, true));
+      const [fileLayer, head, kv, offset] = [0, 4, 8, 12].map((o) => view.getUint32(28 + 16 * i + o, true));
       if (fileLayer !== layer) throw new AtlasDataError(`${url} holds a head of layer ${fileLayer}, not ${layer}`);
-      if (offset + n * n > buffer.byteLength) throw new AtlasDataError(`${url}: block of L${layer} H${head} is truncated`);
+      if (offset + size > buffer.byteLength) throw new AtlasDataError(`${url}: block of L${layer} H${head} is truncated`);
       blocks.set(head, offset);
       heads.push({ layer, head, kv });
     }
+    const expanded = new Map();
+    const square = (offset) => {
+      const packed = new Uint8Array(buffer, offset, size);
+      const out = new Uint8Array(n * n);
+      for (let i = 0, at = 0; i < n; at += ++i) out.set(packed.subarray(at, at + i + 1), i * n);
+      return out;
+    };
     return {
       inputId: id, first, n, heads,
       bytes(l, head) {
         const offset = l === layer ? blocks.get(head) : undefined;
-        return offset === undefined ? null : new Uint8Array(buffer, offset, n * n);
+        if (offset === undefined) return null;
+        if (packing === 0) return new Uint8Array(buffer, offset, n * n);
+        if (!expanded.has(head)) expanded.set(head, square(offset));
+        return expanded.get(head);
       },
     };
   });
