@@ -114,7 +114,7 @@ def test_click_opens_sentence_view_with_weights(synthetic, tab):
 
 
 STRONGEST = """async ([rows, n, k]) => {
-  const { strongest } = await import(new URL('/assets/atlas/head-detail.js', location.href).href);
+  const { strongest } = await import(new URL('/assets/atlas/data.js', location.href).href);
   const w = Float32Array.from(rows.flat(), (b) => b / 255);
   return rows.map((_, r) => strongest(w, n, r, k).map((t) => [t.position, Math.round(t.weight * 255)]));
 }"""
