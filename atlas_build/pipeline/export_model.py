@@ -133,8 +133,10 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
             value_dims = int(lc.v.shape[2])
             outputs = {r.head: _output_norms(tok, attn, r.head, lc.v[:, r.kv_head], facts.causal, opts.key_starts)
                        for r in layer_results if r.kv_head in value_layouts}
-            write_layer_values(data_dir, layer, np.linalg.norm(np.asarray(lc.v, np.float64), axis=2), tok.token_id,
-                               has_key, value_layouts, outputs, opts.coordinate_bits)
+            value_norms = np.stack([np.linalg.norm(np.asarray(lc.v[:, kv], np.float64), axis=1)
+                                    for kv in range(lc.v.shape[1])], axis=1)  # one [N, dv] float64 at a time
+            write_layer_values(data_dir, layer, value_norms, tok.token_id, has_key, value_layouts, outputs,
+                               opts.coordinate_bits)
         pictures: dict[int, dict[str, bytes]] = {}
         for res in layer_results:
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
