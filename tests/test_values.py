@@ -12,7 +12,7 @@ import pytest
 
 from atlas_build import SCHEMA_VERSION
 from atlas_build.errors import SchemaVersionError
-from atlas_build.export import coords_header, read_value_coords, write_coords
+from atlas_build.export import coords_header, read_value_coords, read_value_norms, write_coords
 from atlas_build.export.values import norms_blob, value_path, values_section, write_layer_values
 from atlas_build.export.writer import byte_planes
 from atlas_build.metrics.registry import BY_NAME, for_model
@@ -146,26 +146,28 @@ def test_value_coords_carry_token_ids_and_the_key_value_head(tmp_path) -> None:
         write_coords(path, coords, 0, 0, "pca-2d", 12, token_ids=np.array([1, 2]))
 
 
-def _read_norms(blob: bytes) -> tuple[bytes, tuple, np.ndarray, np.ndarray]:
-    """(magic, (version, layer, index, count), ids, norms [N, columns]) of a norms blob, undoing its byte planes."""
-    version, layer, index, n = struct.unpack_from("<4I", blob, 4)
-    planes = lambda at: np.frombuffer(blob, np.uint8, 4 * n, at).reshape(4, n).T.copy()  # noqa: E731
-    columns = (len(blob) - 20) // (4 * n) - 1
-    norms = np.stack([planes(20 + 4 * n * (1 + c)).view("<f4")[:, 0] for c in range(columns)], axis=1)
-    return blob[:4], (version, layer, index, n), planes(20).view("<u4")[:, 0], norms
+def _read_norms(blob: bytes, tmp_path) -> tuple[bytes, tuple, np.ndarray, np.ndarray]:
+    """(magic, (version, layer, index, count), ids, norms [N, columns]) of a norms blob, by the reader."""
+    (tmp_path / "blob").write_bytes(blob)
+    r = read_value_norms(tmp_path / "blob")
+    return blob[:4], struct.unpack_from("<4I", blob, 4), r.token_id, r.norms
 
 
-def test_norms_blob_keeps_ids_and_float32_norms_in_byte_planes() -> None:
+def test_norms_blob_keeps_ids_and_float32_norms_in_byte_planes(tmp_path) -> None:
     ids, norms = np.array([10, 11, 300, 70_000]), np.array([0.0, 1.5, 2.0 ** -20, 1234.5678])
     blob = norms_blob("norms", 3, 2, ids, norms)
-    magic, header, back_ids, back = _read_norms(blob)
+    magic, header, back_ids, back = _read_norms(blob, tmp_path)
     assert (magic, header) == (b"VNRM", (SCHEMA_VERSION, 3, 2, 4)) and len(blob) == 20 + 8 * 4
     assert back_ids.tolist() == ids.tolist() and np.array_equal(back[:, 0], norms.astype(np.float32))
     assert blob[20:24] == bytes([10, 11, 300 & 0xFF, 70_000 & 0xFF])  # plane 0: the lowest byte of every id
     both = np.stack([norms, 2 * norms], axis=1)
-    magic, header, _, back = _read_norms(norms_blob("outputs", 0, 1, ids, both))
+    magic, header, _, back = _read_norms(norms_blob("outputs", 0, 1, ids, both), tmp_path)
     assert magic == b"ONRM" and np.array_equal(back, both.astype(np.float32))  # column after column
     assert byte_planes(np.array([1, 2], "<u2")) == bytes([1, 2, 0, 0])
+    for bad_blob in (blob[:-1], b"CRDS" + blob[4:]):  # truncated; not a norms file
+        (tmp_path / "bad").write_bytes(bad_blob)
+        with pytest.raises(SchemaVersionError):
+            read_value_norms(tmp_path / "bad")
     for kind, bad in (("norms", norms[:2]), ("outputs", norms), ("norms", both)):
         with pytest.raises(ValueError):
             norms_blob(kind, 0, 0, ids, bad)
@@ -217,10 +219,12 @@ def test_layer_files_are_per_kv_head_and_reproducible(tmp_path) -> None:
     assert struct.unpack_from("<I", gzip.decompress((tmp_path / "a" / value_path("coords", 0, 1, "pca-2d")).read_bytes()),
                               24) == (12,)  # the manifest's coordinate bits
     assert np.allclose(xy, layouts[1]["pca-2d"], atol=np.ptp(layouts[1]["pca-2d"], axis=0).max() / 4095)
-    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("norms", 0, 1)).read_bytes()))
+    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("norms", 0, 1)).read_bytes()),
+                                           tmp_path)
     assert (magic, header) == (b"VNRM", (SCHEMA_VERSION, 0, 1, 6))
     assert ids.tolist() == list(range(100, 106)) and np.array_equal(back[:, 0], norms[:, 1].astype(np.float32))  # every token
-    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("outputs", 0, 3)).read_bytes()))
+    magic, header, ids, back = _read_norms(gzip.decompress((tmp_path / "a" / value_path("outputs", 0, 3)).read_bytes()),
+                                           tmp_path)
     assert (magic, header[:3]) == (b"ONRM", (SCHEMA_VERSION, 0, 3)) and np.array_equal(back, outputs[3].astype(np.float32))
     section = values_section([HeadResult(0, 0, 1, {}, np.zeros(0), {}, {}, "", value_layouts=layouts[1])],
                              ["tsne-2d", "pca-2d"], 4)
@@ -297,8 +301,11 @@ def test_built_norm_files_are_the_captured_heads_own(tiny_build) -> None:
         lc = read_layer(cap.directory, layer)
         for head in range(cap.facts.num_heads):
             kv = cap.facts.kv_head_of_query[head]
-            _, _, ids, outs = _read_norms(gzip.decompress((data / value_path("outputs", layer, head)).read_bytes()))
-            _, _, vids, vnorms = _read_norms(gzip.decompress((data / value_path("norms", layer, kv)).read_bytes()))
+            out_file = read_value_norms(data / value_path("outputs", layer, head))
+            v_file = read_value_norms(data / value_path("norms", layer, kv))
+            ids, outs, vids, vnorms = out_file.token_id, out_file.norms, v_file.token_id, v_file.norms
+            assert (out_file.kind, out_file.layer, out_file.index) == ("outputs", layer, head)
+            assert (v_file.kind, v_file.layer, v_file.index) == ("norms", layer, kv)
             assert sorted(ids.tolist()) == sorted(tok.token_id.tolist()) and vids.tolist() == ids.tolist()
             expected_out, expected_v = {}, {}
             for sid in np.unique(tok.sentence_id):

@@ -15,6 +15,7 @@ from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
 from .paths import head_path
 from .inputs import read_input_attention
+from .values import NORMS_COLUMNS, NORMS_MAGIC
 from .writer import COORDS_MAGIC, NORM_QMAX, VALUE_COORDS_MAGIC
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -124,6 +125,34 @@ def _dequantized(path: Path, header: dict, data: bytes, at: int, skip: int = 0) 
     codes = planes[0] * 256 + planes[1] if width == 2 else planes[0]
     lo, hi = np.array(ranges[0::2])[:, None], np.array(ranges[1::2])[:, None]
     return (lo + codes / (2**bits - 1) * (hi - lo)).T
+
+
+@dataclass
+class ValueNorms:
+    kind: str  #: "norms" (‖v‖ of a key/value head) or "outputs" (‖o‖ and Σ a‖v‖ of a query head)
+    layer: int
+    index: int  #: the key/value head or the query head
+    token_id: np.ndarray
+    norms: np.ndarray  #: [N, columns] float32
+
+
+def read_value_norms(path: Path) -> ValueNorms:
+    """A value view norms file (`values.norms_blob`), gzip-compressed or plain, its byte planes undone."""
+    data = Path(path).read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        data = gzip.decompress(data)
+    kind = next((k for k, magic in NORMS_MAGIC.items() if data[:4] == magic), None)
+    if kind is None:
+        raise SchemaVersionError(f"{path}: not a value norms file")
+    version, layer, index, n = struct.unpack_from("<4I", data, 4)
+    _check(version, path)
+    columns = NORMS_COLUMNS[kind]
+    if len(data) != 20 + 4 * n * (1 + columns):
+        raise SchemaVersionError(f"{path}: {len(data) - 20} bytes for {n} tokens × {1 + columns} values")
+    planes = np.frombuffer(data, np.uint8, 4 * n * (1 + columns), 20).reshape(1 + columns, 4, n)
+    values = np.ascontiguousarray(planes.transpose(0, 2, 1))
+    ids, norms = values[0].view("<u4")[:, 0], values[1:].view("<f4")[..., 0].T
+    return ValueNorms(kind, layer, index, ids.astype(np.int64), norms)
 
 
 def read_norms(path: Path) -> np.ndarray:

@@ -4,9 +4,7 @@ and a value point click selects its token's query."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from atlas_build.export import read_value_norms
 from atlas_build.export.inputs import read_input_attention
 from helpers import KEY_RGB, count_rgb, open_head, pixels
 
@@ -25,15 +24,11 @@ def _attention(data: Path, sid: int, layer: int, head: int) -> np.ndarray:
     return read_input_attention(data / "inputs" / f"S{sid}_L{layer}.bin.gz").weights[(layer, head)]
 
 
-def _norms(path: Path, magic: bytes) -> tuple[dict[int, float], int, int]:
-    """token id → its norms (one per column) of a norms file (byte planes undone), with the layer and head it names."""
-    blob = gzip.decompress(path.read_bytes())
-    assert blob[:4] == magic
-    _, layer, index, n = struct.unpack_from("<4I", blob, 4)
-    plane = lambda at: np.frombuffer(blob, np.uint8, 4 * n, at).reshape(4, n).T.copy()  # noqa: E731
-    ids, columns = plane(20).view("<u4")[:, 0], (len(blob) - 20) // (4 * n) - 1
-    norms = [plane(20 + 4 * n * (1 + c)).view("<f4")[:, 0] for c in range(columns)]
-    return {int(t): tuple(float(x[r]) for x in norms) for r, t in enumerate(ids)}, layer, index
+def _norms(path: Path, kind: str) -> tuple[dict[int, tuple[float, ...]], int, int]:
+    """token id → its norms (one per column) of a value norms file, with the layer and head it names."""
+    f = read_value_norms(path)
+    assert f.kind == kind
+    return {int(t): tuple(float(x) for x in row) for t, row in zip(f.token_id, f.norms)}, f.layer, f.index
 
 
 def _tokens(site: Path) -> pa.Table:
@@ -59,8 +54,8 @@ def test_flow_panel_shows_the_exported_norms_weighted_by_attention(tiny_site, ta
     sid = tok["sentence_id"][row]
     assert (flow["sentence"], flow["position"]) == (sid, 3)
     attn = _attention(data, sid, layer, head)
-    value_norms, file_layer, file_kv = _norms(data / "values" / "norms" / f"L{layer}V{kv}.bin.gz", b"VNRM")
-    outputs, out_layer, out_head = _norms(data / "values" / "outputs" / f"L{layer}H{head}.bin.gz", b"ONRM")
+    value_norms, file_layer, file_kv = _norms(data / "values" / "norms" / f"L{layer}V{kv}.bin.gz", "norms")
+    outputs, out_layer, out_head = _norms(data / "values" / "outputs" / f"L{layer}H{head}.bin.gz", "outputs")
     assert (file_layer, file_kv, out_layer, out_head) == (layer, kv, layer, head)
     by_pos = {tok["position"][r]: tok["token_id"][r] for r in range(len(tok["token_id"])) if tok["sentence_id"][r] == sid}
     assert (flow["norm"], flow["total"]) == outputs[by_pos[3]]  # the build's float32s, as stored
