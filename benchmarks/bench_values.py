@@ -65,12 +65,16 @@ def _sizes(cap, lc, res, folder: Path) -> tuple[int, int]:
     opts = HeadFileOptions(causal=cap.facts.causal, thumbnail_size=160, tile_threshold=200_000)
     write_head_files(folder / "head", res.layer, res.head, res.layouts, res.norms, sentences,
                      is_key(2 * len(tok)), opts)
-    from atlas_build.pipeline.export_model import _output_norms
+    from atlas_build.export.values import token_value_norms
+    from atlas_build.metrics.values import sentence_rows, values_by_sentence
+    from atlas_build.pipeline.export_model import token_output_norms
 
     attn = {s: lc.attention(s) for s in sorted(ids)}
-    output = _output_norms(tok, attn, res.head, lc.v[:, res.kv_head], cap.facts.causal, None)
-    write_layer_values(folder / "values", res.layer, np.linalg.norm(np.asarray(lc.v, np.float64), axis=2),
-                       tok.token_id, np.ones(len(tok), bool), {res.kv_head: res.value_layouts}, {res.head: output})
+    values = values_by_sentence(tok.sentence_id, tok.position, lc.v[:, res.kv_head])
+    output = token_output_norms(attn, res.head, values, sentence_rows(tok.sentence_id, tok.position), tok.position,
+                                cap.facts.causal, None)
+    write_layer_values(folder / "values", res.layer, token_value_norms(lc.v), tok.token_id, np.ones(len(tok), bool),
+                       {res.kv_head: res.value_layouts}, {res.head: output})
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
     return size(folder / "head"), size(folder / "values")
 

@@ -110,8 +110,14 @@ def read_value_coords(path: Path) -> tuple[np.ndarray, np.ndarray]:
     rows, ranges_end = header["points"], at + 16 * header["dims"]
     if len(data) < ranges_end + 4 * rows:
         raise SchemaVersionError(f"{path}: truncated before its token ids")
-    ids = np.frombuffer(data, np.uint8, 4 * rows, ranges_end).reshape(4, rows).T.copy().view("<u4")[:, 0]
-    return ids.astype(np.int64), _dequantized(path, header, data, at, skip=4 * rows)
+    return _from_planes(data, ranges_end, rows, "<u4").astype(np.int64), _dequantized(path, header, data, at, 4 * rows)
+
+
+def _from_planes(data: bytes, at: int, count: int, dtype: str) -> np.ndarray:
+    """``count`` little-endian values of ``dtype`` stored as byte planes at ``at`` (`writer.byte_planes`)."""
+    size = np.dtype(dtype).itemsize
+    planes = np.frombuffer(data, np.uint8, size * count, at).reshape(size, count)
+    return np.ascontiguousarray(planes.T).view(dtype)[:, 0]
 
 
 def _dequantized(path: Path, header: dict, data: bytes, at: int, skip: int = 0) -> np.ndarray:
@@ -149,10 +155,8 @@ def read_value_norms(path: Path) -> ValueNorms:
     columns = NORMS_COLUMNS[kind]
     if len(data) != 20 + 4 * n * (1 + columns):
         raise SchemaVersionError(f"{path}: {len(data) - 20} bytes for {n} tokens × {1 + columns} values")
-    planes = np.frombuffer(data, np.uint8, 4 * n * (1 + columns), 20).reshape(1 + columns, 4, n)
-    values = np.ascontiguousarray(planes.transpose(0, 2, 1))
-    ids, norms = values[0].view("<u4")[:, 0], values[1:].view("<f4")[..., 0].T
-    return ValueNorms(kind, layer, index, ids.astype(np.int64), norms)
+    norms = np.stack([_from_planes(data, 20 + 4 * n * (1 + c), n, "<f4") for c in range(columns)], axis=1)
+    return ValueNorms(kind, layer, index, _from_planes(data, 20, n, "<u4").astype(np.int64), norms)
 
 
 def read_norms(path: Path) -> np.ndarray:

@@ -36,6 +36,13 @@ def value_path(kind: str, layer: int, index: int, layout: str = "") -> str:
     return VALUE_FILES[kind].format(layer=int(layer), kv_head=int(index), head=int(index), layout=layout)
 
 
+def token_value_norms(values: np.ndarray) -> np.ndarray:
+    """[N, KV] ‖v‖ in float64 of every token's value vector of each key/value head (``values`` [N, KV, dv]), one
+    key/value head at a time (no float64 copy of the whole layer)."""
+    v = np.asarray(values)
+    return np.stack([np.linalg.norm(np.asarray(v[:, kv], np.float64), axis=1) for kv in range(v.shape[1])], axis=1)
+
+
 def norms_blob(kind: str, layer: int, index: int, token_ids: np.ndarray, norms: np.ndarray) -> bytes:
     """One norms file, float32 per token with its explicit id, each column stored as byte planes (format in
     docs/reference/formats.md): ``kind`` "norms", [N] ‖v‖ of a key/value head; "outputs", [N, 2] ‖o‖ and

@@ -15,7 +15,7 @@ from ..datasets.images import dataset_license
 from ..export import SentenceAttention, colour_manifest, head_path, tokens_table, write_manifest, write_table
 from ..export.head_files import HeadFileOptions, sentence_token_ids, write_head_files
 from ..export.thumbnails import STRIP_PATH, preview_layout, strip_png
-from ..export.values import values_section, write_layer_values
+from ..export.values import token_value_norms, values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
 from ..metrics.registry import for_model
@@ -78,15 +78,16 @@ def _export_images(cap: CaptureResult, data_dir: Path) -> list[dict]:
     return out
 
 
-def _output_norms(tok, attn: dict[int, np.ndarray], head: int, values: np.ndarray, causal: bool,
-                  starts: dict[int, int] | None) -> np.ndarray:
+def token_output_norms(attn: dict[int, np.ndarray], head: int, values: dict[int, np.ndarray],
+                       rows: dict[int, np.ndarray], position: np.ndarray, causal: bool,
+                       starts: dict[int, int] | None) -> np.ndarray:
     """[N, 2] ‖Σ_j A_ij v_j‖ and Σ_j A_ij ‖v_j‖ of one query head for every token, in token order
-    (`metrics.values.output_norms`)."""
-    by_sentence = output_norms({sid: a[head] for sid, a in attn.items()},
-                               values_by_sentence(tok.sentence_id, tok.position, values), causal, starts)
-    out = np.zeros((len(tok.token_id), 2))
-    for sid, rows in sentence_rows(tok.sentence_id, tok.position).items():
-        out[rows] = by_sentence[sid][tok.position[rows]]
+    (`metrics.values.output_norms`); ``values``: its key/value head's `values_by_sentence`, ``rows``:
+    `sentence_rows` of the tokens."""
+    by_sentence = output_norms({sid: a[head] for sid, a in attn.items()}, values, causal, starts)
+    out = np.zeros((len(position), 2))
+    for sid, r in rows.items():
+        out[r] = by_sentence[sid][position[r]]
     return out
 
 
@@ -125,18 +126,19 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         by_layer.setdefault(res.layer, []).append(res)
     heads_meta = []
     value_dims = 0
+    rows = sentence_rows(tok.sentence_id, tok.position)
     for layer, layer_results in sorted(by_layer.items()):
         lc = cap.layer(layer)
         attn = {sid: lc.attention(sid) for sid, _, _ in blocks}
         value_layouts = {r.kv_head: r.value_layouts for r in layer_results if r.value_layouts}
         if value_layouts:
             value_dims = int(lc.v.shape[2])
-            outputs = {r.head: _output_norms(tok, attn, r.head, lc.v[:, r.kv_head], facts.causal, opts.key_starts)
+            by_kv = {kv: values_by_sentence(tok.sentence_id, tok.position, lc.v[:, kv]) for kv in value_layouts}
+            outputs = {r.head: token_output_norms(attn, r.head, by_kv[r.kv_head], rows, tok.position, facts.causal,
+                                                  opts.key_starts)
                        for r in layer_results if r.kv_head in value_layouts}
-            value_norms = np.stack([np.linalg.norm(np.asarray(lc.v[:, kv], np.float64), axis=1)
-                                    for kv in range(lc.v.shape[1])], axis=1)  # one [N, dv] float64 at a time
-            write_layer_values(data_dir, layer, value_norms, tok.token_id, has_key, value_layouts, outputs,
-                               opts.coordinate_bits)
+            write_layer_values(data_dir, layer, token_value_norms(lc.v), tok.token_id, has_key, value_layouts,
+                               outputs, opts.coordinate_bits)
         pictures: dict[int, dict[str, bytes]] = {}
         for res in layer_results:
             sentences = [SentenceAttention(sid, token_ids[sid], attn[sid][res.head]) for sid, _, _ in blocks]
