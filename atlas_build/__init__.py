@@ -7,7 +7,7 @@ stays cheap."""
 import importlib
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _API = {"build": "notebook", "show_head": "notebook", "show_sentence": "notebook", "AtlasHTML": "notebook",
         "load_manifest": "manifest", "parse_manifest": "manifest", "Manifest": "manifest"}

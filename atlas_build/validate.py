@@ -188,11 +188,14 @@ def head_seconds(points: int, layouts: tuple[str, ...]) -> float:
 
 def head_site_bytes(points: int, layouts: tuple[str, ...], values: bool = False, kv_share: float = 1.0,
                     value_layouts: int = 0, coordinate_bits: int = 16) -> float:
-    """Estimated bytes of one head's site files at ``points`` points (every layout's coordinates at
-    ``coordinate_bits`` plus `OTHER_BYTES_PER_POINT`) and, with ``values``, its output norms and its share
-    ``kv_share`` (key/value heads ÷ query heads) of its key/value head's value files (one token per two points)."""
+    """Estimated bytes of one head's site files at ``points`` points (the coordinates files at ``coordinate_bits``:
+    a nested layout has none, `stored_layouts`; plus `OTHER_BYTES_PER_POINT`) and, with ``values``, its output norms
+    and its share ``kv_share`` (key/value heads ÷ query heads) of its key/value head's value files (one token per
+    two points)."""
+    from .project.layouts import LAYOUTS, stored_layouts
+
     per_coordinate = COORD_BYTES.get(coordinate_bits, coordinate_bits / 8)
-    coords = sum(per_coordinate * (3 if name.endswith("-3d") else 2) for name in layouts)
+    coords = sum(per_coordinate * LAYOUTS[name].dims for name in stored_layouts(layouts))
     value_layout = 2 * per_coordinate + VALUE_ID_BYTES
     value_bytes = ((points // 2) * (2 * NORM_BYTES + kv_share * (NORM_BYTES + value_layout * value_layouts))
                    if values else 0.0)

@@ -20,3 +20,16 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-build")
     build(ROOT / "data_manifests" / "tiny.toml", out, jobs=1, log=lambda msg: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def pca_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data_manifests/tiny.toml with PCA in 2D and 3D (pca-2d nested in pca-3d's files), built once per session."""
+    from atlas_build.pipeline import build
+
+    out = tmp_path_factory.mktemp("pca-build")
+    text = (ROOT / "data_manifests" / "tiny.toml").read_text("utf-8")
+    manifest = out / "pca.toml"
+    manifest.write_text(text.replace('layouts = ["pca-2d", "tsne-2d"]', 'layouts = ["pca-2d", "pca-3d"]'), "utf-8")
+    build(manifest, out / "build", jobs=1, log=lambda msg: None)
+    return out / "build"

@@ -1,4 +1,4 @@
-"""Export format round trips (schema version 7): tokens with explicit point ids, per-layout coordinates, norms,
+"""Export format round trips (schema version 8): tokens with explicit point ids, per-layout coordinates, norms,
 per-input attention blobs, aggregate patterns, the manifest split, thumbnails and tile pyramids; and the payload
 budget of one head page at demo scale."""
 

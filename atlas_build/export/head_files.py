@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -31,6 +31,8 @@ class HeadFileOptions:
     #: The 2D layout whose thumbnail is also a file of its own (`thumbnails.preview_layout`: the head page's preview
     #: image); every 2D layout's lives in its layer's strip.
     preview: str | None = None
+    #: Layouts stored in another layout's file (`project.nested_layouts`): no coordinates file of their own.
+    nested: Mapping[str, str] = field(default_factory=dict)
 
 
 def sentence_token_ids(token_id: np.ndarray, sentence_id: np.ndarray, position: np.ndarray) -> dict[int, np.ndarray]:
@@ -47,6 +49,8 @@ def write_head_files(data_dir: Path, layer: int, head: int, layouts: Mapping[str
     """Write the head's files (rows of per-point files in ascending point id order); returns its `tiles` record and
     the PNG thumbnail of each 2D layout (for its layer's strip)."""
     for name, coords in sorted(layouts.items()):
+        if name in opts.nested:
+            continue
         write_coords(data_dir / head_path("coords", layer, head, name), coords, layer, head, name, opts.coordinate_bits)
     write_table(data_dir / head_path("norms", layer, head), norms_table(norms, layer, head))
     if opts.key_starts is not None:

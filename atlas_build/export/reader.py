@@ -172,11 +172,24 @@ class HeadCoords:
     norm: np.ndarray
 
 
+def read_layout(data_dir: Path, layer: int, head: int, layout: str, manifest: dict | None = None) -> np.ndarray:
+    """One layout of one head, rows in ascending point id order; a nested layout (manifest.json's
+    `nested_layouts`) is the first axes of its host layout's file."""
+    manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
+    nested = manifest.get("nested_layouts", {}).get(layout)
+    path = _path(data_dir, manifest, "coords", layer, head, nested["layout"] if nested else layout)
+    header, data, at = _coords_file(path)
+    if (header["layer"], header["head"]) != (layer, head) or header["layout"] != (nested or {}).get("layout", layout):
+        raise SchemaVersionError(f"{path} holds layer {header['layer']} head {header['head']} {header['layout']}")
+    coords = _dequantized(path, header, data, at)
+    return coords[:, :nested["dims"]] if nested else coords
+
+
 def read_head(data_dir: Path, layer: int, head: int, manifest: dict | None = None) -> HeadCoords:
     """Every layout and the norms of one head, rows in ascending point id order."""
     manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
     points = read_points(data_dir, manifest)
-    layouts = {name: read_coords(_path(data_dir, manifest, "coords", layer, head, name)) for name in manifest["layouts"]}
+    layouts = {name: read_layout(data_dir, layer, head, name, manifest) for name in manifest["layouts"]}
     norm = read_norms(_path(data_dir, manifest, "norms", layer, head))
     for name, coords in layouts.items():
         if len(coords) != len(points.point_id):

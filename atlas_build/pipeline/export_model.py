@@ -18,6 +18,7 @@ from ..export.thumbnails import STRIP_PATH, preview_layout, strip_png
 from ..export.values import token_value_norms, values_section, write_layer_values
 from ..fsutil import write_bytes
 from ..manifest import Manifest, ModelSpec
+from ..project import nested_layouts
 from ..metrics.registry import for_model
 from ..metrics.values import output_norms, sentence_rows, values_by_sentence
 from ..capture.encdec import KEY_SIDE, QUERY_SIDE
@@ -120,7 +121,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
     default = manifest.projections.default
     if default not in layouts:
         default = next((n for n in layouts if n.endswith("-2d")), layouts[0] if layouts else default)
-    opts = replace(opts, preview=preview_layout(layouts, default))
+    nested = nested_layouts([r.layouts for r in results])
+    opts = replace(opts, preview=preview_layout(layouts, default), nested=nested)
     by_layer: dict[int, list[HeadResult]] = {}
     for res in results:
         by_layer.setdefault(res.layer, []).append(res)
@@ -186,6 +188,8 @@ def export_model(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, result
         "dataset": dataset,
         "layouts": layouts,
         "default_layout": default,
+        "nested_layouts": {name: {"layout": host, "dims": int(results[0].layouts[name].shape[1])}
+                           for name, host in nested.items()},
         "scores": for_model(facts.input_kind, cross=cross),
         "colours": colour_manifest(),
         "points": {"count": num_points, **({"queries": num_queries} if cross else {})},

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .align import align
+from .align import align, align_head, nested_layouts
 from .knn import prepare
 from .layouts import LAYOUT_NAMES, LAYOUTS, METRICS, MIN_GRAPH_POINTS, Layout, Shared
 
-__all__ = ["LAYOUTS", "LAYOUT_NAMES", "METRICS", "Layout", "ProjectionParams", "align", "align_sequence",
-           "parse_layout", "project", "warm_up"]
+__all__ = ["LAYOUTS", "LAYOUT_NAMES", "METRICS", "Layout", "ProjectionParams", "align", "align_head", "align_sequence",
+           "nested_layouts", "parse_layout", "project", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def project(
 
 
 def align_sequence(heads: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Align each head's layouts to the previous (already aligned) head's, layout by layout (same rows).
+    """Align each head's layouts to the previous (already aligned) head's, layout by layout (same rows; `align_head`).
 
     A cheap post-pass for heads projected in parallel: the first head is kept, every later one is rotated/reflected
     onto its predecessor, so stepping through adjacent heads never flips the picture. Layouts missing from the
@@ -138,11 +138,7 @@ def align_sequence(heads: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, 
     """
     out: list[dict[str, np.ndarray]] = []
     for head in heads:
-        prev = out[-1] if out else {}
-        out.append({
-            lay: align(emb, prev[lay]) if lay in prev and prev[lay].shape == emb.shape else np.asarray(emb)
-            for lay, emb in head.items()
-        })
+        out.append(align_head(head, out[-1] if out else {}))
     return out
 
 

@@ -11,7 +11,7 @@ table is cheap to import.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def faithful(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
 class Layout:
     """One layout: ``name`` as manifests spell it, ``method`` family, ``dims``, ``cost`` class (``linear``: a
     projection; ``graph``: needs the head's kNN graph), whether it needs at least `MIN_GRAPH_POINTS` points, and the
-    function."""
+    function. ``nested``: its coordinates are the first axes of the same method's layouts with more axes."""
 
     name: str
     method: str
@@ -133,6 +133,7 @@ class Layout:
     cost: str
     compute: Callable[..., np.ndarray]
     doc: str
+    nested: bool = False
 
     @property
     def needs_graph(self) -> bool:
@@ -145,10 +146,20 @@ _DOCS = {"pca": "principal components of the joint set (linear, global distances
          "umap": "UMAP on the shared kNN graph (fuzzy simplicial set, own SGD kernel)"}
 _METHODS = {"pca": (pca, "linear"), "tsne": (tsne, "graph"), "umap": (umap, "graph")}
 LAYOUTS: dict[str, Layout] = {
-    f"{m}-{d}d": Layout(f"{m}-{d}d", m, d, cost, fn, f"{_DOCS[m]}, {d}D")
+    f"{m}-{d}d": Layout(f"{m}-{d}d", m, d, cost, fn, f"{_DOCS[m]}, {d}D", nested=fn is pca)
     for m, (fn, cost) in _METHODS.items() for d in (2, 3)
 }
 LAYOUTS["faithful-2d"] = Layout("faithful-2d", "faithful", 2, "graph", faithful,
                                 "t-SNE with the head's attention edges in its affinities and a rank stress that "
                                 "orders each query's keys as its attention does, 2D")
 LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
+
+
+def stored_layouts(names: Sequence[str]) -> tuple[str, ...]:
+    """The layouts of ``names`` with a coordinates file of their own: a nested layout is stored in the file of its
+    method's layout with the most axes when that one is in ``names`` too (what export finds in the data,
+    `export.head_files.nested_layouts`)."""
+    def hosted(layout: Layout) -> bool:
+        return layout.nested and any(LAYOUTS[n].method == layout.method and LAYOUTS[n].dims > layout.dims
+                                     for n in names)
+    return tuple(n for n in names if not hosted(LAYOUTS[n]))

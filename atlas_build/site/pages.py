@@ -93,6 +93,11 @@ def block_links(blocks: Sequence[tuple[str, int, int]], current: str, layer: int
     return attr, f'<p class="atlas-blocks">{line}</p>\n'
 
 
+def coords_file(manifest: dict, layout: str) -> str:
+    """The layout whose coordinates file holds ``layout`` (itself, or its host when nested)."""
+    return manifest.get("nested_layouts", {}).get(layout, {}).get("layout", layout)
+
+
 def default_2d(manifest: Mapping) -> str | None:
     """The 2D layout static pages show (the one whose thumbnails are files of their own, `preview_layout`)."""
     return preview_layout(manifest["layouts"], manifest.get("default_layout"))
@@ -203,7 +208,8 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
             "atlas_preload": _preload(root, "head-view.js", [
                 f"data/{name}/manifest.json", f"data/{name}/{head_path('head', layer, head)}",
                 f"data/{name}/{manifest['tokens']['file']}"]
-                + ([f"data/{name}/{head_path('coords', layer, head, layout)}"] if layout else []))}
+                + ([f"data/{name}/{head_path('coords', layer, head, coords_file(manifest, layout))}"]
+                   if layout else []))}
     nav = []
     if prev:
         nav.append(f'<a class="atlas-prev" rel="prev" href="../../L{prev["layer"]}/H{prev["head"]}/">'

@@ -1,4 +1,4 @@
-"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 7).
+"""Writers for the synthetic sites, straight from docs/reference/formats.md (schema version 8).
 
 Independent of atlas_build on purpose: the JavaScript views are checked against the written contract, not against
 whatever the exporter happens to do."""
@@ -17,7 +17,7 @@ import pyarrow as pa
 from atlas_build.export.colours import colour_manifest
 from atlas_build.export.paths import HEAD_FILES as FILES
 
-VERSION = 7
+VERSION = 8
 #: Where one input's attention in the heads of one layer lives (manifest.json's inputs.files.attention).
 INPUT_ATTENTION = "inputs/S{input}_L{layer}.bin.gz"
 

@@ -70,6 +70,13 @@ async function readManifest(base) {
       const rel = template.replaceAll("{layer}", String(layer)).replaceAll("{head}", String(head)).replaceAll("{layout}", layout);
       return new URL(rel, base).href;
     },
+    // Where a layout's coordinates are: {url, layout: the file's layout, dims: null, or the number of its first axes
+    // the layout is when it is nested in another layout's file (manifest.json's nested_layouts)}.
+    coordsFile(layer, head, layout) {
+      const nested = (manifest.nested_layouts || {})[layout];
+      const file = nested ? nested.layout : layout;
+      return { url: this.url("coords", layer, head, file), layout: file, dims: nested ? nested.dims : null };
+    },
   };
 }
 
@@ -210,12 +217,19 @@ function checkRows(model, table, url) {
 
 const layouts = new Map();
 
-// One layout of one head: {dims, range, bits, axes: [Float32Array per axis]} in point order.
+// One layout of one head: {dims, range, bits, axes: [Float32Array per axis]} in point order. A nested layout is the
+// first axes of its file's (each axis has its own range, so they are exactly its coordinates).
 export function loadLayout(model, layer, head, layout) {
-  const url = model.url("coords", layer, head, layout);
-  return cached(layouts, url, async () => {
-    const buffer = await gunzip(await fetchBuffer(url), url);
-    return readCoords(buffer, url, { layer, head, layout, points: model.points.count });
+  const file = model.coordsFile(layer, head, layout);
+  const whole = () => cached(layouts, file.url, async () => {
+    const buffer = await gunzip(await fetchBuffer(file.url), file.url);
+    return readCoords(buffer, file.url, { layer, head, layout: file.layout, points: model.points.count });
+  }, MAX_CACHED_LAYOUTS);
+  if (file.dims === null) return whole();
+  return cached(layouts, `${file.url}#${file.dims}`, async () => {
+    const c = await whole();
+    if (c.dims < file.dims) throw new AtlasDataError(`${file.url} has ${c.dims} axes, ${layout} needs ${file.dims}`);
+    return { ...c, dims: file.dims, range: c.range.slice(0, file.dims), axes: c.axes.slice(0, file.dims) };
   }, MAX_CACHED_LAYOUTS);
 }
 

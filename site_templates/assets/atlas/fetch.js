@@ -3,7 +3,7 @@
 
 import { readArrowFile } from "./arrow-ipc.js";
 
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 export class AtlasDataError extends Error {
   constructor(message) {

@@ -46,7 +46,7 @@ class HeadView {
       if (!layouts.length) throw new AtlasDataError("manifest.json lists no layouts");
       const wanted = readHash().get("layout");
       const layout = layouts.includes(wanted) ? wanted : meta.defaultLayout;
-      prefetch(meta.url("coords", this.layer, this.head, layout));
+      prefetch(meta.coordsFile(this.layer, this.head, layout).url);
       const [model, info] = await Promise.all([loadModel(this.base), loadHeadDetail(meta, this.layer, this.head)]);
       const [coords, images] = await Promise.all([loadLayout(model, this.layer, this.head, layout),
         isImageModel(model) ? import("./head-images.js") : null]);
