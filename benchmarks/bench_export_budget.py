@@ -32,11 +32,13 @@ def head_file(data: Path, manifest: dict, kind: str, h: dict, layout: str = "") 
 
 
 def page_files(data: Path, manifest: dict, h: dict) -> list[Path]:
-    """What opening a head page fetches: manifest, the head's own file, the tokens, its default layout and the
-    thumbnail shown until the view is drawn."""
-    layout = next((name for name in manifest["layouts"] if name.endswith("-2d")), manifest["layouts"][0])
+    """What opening a head page fetches: manifest, the head's own file, the tokens, its default layout (the file
+    that holds it: a nested layout's host) and the thumbnail shown until the view is drawn."""
+    layout = manifest.get("default_layout") or next((name for name in manifest["layouts"] if name.endswith("-2d")),
+                                                    manifest["layouts"][0])
+    host = manifest.get("nested_layouts", {}).get(layout, {}).get("layout", layout)
     files = [data / "manifest.json", head_file(data, manifest, "head", h), data / manifest["tokens"]["file"],
-             head_file(data, manifest, "coords", h, layout)]
+             head_file(data, manifest, "coords", h, host)]
     thumb = head_file(data, manifest, "thumb", h, layout)
     return files + ([thumb] if thumb.is_file() else [])
 
