@@ -14,6 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from atlas_build.export.paths import layout_file  # noqa: E402
+
 MB, KB = 2**20, 2**10
 COMPRESSED = (".html", ".js", ".css", ".json", ".xml", ".svg", ".txt")
 SAMPLE_HEADS = 12
@@ -36,7 +39,7 @@ def page_files(data: Path, manifest: dict, h: dict) -> list[Path]:
     that holds it: a nested layout's host) and the thumbnail shown until the view is drawn."""
     layout = manifest.get("default_layout") or next((name for name in manifest["layouts"] if name.endswith("-2d")),
                                                     manifest["layouts"][0])
-    host = manifest.get("nested_layouts", {}).get(layout, {}).get("layout", layout)
+    host = layout_file(manifest, layout)[0]
     files = [data / "manifest.json", head_file(data, manifest, "head", h), data / manifest["tokens"]["file"],
              head_file(data, manifest, "coords", h, host)]
     thumb = head_file(data, manifest, "thumb", h, layout)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from .. import SCHEMA_VERSION
 from ..errors import SchemaVersionError
-from .paths import head_path
+from .paths import head_path, layout_file
 from .inputs import read_input_attention
 from .values import NORMS_COLUMNS, NORMS_MAGIC
 from .writer import COORDS_MAGIC, NORM_QMAX, VALUE_COORDS_MAGIC
@@ -176,13 +176,13 @@ def read_layout(data_dir: Path, layer: int, head: int, layout: str, manifest: di
     """One layout of one head, rows in ascending point id order; a nested layout (manifest.json's
     `nested_layouts`) is the first axes of its host layout's file."""
     manifest = manifest or read_manifest(Path(data_dir) / "manifest.json")
-    nested = manifest.get("nested_layouts", {}).get(layout)
-    path = _path(data_dir, manifest, "coords", layer, head, nested["layout"] if nested else layout)
+    file, dims = layout_file(manifest, layout)
+    path = _path(data_dir, manifest, "coords", layer, head, file)
     header, data, at = _coords_file(path)
-    if (header["layer"], header["head"]) != (layer, head) or header["layout"] != (nested or {}).get("layout", layout):
+    if (header["layer"], header["head"], header["layout"]) != (layer, head, file):
         raise SchemaVersionError(f"{path} holds layer {header['layer']} head {header['head']} {header['layout']}")
     coords = _dequantized(path, header, data, at)
-    return coords[:, :nested["dims"]] if nested else coords
+    return coords if dims is None else coords[:, :dims]
 
 
 def read_head(data_dir: Path, layer: int, head: int, manifest: dict | None = None) -> HeadCoords:

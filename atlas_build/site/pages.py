@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..export import head_path
+from ..export import head_path, layout_file
 from ..export.thumbnails import preview_layout
 from ..fsutil import dumps_json
 from .markup import html_text, http_url, md_text
@@ -91,11 +91,6 @@ def block_links(blocks: Sequence[tuple[str, int, int]], current: str, layer: int
                                   f'<a class="atlas-block-link" href="{escape(x["href"])}">{html_text(b)}</a>'
                                   for (b, _, _), x in zip(blocks, links))
     return attr, f'<p class="atlas-blocks">{line}</p>\n'
-
-
-def coords_file(manifest: dict, layout: str) -> str:
-    """The layout whose coordinates file holds ``layout`` (itself, or its host when nested)."""
-    return manifest.get("nested_layouts", {}).get(layout, {}).get("layout", layout)
 
 
 def default_2d(manifest: Mapping) -> str | None:
@@ -208,7 +203,7 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
             "atlas_preload": _preload(root, "head-view.js", [
                 f"data/{name}/manifest.json", f"data/{name}/{head_path('head', layer, head)}",
                 f"data/{name}/{manifest['tokens']['file']}"]
-                + ([f"data/{name}/{head_path('coords', layer, head, coords_file(manifest, layout))}"]
+                + ([f"data/{name}/{head_path('coords', layer, head, layout_file(manifest, layout)[0])}"]
                    if layout else []))}
     nav = []
     if prev:
