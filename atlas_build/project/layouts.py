@@ -158,7 +158,7 @@ LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
 def stored_layouts(names: Sequence[str]) -> tuple[str, ...]:
     """The layouts of ``names`` with a coordinates file of their own: a nested layout is stored in the file of its
     method's layout with the most axes when that one is in ``names`` too (what export finds in the data,
-    `export.head_files.nested_layouts`)."""
+    `project.nested_layouts`)."""
     def hosted(layout: Layout) -> bool:
         return layout.nested and any(LAYOUTS[n].method == layout.method and LAYOUTS[n].dims > layout.dims
                                      for n in names)
