@@ -143,8 +143,8 @@ def align_sequence(heads: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, 
 
 
 def warm_up() -> None:
-    """Import the projection libraries and compile the UMAP kernel (once per worker process)."""
+    """Import the projection libraries and compile the numba kernels, 2D and 3D (once per worker process)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype(np.float32)
-    project(x, ("tsne-2d", "umap-2d"), ProjectionParams(tsne_perplexity=5.0, tsne_early_iter=5, tsne_iter=5,
-                                                        umap_n_epochs=5))
+    project(x, ("tsne-2d", "tsne-3d", "umap-2d"), ProjectionParams(tsne_perplexity=5.0, tsne_early_iter=5,
+                                                                   tsne_iter=5, umap_n_epochs=5))

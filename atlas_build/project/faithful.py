@@ -140,7 +140,9 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
     """The 2D layout: t-SNE on the mixed affinities plus the rank stress (a fixed weight or a `StressWeight`),
     from `init` (rescaled to std 1e-4)."""
     from openTSNE.initialization import rescale
-    from openTSNE.tsne import gradient_descent, kl_divergence_fft
+    from openTSNE.tsne import gradient_descent
+
+    from .tsne_gradient import kl_fft
 
     if init.shape[1] != 2:
         raise ValueError(f"the faithful t-SNE is 2D (FFT gradients), got {init.shape[1]} dimensions")
@@ -152,7 +154,7 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
     iteration = [0]
 
     def objective(embedding: np.ndarray, P: sp.csr_matrix, dof: float, **_: Any) -> tuple[float, np.ndarray]:
-        kl, grad = kl_divergence_fft(embedding, P, dof, fft, n_jobs=threads)
+        kl, grad = kl_fft(embedding, P, dof, fft, n_jobs=threads)
         w = weight.at(iteration[0], embedding) if use else 0.0
         if w > 0:
             _stress_gradient(embedding, terms, w, grad)

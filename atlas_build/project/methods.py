@@ -103,7 +103,8 @@ def tsne_layout(
     dof: float = 1.0,
     threads: int = 1,
 ) -> np.ndarray:
-    """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D.
+    """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D
+    (`tsne_gradient`: openTSNE's repulsion, our attraction).
 
     `exaggeration` multiplies P after the early-exaggeration phase; `dof` is the Student-t kernel's degrees of
     freedom (1 = standard t-SNE, < 1 heavier tails, tighter clusters).
@@ -111,6 +112,8 @@ def tsne_layout(
     from openTSNE import TSNE
     from openTSNE.affinity import PrecomputedAffinities
     from openTSNE.initialization import rescale
+
+    from .tsne_gradient import kl_bh, kl_fft
 
     dims = init.shape[1]
     init = rescale(np.array(init, dtype=np.float64, order="C"), target_std=1e-4)
@@ -120,7 +123,7 @@ def tsne_layout(
         n_iter=n_iter,
         exaggeration=exaggeration,
         dof=dof,
-        negative_gradient_method="fft" if dims <= 2 else "bh",
+        negative_gradient_method=kl_fft if dims <= 2 else kl_bh,
         # Coarser interpolation grid: far fewer FFT boxes once clusters spread out (2x faster at 10k points),
         # same trustworthiness.
         ints_in_interval=2,
@@ -149,8 +152,10 @@ def tsne_refine(
     from openTSNE import TSNEEmbedding
     from openTSNE.affinity import PrecomputedAffinities
 
+    from .tsne_gradient import kl_bh
+
     emb = TSNEEmbedding(np.array(init, dtype=np.float64, order="C"), PrecomputedAffinities(p.copy(), normalize=False),
-                        dof=dof, negative_gradient_method="bh", theta=theta, random_state=seed, n_jobs=threads,
+                        dof=dof, negative_gradient_method=kl_bh, theta=theta, random_state=seed, n_jobs=threads,
                         verbose=False)
     return np.asarray(emb.optimize(n_iter, exaggeration=exaggeration, momentum=0.8), dtype=np.float64)
 

@@ -7,6 +7,10 @@ arithmetic is float32 (umap-learn promotes every distance and power to float64) 
 draws the negative samples (umap-learn keeps one per vertex so that it can run in parallel). At 10k points this is
 1.5x faster than umap-learn's kernel with trustworthiness@10 within its seed-to-seed spread
 (benchmarks/bench_projections.py). Compiled once per process (~1 s), never cached on disk.
+
+The kernel's power d²ᵇ (one per sample, half the kernel's time with `powf`) is read from two tables built for b:
+2^(b·e) for each float32 exponent e, and m^b for 1,024 steps of the mantissa m ∈ [1, 2), linearly interpolated. It
+is within 4e-7 of the exact power (a few float32 steps; `pow_tables`), and the kernel runs 1.5x faster.
 """
 
 from __future__ import annotations
@@ -14,14 +18,47 @@ from __future__ import annotations
 import numba
 import numpy as np
 import scipy.sparse as sp
+from numba import types
+from numba.extending import intrinsic
 
 _CLIP = 4.0
 _NEG_EPS = 0.001  # umap-learn's softening of the repulsive gradient at distance 0
 _INIT_SPAN = 10.0  # umap-learn rescales every initial layout to [0, 10] per axis
+_MANTISSA_BITS = 10  # the mantissa table's steps: 2**10 over [1, 2)
+_LOW_BITS = 23 - _MANTISSA_BITS  # float32 mantissa bits below a table step, the interpolation fraction
+
+
+@intrinsic
+def _float_bits(typingctx, x):  # noqa: ARG001 - numba's intrinsic signature
+    """The IEEE bits of a float32 as an int32 (a bit cast, no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    return types.int32(types.float32), codegen
+
+
+def pow_tables(b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables for x**b over positive float32 x (`_pow`): 2^(b·(e − 127)) for each exponent field e (0 for zero and
+    subnormal x, inf for inf), (1 + i/1024)^b and its steps to the next entry; float32, from float64 powers."""
+    field = np.arange(256, dtype=np.float64)
+    by_exponent = np.where(field == 0, 0.0, np.where(field == 255, np.inf, np.exp2(b * (field - 127.0))))
+    mantissa = (1.0 + np.arange(2 ** _MANTISSA_BITS + 1) / 2.0 ** _MANTISSA_BITS) ** b
+    with np.errstate(over="ignore"):  # powers beyond float32 (b > 1, large exponents) are inf, as powf's
+        by_exponent = by_exponent.astype(np.float32)
+    return by_exponent, mantissa[:-1].astype(np.float32), np.diff(mantissa).astype(np.float32)
+
+
+@numba.njit(fastmath=True, nogil=True, inline="always")
+def _pow(x, by_exponent, mantissa, step):
+    """x**b for a float32 x > 0 from `pow_tables(b)`: the exponent's power times the mantissa's, interpolated."""
+    bits = _float_bits(x)
+    i = (bits >> _LOW_BITS) & (2 ** _MANTISSA_BITS - 1)
+    frac = np.float32(bits & (2 ** _LOW_BITS - 1)) * np.float32(2.0 ** -_LOW_BITS)
+    return by_exponent[(bits >> 23) & 255] * (mantissa[i] + frac * step[i])
 
 
 @numba.njit(fastmath=True, nogil=True, cache=False)
-def _sgd(emb, head, tail, epochs_per_sample, n_epochs, a, b, gamma, learning_rate, negative_sample_rate, seed):
+def _sgd(emb, head, tail, epochs_per_sample, n_epochs, a, b, gamma, learning_rate, negative_sample_rate, seed,
+         by_exponent, mantissa, step, exact_power):
     n = emb.shape[0]
     dim = emb.shape[1]
     a = np.float32(a)
@@ -49,7 +86,7 @@ def _sgd(emb, head, tail, epochs_per_sample, n_epochs, a, b, gamma, learning_rat
                 d2 += diff * diff
             coeff = np.float32(0.0)
             if d2 > 0.0:
-                pb = d2**b
+                pb = d2**b if exact_power else _pow(d2, by_exponent, mantissa, step)
                 coeff = -two_ab * (pb / d2) / (a * pb + one)
             for d in range(dim):
                 g = min(max(coeff * (emb[j, d] - emb[k, d]), -clip), clip) * alpha
@@ -70,7 +107,8 @@ def _sgd(emb, head, tail, epochs_per_sample, n_epochs, a, b, gamma, learning_rat
                     diff = emb[j, d] - emb[k, d]
                     d2 += diff * diff
                 if d2 > 0.0:
-                    coeff = two_gb / ((neg_eps + d2) * (a * d2**b + one))
+                    pb = d2**b if exact_power else _pow(d2, by_exponent, mantissa, step)
+                    coeff = two_gb / ((neg_eps + d2) * (a * pb + one))
                     for d in range(dim):
                         emb[j, d] += min(max(coeff * (emb[j, d] - emb[k, d]), -clip), clip) * alpha
             next_neg[i] += n_neg * eps_neg[i]
@@ -115,12 +153,14 @@ def optimize(
     negative_sample_rate: int,
     seed: int,
     rescale: bool = True,
+    exact_power: bool = False,
 ) -> np.ndarray:
     """Layout of the fuzzy `graph` [n, n] from `init` [n, dims]: float32 [n, dims], deterministic for a seed.
 
     Edges lighter than max/n_epochs are dropped and the rest sampled every max/w epochs (umap-learn's schedule).
     `rescale`: scale each axis of `init` to [0, 10] first (umap-learn's treatment of any start); without it the
     start is taken at its own scale (a layout that is already UMAP's, continued in more dimensions).
+    `exact_power`: d²ᵇ from `powf` instead of the tables (the reference the tables are measured against).
     """
     g = sp.coo_matrix(graph, copy=True)
     g.sum_duplicates()
@@ -132,4 +172,5 @@ def optimize(
         return emb
     epochs_per_sample = g.data.max() / g.data.astype(np.float64)
     return _sgd(emb, g.row.astype(np.int64), g.col.astype(np.int64), epochs_per_sample, int(n_epochs),
-                float(a), float(b), 1.0, float(learning_rate), float(negative_sample_rate), int(seed) % 2**63)
+                float(a), float(b), 1.0, float(learning_rate), float(negative_sample_rate), int(seed) % 2**63,
+                *pow_tables(float(b)), bool(exact_power))

@@ -1,0 +1,101 @@
+"""The t-SNE gradient (`project.tsne_gradient`) against openTSNE's own: the attraction kernel, the whole objective
+in 2D (FFT) and 3D (Barnes-Hut), the error when asked, and a short optimisation; plus the UMAP kernel's power
+tables against the exact power."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from atlas_build.project import methods, tsne_gradient, umap_sgd
+from atlas_build.project.knn import exact_knn, prepare
+
+FFT = {"n_interpolation_points": 3, "min_num_intervals": 30, "ints_in_interval": 2}
+BH = {"theta": 1.2}
+
+
+@pytest.fixture(scope="module")
+def affinities() -> sp.csr_matrix:
+    x = prepare(np.random.default_rng(3).normal(size=(600, 16)).astype(np.float32), "cosine")
+    return methods.tsne_affinities(exact_knn(x, 90, "cosine"), 30.0)
+
+
+def layout(n: int, dims: int, seed: int = 0) -> np.ndarray:
+    return np.ascontiguousarray(np.random.default_rng(seed).normal(scale=8.0, size=(n, dims)))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dof", [1.0, 0.8])
+def test_attraction_equals_opentsnes(affinities: sp.csr_matrix, dims: int, dof: float) -> None:
+    from openTSNE import _tsne
+
+    emb = layout(affinities.shape[0], dims)
+    start = np.random.default_rng(1).normal(size=emb.shape)  # the repulsion already in the gradient
+    ref, ours = start.copy(), start.copy()
+    _tsne.estimate_positive_gradient_nn(affinities.indices, affinities.indptr, affinities.data, emb, emb, ref, dof,
+                                        num_threads=1)
+    tsne_gradient.attract(affinities, emb, ours, dof)
+    assert np.abs(ref - start).max() > 1e-4  # the attraction is not negligible here
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dims, ours, theirs, params", [
+    (2, tsne_gradient.kl_fft, "kl_divergence_fft", FFT), (3, tsne_gradient.kl_bh, "kl_divergence_bh", BH)])
+def test_objective_equals_opentsnes(affinities: sp.csr_matrix, dims: int, ours, theirs: str, params: dict) -> None:
+    from openTSNE import tsne
+
+    emb = layout(affinities.shape[0], dims)
+    error_ref, grad_ref = getattr(tsne, theirs)(emb, affinities, 0.8, params, should_eval_error=True)
+    error, grad = ours(emb, affinities, 0.8, params, should_eval_error=True)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-10, atol=1e-15 * np.abs(grad_ref).max())
+    assert error == error_ref > 0
+    assert ours(emb, affinities, 0.8, params)[0] == 0.0  # no error unless asked, as openTSNE
+
+
+def test_a_short_run_follows_opentsnes(affinities: sp.csr_matrix) -> None:
+    """Same start, same schedule: the layout stays on openTSNE's own trajectory (it differs in the last bits of a
+    sum, not in the method)."""
+    from openTSNE import TSNE
+    from openTSNE.affinity import PrecomputedAffinities
+
+    init = layout(affinities.shape[0], 2) * 1e-5
+    runs = []
+    for method in (tsne_gradient.kl_fft, "fft"):
+        tsne = TSNE(early_exaggeration_iter=10, n_iter=15, negative_gradient_method=method, ints_in_interval=2,
+                    min_num_intervals=30, random_state=0, n_jobs=1, verbose=False)
+        runs.append(np.asarray(tsne.fit(affinities=PrecomputedAffinities(affinities.copy(), normalize=False),
+                                        initialization=init.copy())))
+    assert np.abs(runs[1] - init).max() > 1e-2
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-6 * np.abs(runs[1]).max())
+
+
+def test_bad_calls(affinities: sp.csr_matrix) -> None:
+    with pytest.raises(ValueError, match="2 or 3 dimensions"):
+        tsne_gradient.attract(affinities, layout(affinities.shape[0], 1), np.zeros((affinities.shape[0], 1)), 1.0)
+    emb = layout(affinities.shape[0], 2)
+    with pytest.raises(ValueError, match="reference"):
+        tsne_gradient.kl_fft(emb, affinities, 1.0, FFT, reference_embedding=emb)
+
+
+@pytest.mark.parametrize("b", [0.5, 0.7915, 1.0, 1.5, 1.93])
+def test_umap_power_tables_are_within_a_few_float32_steps(b: float) -> None:
+    import numba
+
+    @numba.njit
+    def kernel(x, by_exponent, mantissa, step):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = umap_sgd._pow(x[i], by_exponent, mantissa, step)
+        return out
+
+    def powers(x, tables):
+        return kernel(x, *tables)
+
+    rng = np.random.default_rng(0)
+    x = (10.0 ** rng.uniform(-12, 12, 200_000)).astype(np.float32)
+    x[:4] = [1.0, 2.0, 0.5, 1.0 + 2.0 ** -23]
+    exact = x.astype(np.float64) ** b
+    got = powers(x, umap_sgd.pow_tables(b)).astype(np.float64)
+    assert np.abs(got / exact - 1.0).max() < 5e-7
+    assert powers(np.array([0.0, 1e-45], dtype=np.float32), umap_sgd.pow_tables(b)).tolist() == [0.0, 0.0]
