@@ -10,7 +10,7 @@ import pytest
 
 from atlas_build.metrics import (
     LABEL_RULES, LABELS, SCORE_NAMES, attention_signature, concentration, head_scores, head_similarity, label_head,
-    related_heads, signature_plan, similarity_matrix, trust_scores,
+    LayoutTrust, related_heads, signature_plan, similarity_matrix, trust_scores,
 )
 from atlas_build.normalize import HeadSample, normalize
 from atlas_build.normalize.joint import JointSet
@@ -271,6 +271,26 @@ def test_trust_is_seeded_and_validates_shape():
     assert a == trust_scores(sample, JointSet.of(sample.q, sample.k), noisy, metric="cosine", sample_size=100, seed=4)
     with pytest.raises(ValueError):
         trust_scores(sample, JointSet.of(sample.q, sample.k), perfect[:-1], metric="cosine")
+
+
+def test_layout_trust_is_sklearns_number_for_every_layout():
+    """One `LayoutTrust` scores several layouts (ties in the picture included) exactly as scikit-learn's
+    trustworthiness on the same sample, and as a fresh `trust_scores` call per layout."""
+    from sklearn.manifold import trustworthiness
+
+    sample, perfect = _circle_head()
+    joint = JointSet.of(sample.q, sample.k)
+    rng = np.random.default_rng(5)
+    layouts = [perfect, perfect + rng.normal(scale=0.4, size=perfect.shape), rng.normal(size=(len(perfect), 3)),
+               np.round(perfect * 2) / 2]  # the last has many tied distances
+    scorer = LayoutTrust(sample, joint, metric="cosine", sample_size=150, seed=2)
+    x = np.asarray(joint.x, np.float64)[scorer.idx]
+    for coords in layouts:
+        got = scorer(coords)
+        assert got == trust_scores(sample, joint, coords, metric="cosine", sample_size=150, seed=2)
+        assert got["trustworthiness"] == trustworthiness(x, coords[scorer.idx], n_neighbors=10, metric="cosine")
+    with pytest.raises(ValueError):
+        scorer(perfect[:-1])
 
 
 def _model_heads(lengths, causal, seed=0):

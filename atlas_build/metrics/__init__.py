@@ -15,8 +15,8 @@ from .related import (
     similarity_matrix,
 )
 from .scores import SCORE_NAMES, attention_scores, concentration, head_scores
-from .trust import trust_scores
+from .trust import LayoutTrust, trust_scores
 
 __all__ = ["head_scores", "attention_scores", "concentration", "SCORE_NAMES", "label_head", "LABEL_RULES", "LABELS",
-           "FALLBACK_LABEL", "Condition", "LabelRule", "trust_scores", "SignaturePlan", "signature_plan",
+           "FALLBACK_LABEL", "Condition", "LabelRule", "LayoutTrust", "trust_scores", "SignaturePlan", "signature_plan",
            "attention_signature", "head_similarity", "similarity_matrix", "related_heads"]

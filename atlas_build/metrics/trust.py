@@ -4,53 +4,86 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-from sklearn.manifold import trustworthiness
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import NearestNeighbors
 
 from ..normalize import HeadSample, sample_pairs
 from ..normalize.joint import JointSet
 
-__all__ = ["trust_scores"]
+__all__ = ["LayoutTrust", "trust_scores"]
 
 
-def trust_scores(sample: HeadSample, joint: JointSet, coords: np.ndarray, *, metric: str, k: int = 10,
-                 sample_size: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Faithfulness of one layout ``coords`` of the normalised ``joint`` set (same rows; its tokens are the
-    ``sample``'s rows), in the layout's ``metric``.
+class LayoutTrust:
+    """The faithfulness measures of any number of layouts of one head's normalised ``joint`` set (its tokens are the
+    ``sample``'s rows), in the layouts' ``metric``; the high-dimensional side (the sampled pairs' dot products, the
+    trust sample's neighbour ranks) is computed once, and each layout costs a 2D/3D neighbour search.
 
     * ``spearman_layout_dot``: Spearman between layout distance ‖x_qi − x_kj‖ and the dot product q_i·k_j over
       same-sentence pairs (causal: j ≤ i; cross-attention: query side → key side; the seeded subsample of
       `sample_pairs`). Negative = faithful (close in the picture ⇔ high attention score).
-    * ``trustworthiness``: sklearn trustworthiness@k of the layout against the joint set [q'; k'] (``metric`` in the
-      high-dimensional space), on a seeded sample of ``sample_size`` points.
+    * ``trustworthiness``: trustworthiness@k of the layout against the joint set [q'; k'] (``metric`` in the
+      high-dimensional space), on a seeded sample of ``sample_size`` points: scikit-learn's `trustworthiness`, the
+      same number (a test checks it), with its inverted index of high-dimensional ranks built once.
 
     A measure that cannot be computed (too few points or pairs, constant input) is omitted.
     """
-    coords = np.asarray(coords, np.float64)
-    q_rows, k_rows = sample.query_rows(), sample.key_rows()
-    if coords.shape[0] != joint.x.shape[0] or joint.m != len(q_rows) or len(joint.key_rows) != len(k_rows):
-        raise ValueError(f"coords must have {len(q_rows) + len(k_rows)} rows (queries then keys); "
-                         f"got {coords.shape[0]}")
-    rng = np.random.default_rng(seed)
-    out: dict[str, float] = {}
-    qi, kj = sample_pairs(sample, rng=rng)
-    if qi.size >= 3:
-        q, kk = np.asarray(sample.q, np.float64), np.asarray(sample.k, np.float64)
-        dot = np.einsum("pd,pd->p", q[qi], kk[kj])
-        at_q, at_k = joint.halves(coords)
-        point = np.full(len(sample.q), -1)  # sample row → its query (key) point's index within its half
-        point[q_rows] = np.arange(len(q_rows))
-        kpoint = point.copy() if sample.side is None else np.full(len(sample.q), -1)
-        kpoint[k_rows] = np.arange(len(k_rows))
-        dist = np.linalg.norm(at_q[point[qi]] - at_k[kpoint[kj]], axis=1)
-        if np.ptp(dot) > 0 and np.ptp(dist) > 0:
-            out["spearman_layout_dot"] = float(stats.spearmanr(dist, dot).statistic)
-    x_all = np.asarray(joint.x, np.float64)
-    m = x_all.shape[0]
-    idx = np.sort(rng.choice(m, size=sample_size, replace=False)) if m > sample_size else np.arange(m)
-    k_eff = min(k, (len(idx) - 1) // 2)
-    if k_eff >= 1:
-        x = x_all[idx]
-        if metric == "cosine":  # zero vectors have no direction: nudge them so cosine stays defined
-            x = np.where(np.linalg.norm(x, axis=1, keepdims=True) > 0, x, 1e-12)
-        out["trustworthiness"] = float(trustworthiness(x, coords[idx], n_neighbors=k_eff, metric=metric))
-    return out
+
+    def __init__(self, sample: HeadSample, joint: JointSet, *, metric: str, k: int = 10, sample_size: int = 2000,
+                 seed: int = 0):
+        q_rows, k_rows = sample.query_rows(), sample.key_rows()
+        if joint.m != len(q_rows) or len(joint.key_rows) != len(k_rows):
+            raise ValueError(f"the joint set has {joint.m} + {len(joint.key_rows)} points, the sample "
+                             f"{len(q_rows)} + {len(k_rows)}")
+        self.joint, self.rows = joint, len(q_rows) + len(k_rows)
+        rng = np.random.default_rng(seed)
+        self.pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        qi, kj = sample_pairs(sample, rng=rng)
+        if qi.size >= 3:
+            q, kk = np.asarray(sample.q, np.float64), np.asarray(sample.k, np.float64)
+            dot = np.einsum("pd,pd->p", q[qi], kk[kj])
+            point = np.full(len(sample.q), -1)  # sample row → its query (key) point's index within its half
+            point[q_rows] = np.arange(len(q_rows))
+            kpoint = point.copy() if sample.side is None else np.full(len(sample.q), -1)
+            kpoint[k_rows] = np.arange(len(k_rows))
+            if np.ptp(dot) > 0:
+                self.pairs = point[qi], kpoint[kj], dot
+        x_all = np.asarray(joint.x, np.float64)
+        m = x_all.shape[0]
+        self.idx = np.sort(rng.choice(m, size=sample_size, replace=False)) if m > sample_size else np.arange(m)
+        self.k = min(k, (len(self.idx) - 1) // 2)
+        self.inverted: np.ndarray | None = None
+        if self.k >= 1:
+            x = x_all[self.idx]
+            if metric == "cosine":  # zero vectors have no direction: nudge them so cosine stays defined
+                x = np.where(np.linalg.norm(x, axis=1, keepdims=True) > 0, x, 1e-12)
+            dist = pairwise_distances(x, metric=metric)
+            np.fill_diagonal(dist, np.inf)  # a point is not its own neighbour
+            s = len(self.idx)
+            self.inverted = np.zeros((s, s), dtype=np.int32)  # [i, j] = rank of j among i's neighbours, 1 = nearest
+            self.inverted[np.arange(s)[:, None], np.argsort(dist, axis=1)] = np.arange(1, s + 1, dtype=np.int32)
+
+    def __call__(self, coords: np.ndarray) -> dict[str, float]:
+        """The measures of one layout ``coords`` (rows as the joint set: queries, then keys)."""
+        coords = np.asarray(coords, np.float64)
+        if coords.shape[0] != self.rows:
+            raise ValueError(f"coords must have {self.rows} rows (queries then keys); got {coords.shape[0]}")
+        out: dict[str, float] = {}
+        if self.pairs is not None:
+            at_q, at_k = self.joint.halves(coords)
+            qp, kp, dot = self.pairs
+            dist = np.linalg.norm(at_q[qp] - at_k[kp], axis=1)
+            if np.ptp(dist) > 0:
+                out["spearman_layout_dot"] = float(stats.spearmanr(dist, dot).statistic)
+        if self.inverted is not None:
+            s, k = len(self.idx), self.k
+            near = NearestNeighbors(n_neighbors=k).fit(coords[self.idx]).kneighbors(return_distance=False)
+            ranks = self.inverted[np.arange(s)[:, None], near].astype(np.int64) - k
+            penalty = float(ranks[ranks > 0].sum())
+            out["trustworthiness"] = float(1.0 - penalty * (2.0 / (s * k * (2.0 * s - 3.0 * k - 1.0))))
+        return out
+
+
+def trust_scores(sample: HeadSample, joint: JointSet, coords: np.ndarray, *, metric: str, k: int = 10,
+                 sample_size: int = 2000, seed: int = 0) -> dict[str, float]:
+    """`LayoutTrust`'s measures of one layout ``coords``."""
+    return LayoutTrust(sample, joint, metric=metric, k=k, sample_size=sample_size, seed=seed)(coords)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import atomic_path, write_json
-from ..metrics import attention_signature, head_scores, label_head, related_heads, signature_plan, trust_scores
+from ..metrics import LayoutTrust, attention_signature, head_scores, label_head, related_heads, signature_plan
 from ..metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness
 from ..metrics.registry import ordered, rounded
 from ..metrics.values import value_scores, values_by_sentence
@@ -117,8 +117,8 @@ def run_head(task: HeadTask) -> HeadResult:
                      project(value_set(task.values, joint.key_rows if s.side is not None else task.points),
                              value_layout_names(task.layouts), task.params))
     rows = QueryRows.of(s, joint, task.attention)
-    trust = {name: rounded({**trust_scores(ps, joint, coords, metric=task.params.metric),
-                            **layout_faithfulness(rows, coords)})
+    layout_trust = LayoutTrust(ps, joint, metric=task.params.metric)
+    trust = {name: rounded({**layout_trust(coords), **layout_faithfulness(rows, coords)})
              for name, coords in layouts.items()}
     highdim = {space: rounded(v)
                for space, v in highdim_faithfulness(rows, s, joint, metric=task.params.metric).items()}
