@@ -89,3 +89,22 @@ def test_duplicate_starts_are_pulled_apart() -> None:
     graph = np.ones((30, 30)) - np.eye(30)
     out = umap_sgd.optimize(graph, init, a=1.6, b=0.9, n_epochs=20, learning_rate=1.0, negative_sample_rate=5, seed=0)
     assert np.unique(out, axis=0).shape[0] == 30
+
+
+def test_power_tables_keep_the_exact_powers_layout(head: tuple) -> None:
+    """The kernel's tabled d^2b against `powf` (`exact_power`), same graph, start and seeds: the pictures start on
+    the same path (the first epochs agree closely) and end at the same trustworthiness@10."""
+    xp, graph, init = head
+    a, b = umap_sgd.curve_params(0.1)
+
+    def run(epochs: int, exact: bool, seed: int = 0) -> np.ndarray:
+        return umap_sgd.optimize(graph, init, a=a, b=b, n_epochs=epochs, learning_rate=1.0, negative_sample_rate=5,
+                                 seed=seed, exact_power=exact)
+
+    early = run(2, False), run(2, True)
+    assert not np.array_equal(*early)
+    np.testing.assert_allclose(early[0], early[1], atol=1e-3 * float(np.ptp(early[1])))
+    tw = {exact: np.mean([trustworthiness(xp, run(200, exact, s), n_neighbors=10) for s in (0, 1)])
+          for exact in (False, True)}
+    assert tw[True] > 0.9
+    assert abs(tw[False] - tw[True]) < 0.005, tw
