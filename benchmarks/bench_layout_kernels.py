@@ -1,5 +1,5 @@
-"""The layout kernels against their references on real heads (not a test): t-SNE with our attraction
-(`project.tsne_gradient`) against openTSNE's own gradient, and UMAP's SGD with the power tables against `powf`
+"""The layout kernels against their references on real heads (not a test): t-SNE with our gradient
+(`project.tsne_gradient`: our attraction, and our FFT repulsion in 2D, `project.tsne_fft`) against openTSNE's own, and UMAP's SGD with the power tables against `powf`
 (`umap_sgd.optimize(exact_power=True)`). Per head: CPU seconds of each (median of --repeats runs, one process, one
 BLAS thread), the ratio, and trustworthiness@10 (mean over three seeded 2k samples); t-SNE 2D is the full layout
 (early exaggeration + main phase), t-SNE 3D the refinement from the lifted 2D layout, and "six layouts" one

@@ -1,6 +1,6 @@
-"""The t-SNE gradient (`project.tsne_gradient`) against openTSNE's own: the attraction kernel, the whole objective
-in 2D (FFT) and 3D (Barnes-Hut), the error when asked, and a short optimisation; plus the UMAP kernel's power
-tables against the exact power."""
+"""The t-SNE gradient (`project.tsne_gradient`, `project.tsne_fft`, `project.tsne_bh`) against openTSNE's own: the
+attraction kernel, the FFT and Barnes-Hut repulsions, the whole objective in 2D (FFT) and 3D (Barnes-Hut), the error when asked, and a short
+optimisation; plus the UMAP kernel's power tables against the exact power."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from atlas_build.project import methods, tsne_gradient, umap_sgd
+from atlas_build.project import methods, tsne_bh, tsne_fft, tsne_gradient, umap_sgd
 from atlas_build.project.knn import exact_knn, prepare
 
 FFT = {"n_interpolation_points": 3, "min_num_intervals": 30, "ints_in_interval": 2}
@@ -40,16 +40,103 @@ def test_attraction_equals_opentsnes(affinities: sp.csr_matrix, dims: int, dof: 
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("dims, ours, theirs, params", [
-    (2, tsne_gradient.kl_fft, "kl_divergence_fft", FFT), (3, tsne_gradient.kl_bh, "kl_divergence_bh", BH)])
-def test_objective_equals_opentsnes(affinities: sp.csr_matrix, dims: int, ours, theirs: str, params: dict) -> None:
+@pytest.mark.parametrize("scale", [1e-4, 3.0, 40.0])
+@pytest.mark.parametrize("dof", [1.0, 0.8])
+@pytest.mark.parametrize("points, intervals", [(3, 30), (2, 10)])
+def test_fft_repulsion_equals_opentsnes(scale: float, dof: float, points: int, intervals: int) -> None:
+    """Same grid, same nodes, same forces and normaliser: a tight start, a mid-run and a spread layout (the last
+    with more boxes than the minimum), clustered so the grid is unevenly filled."""
+    from openTSNE import _tsne
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(scale=scale, size=(12, 2))
+    emb = np.ascontiguousarray(centres[rng.integers(0, 12, 3000)] + rng.normal(scale=scale / 10, size=(3000, 2)))
+    params = {"n_interpolation_points": points, "min_num_intervals": intervals, "ints_in_interval": 2.0, "dof": dof}
+    force = np.zeros_like(emb)
+    _tsne.estimate_negative_gradient_fft_2d(emb, force, **params)
+    start = rng.normal(scale=np.abs(force).max(), size=emb.shape)  # the forces are subtracted from a gradient
+    ref, ours = start.copy(), start.copy()
+    z_ref = _tsne.estimate_negative_gradient_fft_2d(emb, ref, **params)
+    z = tsne_fft.repulsion_2d(emb, ours, **params, single=False)
+    assert z == pytest.approx(z_ref, rel=1e-12)
+    np.testing.assert_allclose(ours - start, ref - start, rtol=1e-9, atol=1e-11 * np.abs(force).max())
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.8])
+def test_single_precision_ffts_err_far_less_than_the_interpolation(dof: float) -> None:
+    """Against the exact O(n²) forces: float32 FFTs move each force by a small fraction of what the interpolation
+    on t-SNE's grid already moves it (the numbers the docstring of `repulsion_2d` gives)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=20.0, size=(30, 2))
+    emb = np.ascontiguousarray(centres[rng.integers(0, 30, 2000)] + rng.normal(scale=2.0, size=(2000, 2)))
+    diff = emb[:, None, :] - emb[None, :, :]
+    base = 1.0 + (diff ** 2).sum(-1) / dof
+    np.fill_diagonal(base, np.inf)
+    exact = -((base ** -(dof + 1.0))[:, :, None] * diff).sum(1) / (base ** -dof).sum()
+    params = {"n_interpolation_points": 3, "min_num_intervals": 30, "ints_in_interval": 2.0, "dof": dof}
+    double, single = np.zeros_like(emb), np.zeros_like(emb)
+    z64 = tsne_fft.repulsion_2d(emb, double, **params, single=False)
+    z32 = tsne_fft.repulsion_2d(emb, single, **params)
+    size = np.linalg.norm(exact, axis=1)
+    interpolation = np.median(np.linalg.norm(double - exact, axis=1) / size)
+    rounding = np.linalg.norm(single - double, axis=1) / size
+    assert 0.02 < interpolation < 0.3
+    assert np.median(rounding) < 2e-5 and np.percentile(rounding, 95) < 1e-4
+    assert np.median(rounding) < interpolation / 1000
+    assert z32 == pytest.approx(z64, rel=1e-6)
+
+
+@pytest.mark.parametrize("dims, theta, dof", [(3, 1.2, 1.0), (3, 0.5, 0.8), (2, 0.5, 1.0), (1, 0.5, 1.0)])
+def test_barnes_hut_repulsion_equals_opentsnes(dims: int, theta: float, dof: float) -> None:
+    """Same tree and opening test as openTSNE's QuadTree: equal forces and normaliser, duplicates and near
+    duplicates (merged into one cell below 1e-6) included."""
+    from openTSNE import _tsne
+    from openTSNE.quad_tree import QuadTree
+
+    rng = np.random.default_rng(dims)
+    centres = rng.normal(scale=20.0, size=(25, dims))
+    emb = np.ascontiguousarray(centres[rng.integers(0, 25, 2500)] + rng.normal(scale=2.0, size=(2500, dims)))
+    emb[5] = emb[7]
+    emb[9] = emb[7] + 1e-8
+    force = np.zeros_like(emb)
+    z_ref = _tsne.estimate_negative_gradient_bh(QuadTree(emb), emb, force, theta=theta, dof=dof, num_threads=1)
+    start = rng.normal(scale=np.abs(force).max(), size=emb.shape)
+    ours = start.copy()
+    z = tsne_bh.repulsion(emb, ours, theta=theta, dof=dof)
+    assert z == pytest.approx(z_ref, rel=1e-13)
+    np.testing.assert_allclose(ours - start, force, rtol=0, atol=1e-12 * np.abs(force).max())
+
+
+def test_barnes_hut_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError, match="1 to 3 dimensions"):
+        tsne_bh.repulsion(np.zeros((5, 4)), np.zeros((5, 4)))
+
+
+def test_fft_boxes_are_opentsnes_sizes() -> None:
+    assert [tsne_fft.box_count(span, 30, 2) for span in (0.0, 59.9, 60.0, 62.0, 98.0, 1e4)] == [30, 30, 30, 32, 49,
+                                                                                               1000]
+    assert tsne_fft.box_count(91.0, 10, 1) == 91  # 7 · 13
+    assert tsne_fft.box_count(142, 10, 1) == 144  # 143 = 11 · 13: only one of the two is allowed
+    assert tsne_fft.box_count(241, 10, 1) == 243  # 242 = 2 · 11², not allowed; 3⁵ is next
+
+
+def test_fft_repulsion_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError, match="2D"):
+        tsne_fft.repulsion_2d(np.zeros((5, 3)), np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("dims, ours, theirs, params, tolerance", [
+    (2, tsne_gradient.kl_fft, "kl_divergence_fft", FFT, 1e-5),  # single-precision FFTs
+    (3, tsne_gradient.kl_bh, "kl_divergence_bh", BH, 1e-13)])
+def test_objective_equals_opentsnes(affinities: sp.csr_matrix, dims: int, ours, theirs: str, params: dict,
+                                    tolerance: float) -> None:
     from openTSNE import tsne
 
     emb = layout(affinities.shape[0], dims)
     error_ref, grad_ref = getattr(tsne, theirs)(emb, affinities, 0.8, params, should_eval_error=True)
     error, grad = ours(emb, affinities, 0.8, params, should_eval_error=True)
-    np.testing.assert_allclose(grad, grad_ref, rtol=1e-10, atol=1e-15 * np.abs(grad_ref).max())
-    assert error == error_ref > 0
+    np.testing.assert_allclose(grad, grad_ref, rtol=0, atol=tolerance * np.abs(grad_ref).max())
+    assert error == pytest.approx(error_ref, rel=tolerance) and error > 0
     assert ours(emb, affinities, 0.8, params)[0] == 0.0  # no error unless asked, as openTSNE
 
 

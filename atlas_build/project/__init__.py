@@ -148,3 +148,7 @@ def warm_up() -> None:
     x = rng.normal(size=(64, 8)).astype(np.float32)
     project(x, ("tsne-2d", "tsne-3d", "umap-2d"), ProjectionParams(tsne_perplexity=5.0, tsne_early_iter=5,
                                                                    tsne_iter=5, umap_n_epochs=5))
+    from .faithful import _stress_kernel
+
+    _stress_kernel(np.zeros((2, 2)), np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1), np.ones(2), 1.0,
+                   np.zeros((2, 2)))

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -32,16 +33,13 @@ __all__ = ["FaithfulTerms", "StressWeight", "TrustSample", "faithful_terms", "fa
 
 @dataclass(frozen=True)
 class FaithfulTerms:
-    """The edges' point ids and rank-image target distances, and P_attn; `edges` (points × edges: +1 at the
-    query, −1 at the key) and `rows` (points × edges: 1 at the query) turn the stress's per-edge sums into sparse
-    products, and `target_sq` is Σ δ² of each query's row."""
+    """The edges' point ids (grouped by query) and rank-image target distances, P_attn, and `target_sq`, Σ δ² of
+    each point's row (1e-300 for a point that is no query)."""
 
     query: np.ndarray
     key: np.ndarray
     target: np.ndarray
     p_attn: sp.csr_matrix
-    edges: sp.csr_matrix
-    rows: sp.csr_matrix
     target_sq: np.ndarray
 
 
@@ -60,21 +58,39 @@ def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
     pa = (pa + pa.T).tocsr()
     total = pa.sum()
     target = _rank_images(q, np.maximum(dist, 0.0))
-    e = np.arange(len(q))
-    edges = sp.csr_matrix((np.r_[np.ones(len(q)), -np.ones(len(q))], (np.r_[q, k], np.r_[e, e])), shape=(n, len(q)))
-    rows = sp.csr_matrix((np.ones(len(q)), (q, e)), shape=(n, len(q)))
-    return FaithfulTerms(q, k, target, pa / total if total > 0 else pa, edges, rows,
-                         np.maximum(rows @ (target * target), 1e-300))
+    target_sq = np.maximum(np.bincount(q, weights=target * target, minlength=n), 1e-300)
+    return FaithfulTerms(np.asarray(q, np.int64), np.asarray(k, np.int64), target, pa / total if total > 0 else pa,
+                         target_sq)
+
+
+@numba.njit(nogil=True, cache=False)
+def _stress_kernel(emb, query, key, target, target_sq, factor, grad):
+    """The two passes over the edges: each row's least-squares scale s_q = Σ d·δ / Σ δ², then the forces."""
+    num = np.zeros(emb.shape[0])
+    dist = np.empty(len(query))
+    for e in range(len(query)):
+        a, b = query[e], key[e]
+        d0 = emb[a, 0] - emb[b, 0]
+        d1 = emb[a, 1] - emb[b, 1]
+        dist[e] = np.sqrt(d0 * d0 + d1 * d1) + 1e-12
+        num[a] += dist[e] * target[e]
+    for e in range(len(query)):
+        a, b = query[e], key[e]
+        c = factor * (1.0 - num[a] / target_sq[a] * target[e] / dist[e])
+        g0 = c * (emb[a, 0] - emb[b, 0])
+        g1 = c * (emb[a, 1] - emb[b, 1])
+        grad[a, 0] += g0
+        grad[a, 1] += g1
+        grad[b, 0] -= g0
+        grad[b, 1] -= g1
 
 
 def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad: np.ndarray) -> None:
-    """Add weight·∇ Σ_e (d_e − s_q·δ_e)² / E to `grad` in place (s_q: the least-squares scale of query q's row)."""
-    diff = terms.edges.T @ emb  # x_query − x_key per edge
-    d = np.sqrt(np.einsum("ij,ij->i", diff, diff)) + 1e-12
-    t = terms.target
-    scale = (terms.rows @ (d * t)) / terms.target_sq
-    coef = (2.0 * weight / len(t)) * (1.0 - scale[terms.query] * t / d)
-    grad += terms.edges @ (coef[:, None] * diff)
+    """Add weight·∇ Σ_e (d_e − s_q·δ_e)² / E to `grad` [n, 2] in place (s_q: the least-squares scale of query q's
+    row)."""
+    if len(terms.target):
+        _stress_kernel(emb, terms.query, terms.key, terms.target, terms.target_sq, 2.0 * weight / len(terms.target),
+                       grad)
 
 
 class TrustSample:

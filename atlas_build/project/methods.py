@@ -104,7 +104,7 @@ def tsne_layout(
     threads: int = 1,
 ) -> np.ndarray:
     """t-SNE from affinities `p` and an initial layout (rescaled to std 1e-4); FFT in 2D, Barnes-Hut in 3D
-    (`tsne_gradient`: openTSNE's repulsion, our attraction).
+    (`tsne_gradient`: our FFT repulsion and attraction, openTSNE's Barnes-Hut repulsion).
 
     `exaggeration` multiplies P after the early-exaggeration phase; `dof` is the Student-t kernel's degrees of
     freedom (1 = standard t-SNE, < 1 heavier tails, tighter clusters).
