@@ -9,7 +9,8 @@ kernel in Python-level loops, copies each charge term in and out of its FFT buff
 twice when dof ≠ 1. Here spreading and gathering are numba loops over the points, the charges are spread straight
 into the padded buffers, and the charge "1" is transformed once for both kernels. The result equals openTSNE's up to
 rounding (a test compares both). Single-precision FFTs (0.6 of the time) were measured and dropped: they move a
-force by only ~5e-6 of its size, yet cost the 2D layouts 0.0006-0.0025 of trustworthiness@10 on four real heads.
+force by only ~5e-6 of its size, yet the 2D layouts of all four real heads tried ended 0.0006-0.0025 lower in
+trustworthiness@10 (docs/reference/projections.md#kernels).
 """
 
 from __future__ import annotations
