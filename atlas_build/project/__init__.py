@@ -94,8 +94,9 @@ def project(
     """Project the joint set `x` [2N, d] into each of `layouts`; returns layout id -> float32 [2N, dims].
 
     `reference` maps layout ids to the adjacent head's coordinates (same rows); matching layouts are aligned to it
-    by orthogonal Procrustes (and used as initialisation if `params.warm_start`). `threads` sets openTSNE's thread
-    count; it does not change the output. `pairs` (`normalize.pairs.AttentionPairs`, joint ids of `x`): the
+    by orthogonal Procrustes (and used as initialisation if `params.warm_start`). `threads` is passed on to openTSNE
+    (the gradient kernels here run on one thread; a build runs heads in parallel instead); it does not change the
+    output. `pairs` (`normalize.pairs.AttentionPairs`, joint ids of `x`): the
     head's attention edges, read by the faithful layout.
     """
     parsed = {lay: parse_layout(lay) for lay in dict.fromkeys(layouts)}
