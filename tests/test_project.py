@@ -224,6 +224,9 @@ def test_duplicates_and_tiny_inputs() -> None:
     assert tiny["tsne-3d"].shape == (4, 3)
     one = project(np.ones((1, 8), dtype=np.float32), ("pca-2d", "umap-2d"), FAST)
     assert one["umap-2d"].shape == (1, 2)
+    # every point in one place: the t-SNE start has no spread to scale (it crashed the process before)
+    same = project(np.ones((40, 8), dtype=np.float32), ("tsne-2d", "tsne-3d", "faithful-2d"), FAST)
+    assert all(np.isfinite(v).all() and v.shape == (40, int(k[-2])) for k, v in same.items())
 
 
 def test_bad_input() -> None:

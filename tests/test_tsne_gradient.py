@@ -88,6 +88,28 @@ def test_barnes_hut_refuses_other_shapes() -> None:
         tsne_bh.repulsion(np.zeros((5, 4)), np.zeros((5, 4)))
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_repulsion_of_coincident_points_is_zero_and_nan_is_refused(dims: int) -> None:
+    """Points all in one place (a head whose points coincide) repel with zero force: FFT with Z = n(n − 1) (where
+    openTSNE divides by zero), Barnes-Hut as openTSNE's tree does (one cell, which skips itself: Z = 0). A layout
+    with a NaN is refused with a message, not read out of bounds."""
+    from openTSNE import _tsne
+    from openTSNE.quad_tree import QuadTree
+
+    emb = np.full((30, dims), 0.25)
+    grad = np.zeros_like(emb)
+    if dims == 2:
+        assert tsne_fft.repulsion_2d(emb, grad, **FFT, dof=0.8) == pytest.approx(30 * 29, rel=1e-6)
+    else:
+        ref = np.zeros_like(emb)
+        z_ref = _tsne.estimate_negative_gradient_bh(QuadTree(emb), emb, ref, **BH, dof=1.0, num_threads=1)
+        assert tsne_bh.repulsion(emb, grad, **BH) == z_ref == 0.0 and np.array_equal(grad, ref)
+    assert np.isfinite(grad).all() and np.abs(grad).max() < 1e-9
+    emb[3, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        (tsne_fft.repulsion_2d(emb, grad, **FFT) if dims == 2 else tsne_bh.repulsion(emb, grad, **BH))
+
+
 def test_fft_boxes_are_opentsnes_sizes() -> None:
     assert [tsne_fft.box_count(span, 30, 2) for span in (0.0, 59.9, 60.0, 62.0, 98.0, 1e4)] == [30, 30, 30, 32, 49,
                                                                                                1000]

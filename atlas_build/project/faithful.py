@@ -155,8 +155,9 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
                   dof: float, threads: int = 1) -> np.ndarray:
     """The 2D layout: t-SNE on the mixed affinities plus the rank stress (a fixed weight or a `StressWeight`),
     from `init` (rescaled to std 1e-4)."""
-    from openTSNE.initialization import rescale
     from openTSNE.tsne import gradient_descent
+
+    from .methods import tsne_start
 
     from .tsne_gradient import kl_fft
 
@@ -177,7 +178,7 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
         iteration[0] += 1
         return kl, grad
 
-    emb = rescale(np.array(init, dtype=np.float64, order="C"), target_std=1e-4)
+    emb = tsne_start(init)
     n = len(emb)
     opt = gradient_descent()
     for iters, exag, momentum in ((early_iter, 12.0, 0.8), (n_iter, exaggeration, 0.8)):

@@ -92,6 +92,15 @@ def tsne_affinities(graph: KnnGraph, perplexity: float) -> sp.csr_matrix:
     return joint_probabilities_nn(idx, dist, [perp], symmetrize=True, n_jobs=1)
 
 
+def tsne_start(init: np.ndarray) -> np.ndarray:
+    """openTSNE's start from a layout: scaled so its first axis has std 1e-4. A layout without spread (every point
+    in one place, as for a head whose points coincide) is kept as it is instead of divided by zero."""
+    from openTSNE.initialization import rescale
+
+    x = np.array(init, dtype=np.float64, order="C")
+    return rescale(x, target_std=1e-4) if len(x) and np.std(x[:, 0]) > 0 else x
+
+
 def tsne_layout(
     p: sp.csr_matrix,
     init: np.ndarray,
@@ -111,12 +120,11 @@ def tsne_layout(
     """
     from openTSNE import TSNE
     from openTSNE.affinity import PrecomputedAffinities
-    from openTSNE.initialization import rescale
 
     from .tsne_gradient import kl_bh, kl_fft
 
     dims = init.shape[1]
-    init = rescale(np.array(init, dtype=np.float64, order="C"), target_std=1e-4)
+    init = tsne_start(init)
     tsne = TSNE(
         n_components=dims,
         early_exaggeration_iter=early_iter,

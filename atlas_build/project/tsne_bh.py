@@ -170,6 +170,8 @@ def repulsion(emb: np.ndarray, grad: np.ndarray, *, theta: float = 0.5, dof: flo
         raise ValueError(f"Barnes-Hut here is for 1 to 3 dimensions, got {emb.shape} and a gradient of {grad.shape}")
     if n == 0:
         return 0.0
+    if not np.isfinite(emb).all():
+        raise ValueError("the layout has non-finite coordinates: t-SNE diverged or started from NaN")
     cells = 4 * (1 << dims) * max(n, 1) + 1
     while True:
         centre, com = np.empty((cells, dims)), np.empty((cells, dims))

@@ -131,10 +131,14 @@ def repulsion_2d(emb: np.ndarray, grad: np.ndarray, *, n_interpolation_points: i
     if emb.ndim != 2 or emb.shape[1] != 2 or grad.shape != emb.shape:
         raise ValueError(f"the FFT repulsion is for 2D layouts, got {emb.shape} and a gradient of {grad.shape}")
     emb = np.ascontiguousarray(emb, dtype=np.float64)
+    if not np.isfinite(emb).all():
+        raise ValueError("the layout has non-finite coordinates: t-SNE diverged or started from NaN")
     p = int(n_interpolation_points)
     coord_min, coord_max = float(emb.min()), float(emb.max())
     n_boxes = box_count(coord_max - coord_min, min_num_intervals, ints_in_interval)
-    box_width = (coord_max - coord_min) / n_boxes
+    # points all in one place (openTSNE divides by zero here): a grid so small that the kernel is flat across it
+    # gives their zero forces and Z = n(n − 1)
+    box_width = (coord_max - coord_min) / n_boxes if coord_max > coord_min else 1e-9
     n_nodes = n_boxes * p
     side = 2 * n_nodes
 
