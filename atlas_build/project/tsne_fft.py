@@ -155,7 +155,8 @@ def repulsion_2d(emb: np.ndarray, grad: np.ndarray, *, n_interpolation_points: i
     spectrum = np.fft.rfft2(grid, axes=(-2, -1))
     # both kernels are even in both axes, so their transforms are real
     products = np.empty((4,) + spectrum.shape[1:], dtype=spectrum.dtype)
-    np.multiply(spectrum[:3], np.fft.rfft2(sq).real, out=products[:3])
-    np.multiply(spectrum[3 if dof == 1 else 0], np.fft.rfft2(sq if dof == 1 else plain).real, out=products[3])
+    sq_hat = np.fft.rfft2(sq).real
+    np.multiply(spectrum[:3], sq_hat, out=products[:3])
+    np.multiply(spectrum[3 if dof == 1 else 0], sq_hat if dof == 1 else np.fft.rfft2(plain).real, out=products[3])
     pot = np.fft.irfft2(products, s=(side, side), axes=(-2, -1))
     return float(_gather(emb, box, wx, wy, p, n_nodes, pot, grad, float(dof)))
