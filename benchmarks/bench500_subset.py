@@ -36,9 +36,12 @@ def _capture(out: Path):
     return manifest, load_capture(unit)
 
 
-def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> list:
-    """The per-head tasks of the given layers, made by the build's own `layer_tasks` (value vectors included: the
-    first query head of each key/value head lays out its values, as in a build)."""
+def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...], values: bool = True) -> list:
+    """The per-head tasks of the given layers, made by the build's own `layer_tasks` (with `values`, value vectors
+    included: the first query head of each key/value head lays out its values, as in a build; without, as a build
+    with `[projections] values = false`)."""
+    import dataclasses
+
     from atlas_build.datasets.repeats import repeat_cap_mask
     from atlas_build.pipeline.tasks import layer_tasks
     from atlas_build.project import ProjectionParams
@@ -46,7 +49,8 @@ def head_tasks(manifest, cap, layers: list[int], layouts: tuple[str, ...]) -> li
     data = manifest.dataset(manifest.models[0].dataset)
     has_point = repeat_cap_mask(cap.tokens.vocab_id, data.max_token_repeats)
     params = ProjectionParams.from_spec(manifest.projections, seed=manifest.build.seed)
-    return [t for layer in layers for t in layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, None)]
+    tasks = [t for layer in layers for t in layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, None)]
+    return tasks if values else [dataclasses.replace(t, values=None, lays_out_values=False) for t in tasks]
 
 
 def timed_head(item: tuple) -> dict:
@@ -81,9 +85,11 @@ def timed_head(item: tuple) -> dict:
             "export_cpu": time.process_time() - export_cpu}
 
 
-def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str, tuple[str, ...]]) -> dict:
+def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str, tuple[str, ...]],
+                 without_values: frozenset[str] = frozenset()) -> dict:
     """CPU seconds per head and the bytes of its files for each named layout set, over every head of ``n_layers``
-    layers drawn with ``seed``, computed by ``jobs`` workers from the capture of the site stage in ``out``."""
+    layers drawn with ``seed``, computed by ``jobs`` workers from the capture of the site stage in ``out``; the sets
+    named in ``without_values`` without the value view."""
     from atlas_build.executor import default_initializer, make_executor
 
     manifest, cap = _capture(out)
@@ -97,14 +103,14 @@ def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str,
     try:
         for label, layouts in sets.items():
             tasks = [(t, manifest.export.thumbnail_size, manifest.export.coordinate_bits)
-                     for t in head_tasks(manifest, cap, layers, layouts)]
+                     for t in head_tasks(manifest, cap, layers, layouts, values=label not in without_values)]
             start = time.perf_counter()
             rows = list(executor.map(timed_head, tasks, desc=label, progress=False))
             wall = time.perf_counter() - start
             cpu = [r["cpu"] for r in rows]
             kinds = sorted({k for r in rows for k in r["files"]})
             subset["sets"][label] = {
-                "layouts": list(layouts), "heads": len(rows), "cpu_median": statistics.median(cpu),
+                "layouts": list(layouts), "values": label not in without_values, "heads": len(rows), "cpu_median": statistics.median(cpu),
                 "cpu_quartiles": [float(q) for q in np.percentile(cpu, [25, 75])], "wall_total": wall,
                 "export_cpu_median": statistics.median(r["export_cpu"] for r in rows),
                 # a mean over every head (value files: one head per key/value head has them, the others 0)

@@ -16,7 +16,8 @@ bench500_browser.py):
   `--jobs` workers like a build's, from the capture of the site stage: CPU seconds per head (process time inside
   the worker) for the default layout set and for the cheap set, and the bytes of each layout's per-head files
   (coordinates, thumbnail). Extrapolated to 512 heads: the whole build's wall time on 2 cores and the size of the
-  real site (cheap site + the extra layouts' files), clearly labelled as extrapolated.
+  real site (cheap site + the extra layouts' files), clearly labelled as extrapolated. `--six` adds issue #19's
+  own set (the six PCA / t-SNE / UMAP layouts, no faithful-2d, no value view), extrapolated the same way.
 * browser: the cheap site's matrix page in Debian chromium, `--runs` cold loads (fresh browser context each): ms
   from navigation start until every one of the 512 cells is drawn (thumbnail decoded or points on the canvas), and
   until a hover over a point of a cell answers with its tooltip; medians. The matrix page does not depend on how
@@ -27,7 +28,7 @@ Targets (issue #19): whole build <= 45 min on 2 cores, peak RSS <= 6 GiB, site <
 matrix page interactive <= 2 s.
 
     python benchmarks/bench_500_heads.py [--out /tmp/s500] [--stage site subset browser whole]
-        [--layers 2] [--seed 0] [--jobs 2] [--runs 5]
+        [--layers 2] [--seed 0] [--jobs 2] [--runs 5] [--six]
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from buildrun import run_build  # noqa: E402
 
 MANIFEST = HERE / "llama1b_random.toml"
 CHEAP = ("pca-2d", "pca-3d")
+#: issue #19's layout set, from before faithful-2d and the value view existed
+SIX = ("pca-2d", "pca-3d", "tsne-2d", "tsne-3d", "umap-2d", "umap-3d")
 MIB = 2**20
 TARGETS = {"build_min": 45, "rss_gib": 6, "site_mb": 200, "file_mb": 5, "matrix_ms": 2000}
 
@@ -194,13 +197,14 @@ def stage_whole(out: Path, jobs: int, results: dict) -> None:
     save_results(out, results)
 
 
-def extrapolate(results: dict, cores: int = 2) -> dict:
-    """Whole-build wall time and site size of the default layout set from the cheap build and the subset."""
+def extrapolate(results: dict, cores: int = 2, label: str = "default") -> dict:
+    """Whole-build wall time and site size of a measured layout set (the default set) from the cheap build and the
+    subset. The size of a set without the value view still counts the cheap site's value files."""
     from atlas_build.export.thumbnails import preview_layout
 
     site, sets = results["site"], results["subset"]["sets"]
     heads = site["heads"]
-    full, cheap = sets["default"], sets["cheap"]
+    full, cheap = sets[label], sets["cheap"]
     # every core busy with heads, nothing else; the mean, since the heads that lay out values cost more
     heads_wall = heads * full.get("cpu_mean", full["cpu_median"]) / cores
     export_extra = heads * max(0.0, full["export_cpu_median"] - cheap["export_cpu_median"])
@@ -259,10 +263,11 @@ def report(results: dict) -> None:
         for k in sorted(full["file_bytes_mean"]):
             print(f"    {k:24s} mean {full['file_bytes_mean'][k] / 1024:7.1f} KB   max "
                   f"{full['file_bytes_max'][k] / 1024:7.1f} KB per head")
-    if "site" in results and "subset" in results:
-        e = extrapolate(results)
-        print(f"\nEXTRAPOLATED to {results['site']['heads']} heads (CPU-s per head x heads / 2 cores, as if both cores "
-              "did nothing else):")
+    for label in ([k for k in results["subset"]["sets"] if k != "cheap"]
+                  if "site" in results and "subset" in results else []):
+        e = extrapolate(results, label=label)
+        print(f"\nEXTRAPOLATED to {results['site']['heads']} heads, set {label!r} (CPU-s per head x heads / 2 cores, "
+              "as if both cores did nothing else):")
         print(f"  heads {e['heads_cpu_h']:.2f} CPU-h = {e['heads_wall_min']:.0f} min wall on 2 cores; whole build "
               f"{e['build_wall_min']:.0f} min (capture {e['capture_min']:.1f} min from its CPU-s + heads + export/site "
               f"measured on the cheap build + "
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2, help="layers measured by the subset stage")
     ap.add_argument("--seed", type=int, default=0, help="chooses the subset's layers")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--six", action="store_true", help="subset stage: also issue #19's own set, the six PCA / t-SNE /"
+                    " UMAP layouts without faithful-2d and without the value view")
     ap.add_argument("--runs", type=int, default=5, help="cold loads of the matrix page")
     ap.add_argument("--site", type=Path, help="browser stage: another built site (default: the cheap build's)")
     ap.add_argument("--model", default="llama1b-random", help="browser stage: the model whose matrix page opens")
@@ -305,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "site":
             stage_site(out, args.jobs, results)
         elif stage == "subset":
-            results["subset"] = stage_subset(out, args.layers, args.seed, args.jobs,
-                                             {"cheap": CHEAP, "default": tuple(manifest_layouts())})
+            sets = {"cheap": CHEAP, "default": tuple(manifest_layouts())}
+            if args.six:
+                sets["six"] = SIX
+            results["subset"] = stage_subset(out, args.layers, args.seed, args.jobs, sets,
+                                             without_values=frozenset({"six"}))
             save_results(out, results)
         elif stage == "browser":
             stage_browser(args.site or out / "cheap" / "site", args.model, args.runs, results, out)
