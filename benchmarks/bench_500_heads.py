@@ -22,7 +22,8 @@ bench500_browser.py):
   from navigation start until every one of the 512 cells is drawn (thumbnail decoded or points on the canvas), and
   until a hover over a point of a cell answers with its tooltip; medians. The matrix page does not depend on how
   many layouts a head has: the default picture is the first 2D layout's thumbnails either way.
-* whole: the real build (all layouts, all 512 heads) into OUT/full; over an hour of both cores, resumable.
+* whole: the real build (all layouts, all 512 heads) into OUT/full; over an hour of both cores, resumable. With
+  `--six`, issue #19's six layouts without the value view into OUT/full-six instead.
 
 Targets (issue #19): whole build <= 45 min on 2 cores, peak RSS <= 6 GiB, site <= 200 MB with no file over 5 MB,
 matrix page interactive <= 2 s.
@@ -56,12 +57,12 @@ MIB = 2**20
 TARGETS = {"build_min": 45, "rss_gib": 6, "site_mb": 200, "file_mb": 5, "matrix_ms": 2000}
 
 
-def manifest_variant(layouts: tuple[str, ...] | None) -> str:
-    """The benchmark manifest, with another layout set when given."""
+def manifest_variant(layouts: tuple[str, ...] | None, values: bool = True) -> str:
+    """The benchmark manifest, with another layout set when given, and without the value view if not `values`."""
     text = MANIFEST.read_text("utf-8")
-    if layouts is None:
-        return text
-    return re.sub(r"(?m)^layouts = .*$", "layouts = " + json.dumps(list(layouts)), text)
+    if layouts is not None:
+        text = re.sub(r"(?m)^layouts = .*$", "layouts = " + json.dumps(list(layouts)), text)
+    return text if values else re.sub(r"(?m)^(layouts = .*)$", r"\1\nvalues = false", text)
 
 
 def load_results(out: Path) -> dict:
@@ -183,17 +184,21 @@ def manifest_layouts() -> list[str]:
     return json.loads(re.search(r"(?m)^layouts = (.*)$", MANIFEST.read_text("utf-8")).group(1))
 
 
-def stage_whole(out: Path, jobs: int, results: dict) -> None:
-    manifest = out / "full.toml"
-    manifest.write_text(manifest_variant(None))
-    print(f"whole: every head, every layout of the manifest; load {os.getloadavg()[0]:.2f}", flush=True)
-    run = run_build(manifest, out / "full", jobs, sample_seconds=0.5, echo=True)
+def stage_whole(out: Path, jobs: int, results: dict, six: bool = False) -> None:
+    """The real build of every head: the manifest's layouts into OUT/full, or (`six`) issue #19's six layouts
+    without the value view into OUT/full-six."""
+    name = "full-six" if six else "full"
+    manifest = out / f"{name}.toml"
+    manifest.write_text(manifest_variant(SIX, values=False) if six else manifest_variant(None))
+    print(f"whole: every head, {'the six PCA / t-SNE / UMAP layouts without values' if six else 'every layout of the manifest'}; "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    run = run_build(manifest, out / name, jobs, sample_seconds=0.5, echo=True)
     if run.returncode != 0:
         raise SystemExit(f"atlas build failed with exit code {run.returncode}")
     phases = build_phases(run.lines, run.samples)
-    phases.update(wall_s=run.wall, peak_rss_mib=run.peak_rss / MIB, sizes=site_sizes(out / "full" / "site",
+    phases.update(wall_s=run.wall, peak_rss_mib=run.peak_rss / MIB, sizes=site_sizes(out / name / "site",
                                                                                       "llama1b-random"))
-    results["whole"] = phases
+    results["whole-six" if six else "whole"] = phases
     save_results(out, results)
 
 
@@ -284,9 +289,11 @@ def report(results: dict) -> None:
         print(f"\nmatrix page (measured, {len(b['runs'])} cold loads, medians): all {b['cells']} cells drawn "
               f"{m['all_drawn_ms']:.0f} ms after navigation start; hover answered {m['hover_ms']:.0f} ms after the "
               f"pointer entered a cell; sum {m['interactive_ms']:.0f} ms (target <= {TARGETS['matrix_ms']} ms)")
-    if "whole" in results:
-        w = results["whole"]
-        print(f"\nwhole build (measured): {w['wall_s'] / 60:.1f} min, peak RSS {w['peak_rss_mib'] / gib:.2f} GiB, "
+    for key in ("whole", "whole-six"):
+        if key not in results:
+            continue
+        w = results[key]
+        print(f"\n{key} build (measured): {w['wall_s'] / 60:.1f} min, peak RSS {w['peak_rss_mib'] / gib:.2f} GiB, "
               f"site {w['sizes']['total_mb']:.0f} MB, "
               f"largest {w['sizes']['largest']} {w['sizes']['largest_mb']:.2f} MB")
 
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="chooses the subset's layers")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--six", action="store_true", help="subset stage: also issue #19's own set, the six PCA / t-SNE /"
-                    " UMAP layouts without faithful-2d and without the value view")
+                    " UMAP layouts without faithful-2d and without the value view; whole stage: build that set")
     ap.add_argument("--runs", type=int, default=5, help="cold loads of the matrix page")
     ap.add_argument("--site", type=Path, help="browser stage: another built site (default: the cheap build's)")
     ap.add_argument("--model", default="llama1b-random", help="browser stage: the model whose matrix page opens")
@@ -321,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "browser":
             stage_browser(args.site or out / "cheap" / "site", args.model, args.runs, results, out)
         elif stage == "whole":
-            stage_whole(out, args.jobs, results)
+            stage_whole(out, args.jobs, results, six=args.six)
     report(results)
     return 0
 
