@@ -110,7 +110,8 @@ def stage_subset(out: Path, n_layers: int, seed: int, jobs: int, sets: dict[str,
             cpu = [r["cpu"] for r in rows]
             kinds = sorted({k for r in rows for k in r["files"]})
             subset["sets"][label] = {
-                "layouts": list(layouts), "values": label not in without_values, "heads": len(rows), "cpu_median": statistics.median(cpu),
+                "layouts": list(layouts), "values": label not in without_values, "heads": len(rows),
+                "cpu_median": statistics.median(cpu),
                 "cpu_quartiles": [float(q) for q in np.percentile(cpu, [25, 75])], "wall_total": wall,
                 "export_cpu_median": statistics.median(r["export_cpu"] for r in rows),
                 # a mean over every head (value files: one head per key/value head has them, the others 0)

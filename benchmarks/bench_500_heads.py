@@ -190,8 +190,8 @@ def stage_whole(out: Path, jobs: int, results: dict, six: bool = False) -> None:
     name = "full-six" if six else "full"
     manifest = out / f"{name}.toml"
     manifest.write_text(manifest_variant(SIX, values=False) if six else manifest_variant(None))
-    print(f"whole: every head, {'the six PCA / t-SNE / UMAP layouts without values' if six else 'every layout of the manifest'}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    what = "the six PCA / t-SNE / UMAP layouts without values" if six else "every layout of the manifest"
+    print(f"whole: every head, {what}; load {os.getloadavg()[0]:.2f}", flush=True)
     run = run_build(manifest, out / name, jobs, sample_seconds=0.5, echo=True)
     if run.returncode != 0:
         raise SystemExit(f"atlas build failed with exit code {run.returncode}")

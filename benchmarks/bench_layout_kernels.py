@@ -1,10 +1,11 @@
 """The layout kernels against their references on real heads (not a test): t-SNE with our gradient
 (`project.tsne_gradient`: our attraction, and our FFT repulsion in 2D, `project.tsne_fft`) against openTSNE's own,
 and UMAP's SGD (`project.umap_sgd`: float32, tabled powers, a sample's repulsive steps summed) against umap-learn's
-own `optimize_layout_euclidean` on the same graph, start, schedule and settings. Per head: CPU seconds of each (median of --repeats runs, one process, one
-BLAS thread), the ratio, and trustworthiness@10 (mean over three seeded 2k samples); t-SNE 2D is the full layout
-(early exaggeration + main phase), t-SNE 3D the refinement from the lifted 2D layout, and "six layouts" one
-`project()` of PCA, t-SNE and UMAP in 2D and 3D (its trust: the mean of the four t-SNE and UMAP layouts').
+own `optimize_layout_euclidean` on the same graph, start, schedule and settings. Per head: CPU seconds of each
+(median of --repeats runs, one process, one BLAS thread), the ratio, and trustworthiness@10 (mean over three seeded
+2k samples); t-SNE 2D is the full layout (early exaggeration + main phase), t-SNE 3D the refinement from the lifted
+2D layout, and "six layouts" one `project()` of PCA, t-SNE and UMAP in 2D and 3D (its trust: the mean of the four
+t-SNE and UMAP layouts').
 
     python benchmarks/bench_layout_kernels.py [--heads minilm:L1H3,smollm2:L15H1] [--repeats 3]
 
@@ -35,21 +36,16 @@ SIX = ("pca-2d", "pca-3d", "tsne-2d", "tsne-3d", "umap-2d", "umap-3d")
 def umap_learn_optimize(graph, init: np.ndarray, *, a: float, b: float, n_epochs: int, learning_rate: float,
                         negative_sample_rate: int, seed: int, rescale: bool = True) -> np.ndarray:
     """`umap_sgd.optimize`'s contract run by umap-learn's own kernel (sequential, its float64 arithmetic)."""
-    import scipy.sparse as sp
     from umap.layouts import optimize_layout_euclidean
 
     from atlas_build.project import umap_sgd
 
-    g = sp.coo_matrix(graph, copy=True)
-    g.sum_duplicates()
-    g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
-    g.eliminate_zeros()
+    g, epochs_per_sample = umap_sgd.schedule(graph, n_epochs)
     emb = umap_sgd._initial_layout(init, seed, rescale)
     rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1, 3)
-    return optimize_layout_euclidean(emb, emb, g.row, g.col, int(n_epochs), emb.shape[0],
-                                     g.data.max() / g.data.astype(np.float64), a, b, rng_state.astype(np.int64),
-                                     1.0, learning_rate, float(negative_sample_rate), parallel=False,
-                                     move_other=True)
+    return optimize_layout_euclidean(emb, emb, g.row, g.col, int(n_epochs), emb.shape[0], epochs_per_sample, a, b,
+                                     rng_state.astype(np.int64), 1.0, learning_rate, float(negative_sample_rate),
+                                     parallel=False, move_other=True)
 
 
 @contextlib.contextmanager

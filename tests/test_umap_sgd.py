@@ -108,3 +108,20 @@ def test_power_tables_keep_the_exact_powers_layout(head: tuple) -> None:
           for exact in (False, True)}
     assert tw[True] > 0.9
     assert abs(tw[False] - tw[True]) < 0.005, tw
+
+
+@pytest.mark.parametrize("dims", [1, 4])
+def test_only_two_or_three_dimensions(dims: int) -> None:
+    """The kernel is written for 2 and 3 axes: any other start is refused, not laid out in part."""
+    graph = np.ones((5, 5)) - np.eye(5)
+    with pytest.raises(ValueError, match="2 or 3 dimensions"):
+        umap_sgd.optimize(graph, np.zeros((5, dims)), a=1.6, b=0.9, n_epochs=5, learning_rate=1.0,
+                          negative_sample_rate=5, seed=0)
+
+
+def test_schedule_drops_light_edges_and_spaces_samples_by_weight() -> None:
+    graph = np.zeros((3, 3))
+    graph[0, 1], graph[1, 2], graph[0, 2] = 1.0, 0.5, 0.001
+    g, epochs_per_sample = umap_sgd.schedule(graph, n_epochs=100)
+    assert sorted(zip(g.row.tolist(), g.col.tolist())) == [(0, 1), (1, 2)]
+    assert dict(zip(zip(g.row.tolist(), g.col.tolist()), epochs_per_sample.tolist())) == {(0, 1): 1.0, (1, 2): 2.0}

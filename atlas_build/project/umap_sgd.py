@@ -169,6 +169,17 @@ def _initial_layout(init: np.ndarray, seed: int, rescale: bool = True) -> np.nda
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
+def schedule(graph: sp.spmatrix, n_epochs: int) -> tuple[sp.coo_matrix, np.ndarray]:
+    """umap-learn's sampling schedule: the edges of `graph` (duplicates summed) without those lighter than
+    max/n_epochs, and each kept edge's epochs per sample, max/w."""
+    g = sp.coo_matrix(graph, copy=True)
+    g.sum_duplicates()
+    if g.nnz and n_epochs > 0:
+        g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
+        g.eliminate_zeros()
+    return g, (g.data.max() / g.data.astype(np.float64) if g.nnz else np.empty(0))
+
+
 def optimize(
     graph: sp.spmatrix,
     init: np.ndarray,
@@ -184,20 +195,18 @@ def optimize(
 ) -> np.ndarray:
     """Layout of the fuzzy `graph` [n, n] from `init` [n, dims]: float32 [n, dims], deterministic for a seed.
 
-    Edges lighter than max/n_epochs are dropped and the rest sampled every max/w epochs (umap-learn's schedule).
+    Edges lighter than max/n_epochs are dropped and the rest sampled every max/w epochs (`schedule`). 2 or 3
+    dimensions.
     `rescale`: scale each axis of `init` to [0, 10] first (umap-learn's treatment of any start); without it the
     start is taken at its own scale (a layout that is already UMAP's, continued in more dimensions).
     `exact_power`: d²ᵇ from `powf` instead of the tables (the reference the tables are measured against).
     """
-    g = sp.coo_matrix(graph, copy=True)
-    g.sum_duplicates()
-    if g.nnz and n_epochs > 0:
-        g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
-        g.eliminate_zeros()
+    if np.ndim(init) != 2 or np.shape(init)[1] not in (2, 3):
+        raise ValueError(f"the UMAP kernel lays out 2 or 3 dimensions, got a start of shape {np.shape(init)}")
+    g, epochs_per_sample = schedule(graph, n_epochs)
     emb = _initial_layout(init, seed, rescale)
     if g.nnz == 0 or n_epochs <= 0:
         return emb
-    epochs_per_sample = g.data.max() / g.data.astype(np.float64)
     return _sgd(emb, g.row.astype(np.int64), g.col.astype(np.int64), epochs_per_sample, int(n_epochs),
                 float(a), float(b), 1.0, float(learning_rate), float(negative_sample_rate), int(seed) % 2**63,
                 *pow_tables(float(b)), bool(exact_power))
