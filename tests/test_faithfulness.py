@@ -99,6 +99,40 @@ def test_nearest_key_share_is_one_when_the_nearest_key_is_the_argmax() -> None:
     assert layout_faithfulness(rows, moved)["nearest_key_share"] < 0.9
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_measures_equal_a_row_by_row_reference(causal: bool) -> None:
+    """The one-pass kernel against the definition, query by query (scipy's Spearman with average ranks), on a
+    picture with many tied distances and in the cosine space."""
+    from scipy import stats
+
+    sample, attn = _softmax_head([9, 2, 17, 30, 5], seed=4, causal=causal, scale=0.3)
+    rows, joint = _rows(sample, attn)
+    m = len(sample.q)
+
+    def reference(dist):
+        corr, share = [], []
+        for s, a in attn.items():
+            tok = np.flatnonzero(sample.sentence_id == s)
+            for i in range(len(tok)):
+                keys = np.arange(i + 1) if causal else np.arange(len(tok))
+                d = np.array([dist(tok[i], m + tok[j]) for j in keys])
+                w = a[i, keys]
+                if len(keys) < 2 or np.all(d == d.min()):
+                    continue
+                share.append(w[d == d.min()].mean() / w.max())
+                if np.ptp(w) > 0:
+                    corr.append(stats.spearmanr(-d, w).statistic)
+        return {"query_rank_corr": np.mean(corr), "nearest_key_share": np.mean(share)}
+
+    coords = np.round(np.random.default_rng(5).normal(size=(2 * m, 2)) * 2) / 2  # many ties
+    want = reference(lambda i, j: np.linalg.norm(coords[i] - coords[j]))
+    got = layout_faithfulness(rows, coords)
+    assert got == pytest.approx(want, abs=1e-12)
+    unit = joint.x / np.linalg.norm(joint.x, axis=1, keepdims=True)
+    want = reference(lambda i, j: 1.0 - unit[i] @ unit[j])
+    assert space_faithfulness(rows, joint.x, "cosine") == pytest.approx(want, abs=1e-12)
+
+
 def test_degenerate_heads_say_not_defined() -> None:
     # One-token sentences: no row covers two keys.
     sample, attn = _softmax_head([1] * 8, seed=4)
