@@ -288,9 +288,36 @@ def test_layout_trust_is_sklearns_number_for_every_layout():
     for coords in layouts:
         got = scorer(coords)
         assert got == trust_scores(sample, joint, coords, metric="cosine", sample_size=150, seed=2)
-        assert got["trustworthiness"] == trustworthiness(x, coords[scorer.idx], n_neighbors=10, metric="cosine")
+        # its distances are rounded otherwise than scikit-learn's: a near-tie may order differently on some CPU
+        want = trustworthiness(x, coords[scorer.idx], n_neighbors=10, metric="cosine")
+        assert got["trustworthiness"] == pytest.approx(want, abs=1e-9)
     with pytest.raises(ValueError):
         scorer(perfect[:-1])
+
+
+def test_layout_trust_ties_in_high_dimension_share_the_smallest_rank():
+    """Duplicated vectors (a first token repeated in every sentence of a causal model): a point tied with a true
+    neighbour is not a trustworthiness error, whatever order a sort leaves the tie in."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(30, 6))
+    q = np.concatenate([base, base[:10]])  # rows 30-39 repeat rows 0-9
+    sample = HeadSample(q, rng.normal(size=q.shape), np.repeat(np.arange(8), 5), np.tile(np.arange(5), 8), True, 1.0)
+    joint = JointSet.of(sample.q, sample.k)
+    scorer = LayoutTrust(sample, joint, metric="euclidean", k=3)
+    x = np.asarray(joint.x, np.float64)
+    coords = rng.normal(size=(len(x), 2))
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    e = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(e, np.inf)
+    n, k = len(x), 3
+    penalty = 0
+    for i in range(n):
+        for j in np.argsort(e[i], kind="stable")[:k]:
+            penalty += max(0, 1 + int((d[i] < d[i, j]).sum()) - k)  # rank: 1 + the points strictly nearer
+    assert (d == 0).sum() > 0
+    assert scorer(coords)["trustworthiness"] == pytest.approx(1 - 2 / (n * k * (2 * n - 3 * k - 1)) * penalty,
+                                                              abs=1e-12)
 
 
 def _model_heads(lengths, causal, seed=0):

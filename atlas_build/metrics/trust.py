@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from ..normalize import HeadSample, sample_pairs
 from ..normalize.joint import JointSet
+from ..project.knn import SampleRanks
 
 __all__ = ["LayoutTrust", "trust_scores"]
 
@@ -22,8 +22,9 @@ class LayoutTrust:
       same-sentence pairs (causal: j ≤ i; cross-attention: query side → key side; the seeded subsample of
       `sample_pairs`). Negative = faithful (close in the picture ⇔ high attention score).
     * ``trustworthiness``: trustworthiness@k of the layout against the joint set [q'; k'] (``metric`` in the
-      high-dimensional space), on a seeded sample of ``sample_size`` points: scikit-learn's `trustworthiness`, the
-      same number (a test checks it), with its inverted index of high-dimensional ranks built once.
+      high-dimensional space), on a seeded sample of ``sample_size`` points: scikit-learn's `trustworthiness` (a test
+      compares them), with the sample's high-dimensional distances sorted once (`SampleRanks`); points tied in
+      distance share the smallest rank where scikit-learn orders them as its sort happens to.
 
     A measure that cannot be computed (too few points or pairs, constant input) is omitted.
     """
@@ -51,16 +52,15 @@ class LayoutTrust:
         m = x_all.shape[0]
         self.idx = np.sort(rng.choice(m, size=sample_size, replace=False)) if m > sample_size else np.arange(m)
         self.k = min(k, (len(self.idx) - 1) // 2)
-        self.inverted: np.ndarray | None = None
+        self.ranks: SampleRanks | None = None
         if self.k >= 1:
             x = x_all[self.idx]
-            if metric == "cosine":  # zero vectors have no direction: nudge them so cosine stays defined
-                x = np.where(np.linalg.norm(x, axis=1, keepdims=True) > 0, x, 1e-12)
-            dist = pairwise_distances(x, metric=metric)
-            np.fill_diagonal(dist, np.inf)  # a point is not its own neighbour
-            s = len(self.idx)
-            self.inverted = np.zeros((s, s), dtype=np.int32)  # [i, j] = rank of j among i's neighbours, 1 = nearest
-            self.inverted[np.arange(s)[:, None], np.argsort(dist, axis=1)] = np.arange(1, s + 1, dtype=np.int32)
+            if metric == "cosine":  # unit rows; a zero vector has no direction: it gets the all-ones one
+                norm = np.linalg.norm(x, axis=1, keepdims=True)
+                x = np.where(norm > 0, x, 1.0) / np.where(norm > 0, norm, np.sqrt(x.shape[1]))
+            elif metric != "euclidean":
+                raise ValueError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
+            self.ranks = SampleRanks(x)
 
     def __call__(self, coords: np.ndarray) -> dict[str, float]:
         """The measures of one layout ``coords`` (rows as the joint set: queries, then keys)."""
@@ -74,12 +74,9 @@ class LayoutTrust:
             dist = np.linalg.norm(at_q[qp] - at_k[kp], axis=1)
             if np.ptp(dist) > 0:
                 out["spearman_layout_dot"] = float(stats.spearmanr(dist, dot).statistic)
-        if self.inverted is not None:
-            s, k = len(self.idx), self.k
-            near = NearestNeighbors(n_neighbors=k).fit(coords[self.idx]).kneighbors(return_distance=False)
-            ranks = self.inverted[np.arange(s)[:, None], near].astype(np.int64) - k
-            penalty = float(ranks[ranks > 0].sum())
-            out["trustworthiness"] = float(1.0 - penalty * (2.0 / (s * k * (2.0 * s - 3.0 * k - 1.0))))
+        if self.ranks is not None:
+            near = NearestNeighbors(n_neighbors=self.k).fit(coords[self.idx]).kneighbors(return_distance=False)
+            out["trustworthiness"] = self.ranks.trustworthiness(near)
         return out
 
 

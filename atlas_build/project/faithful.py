@@ -28,6 +28,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .knn import SampleRanks
+
 __all__ = ["FaithfulTerms", "StressWeight", "TrustSample", "faithful_terms", "faithful_tsne"]
 
 
@@ -95,31 +97,21 @@ def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad:
 
 class TrustSample:
     """trustworthiness@k of a 2D picture of the prepared joint set, on a seeded sample of its points (as
-    `metrics.trust_scores` computes it, without its O(s² log s) ranking per call: each row's high-dimensional
-    distances are sorted once and a picture's neighbours are ranked by binary search)."""
+    `metrics.trust_scores` computes it, with the high-dimensional ranks of `knn.SampleRanks`)."""
 
     def __init__(self, x: np.ndarray, *, k: int = 10, size: int = 2000, seed: int = 0):
         n = len(x)
         self.idx = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)) if n > size \
             else np.arange(n)
-        xs = np.asarray(x, np.float64)[self.idx]
-        sq = (xs ** 2).sum(axis=1)
-        self.d2 = sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T
-        np.fill_diagonal(self.d2, -np.inf)  # a point is not its own neighbour
-        self.sorted = np.sort(self.d2, axis=1)
-        s = len(self.idx)
-        self.k = min(k, (s - 1) // 2)
+        self.ranks = SampleRanks(np.asarray(x, np.float64)[self.idx])
+        self.k = min(k, (len(self.idx) - 1) // 2)
 
     def __call__(self, emb: np.ndarray) -> float:
         """The estimate for coordinates ``emb`` of every point (rows as the joint set)."""
         from scipy.spatial import cKDTree
 
-        s, k = len(self.idx), self.k
         e = np.asarray(emb, np.float64)[self.idx]
-        near = cKDTree(e).query(e, k + 1)[1][:, 1:]
-        d2 = np.take_along_axis(self.d2, near, axis=1)
-        rank = np.array([np.searchsorted(row, v) for row, v in zip(self.sorted, d2)])  # 1 = nearest
-        return 1.0 - 2.0 / (s * k * (2 * s - 3 * k - 1)) * float(np.maximum(rank - k, 0).sum())
+        return self.ranks.trustworthiness(cKDTree(e).query(e, self.k + 1)[1][:, 1:])
 
 
 #: Relative steps of the stress weight at the trust checks of the main phase, finer as the picture settles.
