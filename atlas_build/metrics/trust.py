@@ -23,8 +23,8 @@ class LayoutTrust:
       `sample_pairs`). Negative = faithful (close in the picture ⇔ high attention score).
     * ``trustworthiness``: trustworthiness@k of the layout against the joint set [q'; k'] (``metric`` in the
       high-dimensional space), on a seeded sample of ``sample_size`` points: scikit-learn's `trustworthiness` (a test
-      compares them), with the sample's high-dimensional distances sorted once (`SampleRanks`); points tied in
-      distance share the smallest rank where scikit-learn orders them as its sort happens to.
+      compares them), with the sample's high-dimensional distances sorted once (`SampleRanks`); points at tied
+      distances share the smallest rank (scikit-learn ranks them in whatever order its sort leaves them).
 
     A measure that cannot be computed (too few points or pairs, constant input) is omitted.
     """
