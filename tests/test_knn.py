@@ -71,6 +71,22 @@ def test_approximate_graph_recall_against_exact_on_a_sample(metric: str) -> None
     assert (d[rows, -1] >= tdist[:, -1] * (1 - 1e-5) - 1e-5).all()
 
 
+@pytest.mark.parametrize("m", [1, 5, 91, 250, 1000])
+def test_exact_search_keeps_the_m_smallest_by_distance_then_index(m: int) -> None:
+    """The exact search's selection against a full sort of the same rows: the m smallest, ordered by distance, a
+    tie across the m-th place kept by the lower index, on rows with many exact ties (values in steps of 1/8, a
+    -inf where the row's own point is) and rows of a head's distances."""
+    rng = np.random.default_rng(m)
+    rows = (np.round(rng.normal(size=(60, 1000)) * 8) / 8).astype(np.float32)
+    rows[np.arange(60), rng.integers(0, 1000, 60)] = -np.inf
+    xp = knn.prepare(head_like(1000, seed=3), "cosine")
+    rows = np.concatenate([rows, 1.0 - xp[:40] @ xp.T])
+    cols, dist = knn._smallest(rows, m)
+    want = np.lexsort((np.broadcast_to(np.arange(rows.shape[1]), rows.shape), rows), axis=1)[:, :m]
+    assert np.array_equal(cols, want)
+    assert np.array_equal(dist, np.take_along_axis(rows, want, axis=1))
+
+
 def test_duplicates_find_each_other() -> None:
     xp = knn.prepare(head_like(6000), "cosine")
     graph = knn.approx_knn(xp, 20, "cosine", cell_points=200)
