@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_500_heads import SIX  # noqa: E402
 from bench_projections import trust  # noqa: E402
 from real_heads import DEFAULT_HEADS, real_heads  # noqa: E402
 
-SIX = ("pca-2d", "pca-3d", "tsne-2d", "tsne-3d", "umap-2d", "umap-3d")
 
 
 def umap_learn_optimize(graph, init: np.ndarray, *, a: float, b: float, n_epochs: int, learning_rate: float,
