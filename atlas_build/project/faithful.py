@@ -12,6 +12,10 @@ them unlike attention. Two terms are added to t-SNE's objective, both built from
   pulls each query's keys into attention order with the ratios of the distances of the space the layout is
   computed from, at whatever scale t-SNE gives that query's surroundings.
 
+An optional third term (``order``, off by default; measured in docs/reference/faithfulness.md) asks for the
+measure itself: each row's soft Spearman correlation between −distance and attention, with soft ranks
+σ((u_l − u_j)/τ) summed over the row's kept keys (u: the row's distances over their mean), averaged over rows.
+
 The optimiser is openTSNE's gradient descent (gains, momentum, early exaggeration) with the stress gradient added
 to its FFT gradient, so the cost is one t-SNE plus a pass over the edges per iteration. The stress weight may follow
 a trustworthiness floor (`StressWeight`): raised while the picture's trustworthiness@10, estimated on a seeded
@@ -35,19 +39,36 @@ __all__ = ["FaithfulTerms", "StressWeight", "TrustSample", "faithful_terms", "fa
 
 @dataclass(frozen=True)
 class FaithfulTerms:
-    """The edges' point ids (grouped by query) and rank-image target distances, P_attn, and `target_sq`, Σ δ² of
-    each point's row (1e-300 for a point that is no query)."""
+    """The edges' point ids (grouped by query) and rank-image target distances, P_attn, `target_sq` (Σ δ² of each
+    point's row, 1e-300 for a point that is no query), the rows' edge offsets and each edge's attention rank in its
+    row (average ranks, centred and scaled to norm 1 per row; 0 in a row whose attention is constant)."""
 
     query: np.ndarray
     key: np.ndarray
     target: np.ndarray
     p_attn: sp.csr_matrix
     target_sq: np.ndarray
+    row_start: np.ndarray
+    order_rank: np.ndarray
 
 
 def _rank_images(query: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """Each row's distances sorted ascending and laid onto its edges in their (attention-descending) order."""
     return distance[np.lexsort((distance, query))]
+
+
+def _order_ranks(query: np.ndarray, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row offsets of edges grouped by query, and each edge's centred attention rank scaled to norm 1 per row."""
+    from scipy.stats import rankdata
+
+    starts = np.r_[np.flatnonzero(np.r_[True, query[1:] != query[:-1]]), len(query)] if len(query) else np.zeros(1)
+    starts = starts.astype(np.int64)
+    ranks = np.zeros(len(query))
+    for a, b in zip(starts[:-1], starts[1:]):
+        r = rankdata(attention[a:b]) - (b - a + 1) / 2.0
+        norm = np.sqrt((r * r).sum())
+        ranks[a:b] = r / norm if norm > 0 else 0.0
+    return starts, ranks
 
 
 def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
@@ -61,8 +82,9 @@ def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
     total = pa.sum()
     target = _rank_images(q, np.maximum(dist, 0.0))
     target_sq = np.maximum(np.bincount(q, weights=target * target, minlength=n), 1e-300)
+    starts, ranks = _order_ranks(np.asarray(q), np.asarray(pairs.attention, np.float64))
     return FaithfulTerms(np.asarray(q, np.int64), np.asarray(k, np.int64), target, pa / total if total > 0 else pa,
-                         target_sq)
+                         target_sq, starts, ranks)
 
 
 @numba.njit(nogil=True, cache=False)
@@ -87,12 +109,97 @@ def _stress_kernel(emb, query, key, target, target_sq, factor, grad):
         grad[b, 1] -= g1
 
 
-def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad: np.ndarray) -> None:
+#: Temperature of the order term's soft ranks, in units of a row's mean distance.
+ORDER_TAU = 0.1
+
+
+@numba.njit(nogil=True, cache=False)
+def _order_kernel(emb, query, key, row_start, rank, tau, factor, grad):
+    """Add −factor·∇ Σ_rows corr_r: corr_r the Pearson correlation of a row's soft ranks of −distance,
+    s_j = Σ_l σ((u_l − u_j)/τ) with u = d / mean(d), and its attention ranks (centred, norm 1)."""
+    top = 0
+    for r in range(len(row_start) - 1):
+        top = max(top, row_start[r + 1] - row_start[r])
+    d, u, s, g, gu = np.empty(top), np.empty(top), np.empty(top), np.empty(top), np.empty(top)
+    sig = np.empty((top, top))  # σ((u_l − u_j)/τ); σ(−x) = 1 − σ(x) halves the exponentials
+    for r in range(len(row_start) - 1):
+        a, b = row_start[r], row_start[r + 1]
+        m = b - a
+        if m < 2:
+            continue
+        nr = 0.0
+        for e in range(a, b):
+            nr += rank[e] * rank[e]
+        if nr == 0.0:
+            continue
+        mean = 0.0
+        for j in range(m):
+            x0 = emb[query[a + j], 0] - emb[key[a + j], 0]
+            x1 = emb[query[a + j], 1] - emb[key[a + j], 1]
+            d[j] = np.sqrt(x0 * x0 + x1 * x1) + 1e-12
+            mean += d[j]
+        mean /= m
+        for j in range(m):
+            u[j] = d[j] / mean
+            s[j] = 0.0
+            gu[j] = 0.0
+        for j in range(m):
+            sig[j, j] = 0.5
+            for lk in range(j + 1, m):
+                v = 1.0 / (1.0 + np.exp(-(u[lk] - u[j]) / tau))
+                sig[j, lk], sig[lk, j] = v, 1.0 - v
+        for j in range(m):
+            for lk in range(m):
+                s[j] += sig[j, lk]
+        sm = 0.0
+        for j in range(m):
+            sm += s[j]
+        nc = 0.0
+        for j in range(m):
+            s[j] -= sm / m
+            nc += s[j] * s[j]
+        nc = np.sqrt(nc)
+        if nc < 1e-12:
+            continue
+        corr = 0.0
+        for j in range(m):
+            corr += s[j] * rank[a + j]
+        corr /= nc
+        for j in range(m):
+            g[j] = rank[a + j] / nc - corr * s[j] / (nc * nc)
+        for lk in range(m):
+            for j in range(lk + 1, m):
+                sj = sig[j, lk]
+                w = sj * (1.0 - sj) * (g[j] - g[lk]) / tau
+                gu[lk] += w
+                gu[j] -= w
+        ug = 0.0
+        for lk in range(m):
+            ug += gu[lk] * u[lk]
+        for k in range(m):
+            gd = -factor * (gu[k] - ug / m) / mean
+            e = a + k
+            c = gd / d[k]
+            x0 = c * (emb[query[e], 0] - emb[key[e], 0])
+            x1 = c * (emb[query[e], 1] - emb[key[e], 1])
+            grad[query[e], 0] += x0
+            grad[query[e], 1] += x1
+            grad[key[e], 0] -= x0
+            grad[key[e], 1] -= x1
+
+
+def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad: np.ndarray,
+                     order: float = 0.0) -> None:
     """Add weight·∇ Σ_e (d_e − s_q·δ_e)² / E to `grad` [n, 2] in place (s_q: the least-squares scale of query q's
-    row)."""
+    row) and, with ``order``, −weight·order·∇ of the rows' mean soft Spearman correlation (`_order_kernel`)."""
     if len(terms.target):
         _stress_kernel(emb, terms.query, terms.key, terms.target, terms.target_sq, 2.0 * weight / len(terms.target),
                        grad)
+        rows = int(np.count_nonzero(np.add.reduceat(terms.order_rank ** 2, terms.row_start[:-1]) > 0)) \
+            if order > 0 else 0
+        if rows:
+            _order_kernel(emb, terms.query, terms.key, terms.row_start, terms.order_rank, ORDER_TAU,
+                          weight * order / rows, grad)
 
 
 class TrustSample:
@@ -121,7 +228,9 @@ TRUST_STEPS = (2.0, 2.0, 2.0 ** 0.5, 2.0 ** 0.5, 2.0 ** 0.25, 2.0 ** 0.25)
 class StressWeight:
     """The stress weight over the run: ``start`` throughout, or, with ``trust`` and ``floor``, adapted at evenly
     spaced checks of the main phase (the first after a quarter of it, the last an eighth before its end): raised by
-    the check's step while the picture's estimated trustworthiness is at least ``floor``, lowered otherwise."""
+    the check's step while the picture's estimated trustworthiness is at least ``floor``, lowered otherwise. The
+    order term (`faithful_tsne`'s ``order``) starts at the first check, and only if the picture is then at the floor:
+    a head whose neighbourhoods have no room never gets it (taking it away later leaves a worse picture)."""
 
     def __init__(self, start: float, *, early_iter: int, n_iter: int, trust: TrustSample | None = None,
                  floor: float = 0.0):
@@ -130,6 +239,8 @@ class StressWeight:
         self.checks = {early_iter + every * (j + 2): step for j, step in enumerate(TRUST_STEPS)} \
             if trust is not None and trust.k >= 1 and floor > 0 and start > 0 else {}
         self.trust, self.floor = trust, floor
+        #: the order term's share: with checks, 0 until the first and then 1 for good if the picture is at the floor
+        self.order_share = 0.0 if self.checks else 1.0
         self.history: list[tuple[int, float, float]] = []  #: (iteration, estimated trust, weight after the check)
 
     def at(self, iteration: int, emb: np.ndarray) -> float:
@@ -137,6 +248,8 @@ class StressWeight:
         step = self.checks.get(iteration)
         if step is not None:
             estimate = self.trust(emb)
+            if not self.history:
+                self.order_share = 1.0 if estimate >= self.floor else 0.0
             self.value *= step if estimate >= self.floor else 1.0 / step
             self.history.append((iteration, estimate, self.value))
         return self.value
@@ -144,9 +257,10 @@ class StressWeight:
 
 def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.ndarray, *,
                   stress: float | StressWeight, mix: float, early_iter: int, n_iter: int, exaggeration: float,
-                  dof: float, threads: int = 1) -> np.ndarray:
-    """The 2D layout: t-SNE on the mixed affinities plus the rank stress (a fixed weight or a `StressWeight`),
-    from `init` (rescaled to std 1e-4)."""
+                  dof: float, order: float = 0.0, threads: int = 1) -> np.ndarray:
+    """The 2D layout: t-SNE on the mixed affinities plus the rank stress (a fixed weight or a `StressWeight`) and,
+    with ``order``, the soft-Spearman term at ``order`` times the stress weight, from `init` (rescaled to std
+    1e-4)."""
     from openTSNE.tsne import gradient_descent
 
     from .methods import tsne_start
@@ -166,7 +280,7 @@ def faithful_tsne(p_knn: sp.csr_matrix, terms: FaithfulTerms | None, init: np.nd
         kl, grad = kl_fft(embedding, P, dof, fft, n_jobs=threads)
         w = weight.at(iteration[0], embedding) if use else 0.0
         if w > 0:
-            _stress_gradient(embedding, terms, w, grad)
+            _stress_gradient(embedding, terms, w, grad, order * weight.order_share)
         iteration[0] += 1
         return kl, grad
 

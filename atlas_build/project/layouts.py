@@ -118,7 +118,8 @@ def faithful(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     weight = StressWeight(p.faithful_stress, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter, trust=trust,
                           floor=p.faithful_trust)
     return faithful_tsne(affinities, terms, init, stress=weight, mix=p.faithful_mix, early_iter=p.tsne_early_iter,
-                         n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, threads=shared.threads)
+                         n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, order=p.faithful_order,
+                         threads=shared.threads)
 
 
 @dataclass(frozen=True)
