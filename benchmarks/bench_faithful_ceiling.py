@@ -11,7 +11,7 @@ faithful layout, which pays for its neighbourhoods.
 
     python benchmarks/bench_faithful_ceiling.py minilm:L1H3 smollm2:L10H4 [--captures build/bench-captures]
 
-Heads are named as in `real_heads.py`; captures are made there once. About 5 CPU-minutes per 10k-point text head.
+Heads are named as in `real_heads.py`; captures are made there once. About 6–7 CPU-minutes per 10k-point text head.
 """
 
 from __future__ import annotations

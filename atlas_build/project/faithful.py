@@ -58,17 +58,22 @@ def _rank_images(query: np.ndarray, distance: np.ndarray) -> np.ndarray:
 
 
 def _order_ranks(query: np.ndarray, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row offsets of edges grouped by query, and each edge's centred attention rank scaled to norm 1 per row."""
-    from scipy.stats import rankdata
-
-    starts = np.r_[np.flatnonzero(np.r_[True, query[1:] != query[:-1]]), len(query)] if len(query) else np.zeros(1)
-    starts = starts.astype(np.int64)
-    ranks = np.zeros(len(query))
-    for a, b in zip(starts[:-1], starts[1:]):
-        r = rankdata(attention[a:b]) - (b - a + 1) / 2.0
-        norm = np.sqrt((r * r).sum())
-        ranks[a:b] = r / norm if norm > 0 else 0.0
-    return starts, ranks
+    """Row offsets of edges grouped by query (each row by attention, descending), and each edge's average rank of
+    attention in its row, centred and scaled to norm 1 per row (0 in a row whose attention is constant)."""
+    e = len(query)
+    if not e:
+        return np.zeros(1, np.int64), np.zeros(0)
+    new_row = np.r_[True, query[1:] != query[:-1]]
+    starts = np.r_[np.flatnonzero(new_row), e].astype(np.int64)
+    row = np.cumsum(new_row) - 1
+    size = np.diff(starts)[row]
+    pos = np.arange(e) - starts[row]
+    tie_start = np.flatnonzero(new_row | np.r_[True, attention[1:] != attention[:-1]])
+    tie = np.cumsum(np.isin(np.arange(e), tie_start)) - 1
+    lo, hi = pos[tie_start][tie], pos[np.r_[tie_start[1:], e] - 1][tie]
+    ranks = size - (lo + hi) / 2.0 - (size + 1) / 2.0  # ascending average rank, centred
+    norm = np.sqrt(np.bincount(row, ranks * ranks))[row]
+    return starts, np.divide(ranks, norm, out=np.zeros(e), where=norm > 0)
 
 
 def faithful_terms(x: np.ndarray, pairs: Any, metric: str) -> FaithfulTerms:
