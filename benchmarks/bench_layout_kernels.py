@@ -32,7 +32,6 @@ from bench_projections import trust  # noqa: E402
 from real_heads import DEFAULT_HEADS, real_heads  # noqa: E402
 
 
-
 def umap_learn_optimize(graph, init: np.ndarray, *, a: float, b: float, n_epochs: int, learning_rate: float,
                         negative_sample_rate: int, seed: int, rescale: bool = True) -> np.ndarray:
     """`umap_sgd.optimize`'s contract run by umap-learn's own kernel (sequential, its float64 arithmetic)."""

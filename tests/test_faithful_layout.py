@@ -88,16 +88,33 @@ def test_rank_images_reassign_each_rows_distances_in_attention_order() -> None:
     assert (terms.p_attn - terms.p_attn.T).count_nonzero() == 0
 
 
+def _terms_and_picture(causal: bool, seed: int, max_keys: int, picture_seed: int):
+    """A small softmax head's edges and faithful terms, and a random picture of its points."""
+    sample, attn = _softmax_head([7, 9, 5], causal=causal, seed=seed)
+    joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
+    pairs = attention_pairs(sample, joint, attn, max_keys=max_keys)
+    terms = faithful_terms(prepare(joint.x.astype(np.float32), "cosine"), pairs, "cosine")
+    return pairs, terms, np.random.default_rng(picture_seed).normal(size=(len(joint.x), 2)) * 3.0
+
+
+def _central_differences(f, emb: np.ndarray, points: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """∂f/∂emb by central differences at the rows ``points`` (0 elsewhere)."""
+    numeric = np.zeros_like(emb)
+    for i in np.unique(points):
+        for axis in range(emb.shape[1]):
+            up, down = emb.copy(), emb.copy()
+            up[i, axis] += h
+            down[i, axis] -= h
+            numeric[i, axis] = (f(up) - f(down)) / (2 * h)
+    return numeric
+
+
 def test_stress_gradient_is_the_derivative_of_the_row_scaled_stress() -> None:
     """The gradient the layout adds is weight·∇ Σ_e (d_e − s_q·δ_e)² / E with s_q each row's least-squares scale
     (recomputed at every point, so the envelope theorem makes it the total derivative): central differences agree."""
     from atlas_build.project.faithful import _stress_gradient
 
-    sample, attn = _softmax_head([7, 9, 5], causal=False, seed=4)
-    joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
-    pairs = attention_pairs(sample, joint, attn)
-    terms = faithful_terms(prepare(joint.x.astype(np.float32), "cosine"), pairs, "cosine")
-    emb = np.random.default_rng(0).normal(size=(len(joint.x), 2)) * 3.0
+    _, terms, emb = _terms_and_picture(causal=False, seed=4, max_keys=16, picture_seed=0)
 
     def stress(e: np.ndarray) -> float:
         d = np.linalg.norm(e[terms.query] - e[terms.key], axis=1)
@@ -107,13 +124,7 @@ def test_stress_gradient_is_the_derivative_of_the_row_scaled_stress() -> None:
 
     grad = np.zeros_like(emb)
     _stress_gradient(emb, terms, 0.7, grad)
-    h, numeric = 1e-6, np.zeros_like(emb)
-    for i in np.unique(np.r_[terms.query, terms.key]):
-        for axis in range(2):
-            up, down = emb.copy(), emb.copy()
-            up[i, axis] += h
-            down[i, axis] -= h
-            numeric[i, axis] = 0.7 * (stress(up) - stress(down)) / (2 * h)
+    numeric = 0.7 * _central_differences(stress, emb, np.r_[terms.query, terms.key])
     assert np.abs(grad).max() > 1e-3
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
@@ -124,11 +135,7 @@ def test_order_gradient_is_the_derivative_of_the_rows_mean_soft_spearman() -> No
     of that objective, written out with numpy, agree; and the gradient raises the rows' correlation."""
     from atlas_build.project.faithful import ORDER_TAU, _stress_gradient
 
-    sample, attn = _softmax_head([7, 9, 5], causal=True, seed=5)
-    joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
-    pairs = attention_pairs(sample, joint, attn, max_keys=6)
-    terms = faithful_terms(prepare(joint.x.astype(np.float32), "cosine"), pairs, "cosine")
-    emb = np.random.default_rng(1).normal(size=(len(joint.x), 2)) * 3.0
+    pairs, terms, emb = _terms_and_picture(causal=True, seed=5, max_keys=6, picture_seed=1)
 
     def mean_corr(e: np.ndarray) -> float:
         corrs = []
@@ -147,13 +154,7 @@ def test_order_gradient_is_the_derivative_of_the_rows_mean_soft_spearman() -> No
     _stress_gradient(emb, terms, 0.7, grad, order=2.0)
     _stress_gradient(emb, terms, 0.7, stress_only)
     grad -= stress_only
-    h, numeric = 1e-6, np.zeros_like(emb)
-    for i in np.unique(np.r_[terms.query, terms.key]):
-        for axis in range(2):
-            up, down = emb.copy(), emb.copy()
-            up[i, axis] += h
-            down[i, axis] -= h
-            numeric[i, axis] = -0.7 * 2.0 * (mean_corr(up) - mean_corr(down)) / (2 * h)
+    numeric = -0.7 * 2.0 * _central_differences(mean_corr, emb, np.r_[terms.query, terms.key])
     assert np.abs(grad).max() > 1e-4
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-9)
     assert mean_corr(emb - 0.05 * grad / np.abs(grad).max()) > mean_corr(emb)

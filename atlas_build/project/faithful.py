@@ -26,6 +26,7 @@ its neighbourhoods allow. Deterministic: no random step beyond the PCA start and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numba
@@ -51,6 +52,13 @@ class FaithfulTerms:
     row_start: np.ndarray
     order_rank: np.ndarray
 
+    @cached_property
+    def order_rows(self) -> int:
+        """How many rows have an attention ranking (the order term's mean is over these)."""
+        if not len(self.order_rank):
+            return 0
+        return int(np.count_nonzero(np.add.reduceat(self.order_rank ** 2, self.row_start[:-1]) > 0))
+
 
 def _rank_images(query: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """Each row's distances sorted ascending and laid onto its edges in their (attention-descending) order."""
@@ -68,8 +76,9 @@ def _order_ranks(query: np.ndarray, attention: np.ndarray) -> tuple[np.ndarray, 
     row = np.cumsum(new_row) - 1
     size = np.diff(starts)[row]
     pos = np.arange(e) - starts[row]
-    tie_start = np.flatnonzero(new_row | np.r_[True, attention[1:] != attention[:-1]])
-    tie = np.cumsum(np.isin(np.arange(e), tie_start)) - 1
+    new_tie = new_row | np.r_[True, attention[1:] != attention[:-1]]
+    tie_start = np.flatnonzero(new_tie)
+    tie = np.cumsum(new_tie) - 1
     lo, hi = pos[tie_start][tie], pos[np.r_[tie_start[1:], e] - 1][tie]
     ranks = size - (lo + hi) / 2.0 - (size + 1) / 2.0  # ascending average rank, centred
     norm = np.sqrt(np.bincount(row, ranks * ranks))[row]
@@ -200,11 +209,9 @@ def _stress_gradient(emb: np.ndarray, terms: FaithfulTerms, weight: float, grad:
     if len(terms.target):
         _stress_kernel(emb, terms.query, terms.key, terms.target, terms.target_sq, 2.0 * weight / len(terms.target),
                        grad)
-        rows = int(np.count_nonzero(np.add.reduceat(terms.order_rank ** 2, terms.row_start[:-1]) > 0)) \
-            if order > 0 else 0
-        if rows:
+        if order > 0 and terms.order_rows:
             _order_kernel(emb, terms.query, terms.key, terms.row_start, terms.order_rank, ORDER_TAU,
-                          weight * order / rows, grad)
+                          weight * order / terms.order_rows, grad)
 
 
 class TrustSample:
