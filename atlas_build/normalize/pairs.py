@@ -37,11 +37,15 @@ class AttentionPairs:
         return len(self.query)
 
 
-def _kept_ranks(count: int, max_keys: int) -> np.ndarray:
-    """Ranks (0 = most attended) kept from a row of ``count`` keys: all, or ``max_keys`` evenly spaced."""
-    if count <= max_keys:
-        return np.arange(count)
-    return np.unique(np.round(np.linspace(0, count - 1, max_keys)).astype(np.int64))
+def _kept_ranks(count: np.ndarray, max_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows of ``count`` keys: each kept edge's row (index into ``count``) and rank (0 = most attended). A row
+    keeps all its ranks, or ``max_keys`` evenly spaced ones (rounded; distinct, as their spacing exceeds 1)."""
+    take = np.minimum(count, max_keys)
+    row = np.repeat(np.arange(len(count)), take)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(take) - take, take)
+    c = count[row]
+    spaced = np.round(j * ((c - 1) / max(max_keys - 1, 1)))
+    return row, np.where(c > max_keys, spaced, j).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,18 @@ def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int,
         raise ValueError(f"max_keys must be at least 2, got {max_keys}")
     out_q, out_k, out_a = [], [], []
     for b in sentence_blocks(sample, joint, attention):
-        for r in range(b.points.size):
-            cols = np.nonzero(b.cover[r])[0]
-            w = b.attention[r, cols]
-            if cols.size < 2 or not np.isfinite(w).all() or w.max() <= 0:
-                continue
-            ranked = np.argsort(-w, kind="stable")[_kept_ranks(cols.size, max_keys)]
-            out_q.append(np.full(ranked.size, b.points[r], np.int64))
-            out_k.append(b.keys[cols[ranked]])
-            out_a.append(w[ranked])
+        w = np.where(b.cover, b.attention, 0.0)
+        count = b.cover.sum(axis=1)
+        ok = (count >= 2) & np.isfinite(w).all(axis=1) & (np.where(b.cover, w, -np.inf).max(axis=1) > 0)
+        rows = np.flatnonzero(ok)
+        if not rows.size:
+            continue
+        by_attention = np.argsort(np.where(b.cover[rows], -w[rows], np.inf), axis=1, kind="stable")
+        row, rank = _kept_ranks(count[rows], max_keys)
+        col = by_attention[row, rank]
+        out_q.append(b.points[rows[row]].astype(np.int64))
+        out_k.append(b.keys[col])
+        out_a.append(w[rows[row], col])
     if not out_q:
         return AttentionPairs.empty()
     q, k, w = np.concatenate(out_q), np.concatenate(out_k).astype(np.int64), np.concatenate(out_a)
