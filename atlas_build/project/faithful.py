@@ -127,7 +127,13 @@ def _stress_kernel(emb, query, key, target, target_sq, factor, grad):
 ORDER_TAU = 0.1
 
 
-@numba.njit(nogil=True, cache=False)
+#: A row's soft ranks are computed in float32 from e_j = exp((u_j − min u)/τ) when its spread (max u − min u)/τ is
+#: below this (σ of a pair is then e_l / (e_l + e_j): one exponential per key, not per pair, and no overflow), and
+#: pair by pair in float64 otherwise. Reassociated sums (no NaN/inf assumptions): the wide path may overflow exp.
+ORDER_FAST_SPREAD = 80.0
+
+
+@numba.njit(nogil=True, cache=False, fastmath={"reassoc", "contract", "arcp"})
 def _order_kernel(emb, query, key, row_start, rank, tau, factor, grad):
     """Add −factor·∇ Σ_rows corr_r: corr_r the Pearson correlation of a row's soft ranks of −distance,
     s_j = Σ_l σ((u_l − u_j)/τ) with u = d / mean(d), and its attention ranks (centred, norm 1)."""
@@ -135,7 +141,8 @@ def _order_kernel(emb, query, key, row_start, rank, tau, factor, grad):
     for r in range(len(row_start) - 1):
         top = max(top, row_start[r + 1] - row_start[r])
     d, u, s, g, gu = np.empty(top), np.empty(top), np.empty(top), np.empty(top), np.empty(top)
-    sig = np.empty((top, top))  # σ((u_l − u_j)/τ); σ(−x) = 1 − σ(x) halves the exponentials
+    ex, gf = np.empty(top, np.float32), np.empty(top, np.float32)
+    dv = np.empty(top * top, np.float32)  # σ'(row j, column l) = σ·(1 − σ), full and symmetric
     for r in range(len(row_start) - 1):
         a, b = row_start[r], row_start[r + 1]
         m = b - a
@@ -153,18 +160,29 @@ def _order_kernel(emb, query, key, row_start, rank, tau, factor, grad):
             d[j] = np.sqrt(x0 * x0 + x1 * x1) + 1e-12
             mean += d[j]
         mean /= m
+        lo, hi = np.inf, -np.inf
         for j in range(m):
             u[j] = d[j] / mean
-            s[j] = 0.0
-            gu[j] = 0.0
-        for j in range(m):
-            sig[j, j] = 0.5
-            for lk in range(j + 1, m):
-                v = 1.0 / (1.0 + np.exp(-(u[lk] - u[j]) / tau))
-                sig[j, lk], sig[lk, j] = v, 1.0 - v
-        for j in range(m):
-            for lk in range(m):
-                s[j] += sig[j, lk]
+            lo = min(lo, u[j])
+            hi = max(hi, u[j])
+        if (hi - lo) / tau < ORDER_FAST_SPREAD:
+            for j in range(m):
+                ex[j] = np.exp(np.float32((u[j] - lo) / tau))
+            for j in range(m):
+                acc, xj, o = np.float32(0.0), ex[j], j * top
+                for lk in range(m):
+                    v = ex[lk] / (ex[lk] + xj)
+                    acc += v
+                    dv[o + lk] = v * (np.float32(1.0) - v)
+                s[j] = acc
+        else:
+            for j in range(m):
+                acc, o = 0.0, j * top
+                for lk in range(m):
+                    v = 1.0 / (1.0 + np.exp(-(u[lk] - u[j]) / tau))
+                    acc += v
+                    dv[o + lk] = v * (1.0 - v)
+                s[j] = acc
         sm = 0.0
         for j in range(m):
             sm += s[j]
@@ -180,15 +198,15 @@ def _order_kernel(emb, query, key, row_start, rank, tau, factor, grad):
             corr += s[j] * rank[a + j]
         corr /= nc
         for j in range(m):
-            g[j] = rank[a + j] / nc - corr * s[j] / (nc * nc)
-        for lk in range(m):
-            for j in range(lk + 1, m):
-                sj = sig[j, lk]
-                w = sj * (1.0 - sj) * (g[j] - g[lk]) / tau
-                gu[lk] += w
-                gu[j] -= w
+            g[j] = (rank[a + j] / nc - corr * s[j] / (nc * nc)) / tau
+            gf[j] = g[j]
         ug = 0.0
-        for lk in range(m):
+        for lk in range(m):  # ∂/∂u_l = Σ_j σ'_lj (g_j − g_l)
+            acc, row, o = np.float32(0.0), np.float32(0.0), lk * top
+            for j in range(m):
+                acc += dv[o + j] * gf[j]
+                row += dv[o + j]
+            gu[lk] = acc - row * g[lk]
             ug += gu[lk] * u[lk]
         for k in range(m):
             gd = -factor * (gu[k] - ug / m) / mean
