@@ -64,7 +64,7 @@ def head_task(folder: Path, layer: int, head: int):
 
 
 def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] = LAYOUTS,
-                 variants: bool = False) -> dict:
+                 variants: tuple[str, ...] = ()) -> dict:
     """Every layout's measures and CPU seconds for one head (and the `VARIANTS`), and the high-dimensional
     ceilings."""
     from dataclasses import replace
@@ -84,8 +84,7 @@ def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] =
     rows = QueryRows.of(sample, joint, attention)
     out: dict = {"layer": layer, "head": head, "points": len(x), "layouts": {}}
     runs = [(name, name, params) for name in layouts]
-    if variants:
-        runs += [(label, "faithful-2d", replace(params, **fields)) for label, fields in VARIANTS.items()]
+    runs += [(label, "faithful-2d", replace(params, **VARIANTS[label])) for label in variants]
     for name, layout, p in runs:
         t0 = time.process_time()
         pairs = attention_pairs(sample, joint, attention, max_keys=p.faithful_keys) \
@@ -147,11 +146,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--summary-only", action="store_true", help="print the table of the results so far")
     ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), help="only these layouts (tsne-2d: the cost ratio)")
-    ap.add_argument("--variants", action="store_true", help="also the faithful layout's VARIANTS (comparisons)")
+    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
+                    help="also these of the faithful layout's VARIANTS (comparisons; all without a name)")
     ap.add_argument("--also", nargs="*", default=[], help="more results files (other runs) for the summary")
     ap.add_argument("--shard", default="0/1", help="i/n: only every n-th head of the order, from the i-th (one "
                     "process per core, each with its own --out; merge with --also)")
     args = ap.parse_args()
+    variants = () if args.variants is None else tuple(args.variants or VARIANTS)
     caps = captures(Path(args.cache))
     if args.models:
         caps = {m: f for m, f in caps.items() if m in args.models}
@@ -164,7 +165,7 @@ def main() -> None:
         todo = [h for h in all_heads(caps, args.heads_per_model, args.seed)[i::n] if h not in seen]
         for i, (model, layer, head) in enumerate(todo, 1):
             t0 = time.perf_counter()
-            res = {"model": model, **measure_head(caps[model], layer, head, tuple(args.layouts), args.variants)}
+            res = {"model": model, **measure_head(caps[model], layer, head, tuple(args.layouts), variants)}
             with out.open("a") as fh:
                 fh.write(json.dumps(res) + "\n")
             done.append(res)
