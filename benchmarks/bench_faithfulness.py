@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAYOUTS = ("pca-2d", "tsne-2d", "umap-2d", "faithful-2d")
 #: With --variants: the faithful layout again with other parameters (name → `ProjectionParams` fields).
-VARIANTS = {"faithful-2d fixed weight": {"faithful_trust": 0.0},
-            "faithful-2d + order term": {"faithful_order": 25.0}}
+VARIANTS = {"faithful-2d fixed weight": {"faithful_trust": 0.0, "faithful_order": 0.0},
+            "faithful-2d without order term": {"faithful_order": 0.0}}
 MEASURES = ("query_rank_corr", "nearest_key_share", "trustworthiness")
 
 

@@ -44,8 +44,8 @@ class ProjectionParams:
     trust floor), attention share of its affinities and keys kept per query row (`faithful`; chosen by
     benchmarks/bench_faithfulness.py). `faithful_trust`: the trustworthiness@10 floor the stress weight follows
     during the run (estimated on a seeded 2,000-point sample); 0 = a fixed weight. `faithful_order`: the weight of
-    the faithful layout's soft-Spearman term relative to its stress weight (0 = off, the default; measured in
-    docs/reference/faithfulness.md, not yet adopted).
+    the faithful layout's soft-Spearman term relative to its stress weight (25; it joins at the first trust check
+    where the picture is at the floor; 0 = off; measured in docs/reference/faithfulness.md).
     `warm_start`: when a reference is given, start t-SNE/UMAP from it instead of from PCA (makes a head depend on
     its neighbour: heads then run in order).
     `values`: also lay out each key/value head's value vectors (`normalize.values`; the value view).
@@ -68,7 +68,7 @@ class ProjectionParams:
     faithful_mix: float = 0.1
     faithful_keys: int = 16
     faithful_trust: float = 0.91
-    faithful_order: float = 0.0
+    faithful_order: float = 25.0
     values: bool = True
 
     @classmethod

@@ -12,9 +12,10 @@ them unlike attention. Two terms are added to t-SNE's objective, both built from
   pulls each query's keys into attention order with the ratios of the distances of the space the layout is
   computed from, at whatever scale t-SNE gives that query's surroundings.
 
-An optional third term (``order``, off by default; measured in docs/reference/faithfulness.md) asks for the
-measure itself: each row's soft Spearman correlation between −distance and attention, with soft ranks
-σ((u_l − u_j)/τ) summed over the row's kept keys (u: the row's distances over their mean), averaged over rows.
+A third term (``order``; measured in docs/reference/faithfulness.md) asks for the measure itself on heads whose
+picture is at the trust floor at the first check: each row's soft Spearman correlation between −distance and
+attention, with soft ranks σ((u_l − u_j)/τ) summed over the row's kept keys (u: the row's distances over their
+mean), averaged over rows.
 
 The optimiser is openTSNE's gradient descent (gains, momentum, early exaggeration) with the stress gradient added
 to its FFT gradient, so the cost is one t-SNE plus a pass over the edges per iteration. The stress weight may follow
