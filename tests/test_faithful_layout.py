@@ -134,8 +134,8 @@ def test_order_gradient_is_the_derivative_of_the_rows_mean_soft_spearman(wide: b
     """The order term adds −weight·order·∇ mean_r corr_r, corr_r the Pearson correlation of row r's soft ranks of
     −distance (σ((u_l − u_j)/τ) summed over its keys, u = d / mean d) with its attention ranks: central differences
     of that objective, written out with numpy, agree (to float32, the kernel's precision for rows of ordinary
-    spread; ``wide``: a key far off, so some rows take the float64 pair-by-pair path); and the gradient raises the
-    rows' correlation."""
+    spread; ``wide``: a key far off, so some rows take the pair-by-pair path, its soft ranks in float64); and the
+    gradient raises the rows' correlation."""
     from atlas_build.project.faithful import ORDER_FAST_SPREAD, ORDER_TAU, _stress_gradient
 
     pairs, terms, emb = _terms_and_picture(causal=not wide, seed=5, max_keys=16 if wide else 6, picture_seed=1)

@@ -96,7 +96,7 @@ def attention_pairs(sample: HeadSample, joint: JointSet, attention: Mapping[int,
     for b in sentence_blocks(sample, joint, attention):
         w = np.where(b.cover, b.attention, 0.0)
         count = b.cover.sum(axis=1)
-        ok = (count >= 2) & np.isfinite(w).all(axis=1) & (np.where(b.cover, w, -np.inf).max(axis=1) > 0)
+        ok = (count >= 2) & np.isfinite(w).all(axis=1) & (w.max(axis=1) > 0)  # uncovered keys are 0 in w
         rows = np.flatnonzero(ok)
         if not rows.size:
             continue

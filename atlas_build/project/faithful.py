@@ -130,7 +130,8 @@ ORDER_TAU = 0.1
 
 #: A row's soft ranks are computed in float32 from e_j = exp((u_j − min u)/τ) when its spread (max u − min u)/τ is
 #: below this (σ of a pair is then e_l / (e_l + e_j): one exponential per key, not per pair, and no overflow), and
-#: pair by pair in float64 otherwise. Reassociated sums (no NaN/inf assumptions): the wide path may overflow exp.
+#: pair by pair in float64 otherwise; σ(1 − σ) and the gradient's pair loop are float32 on both paths. Reassociated
+#: sums (no NaN/inf assumptions): the wide path may overflow exp.
 ORDER_FAST_SPREAD = 80.0
 
 
