@@ -2,7 +2,9 @@
 
 `make_executor(jobs=1)` runs in this process; `jobs>1` starts a spawn-context process pool whose workers pay the
 numba/import warm-up once (initializer); `scheduler="tcp://host:port"` submits to a Dask cluster. All paths yield
-results in input order, so a build's output never depends on where it ran. With `contain=(MemoryError,)`, an item
+results in input order, so a build's output never depends on where it ran. Items may come from a generator: they are
+drawn only as workers need them, so a build can stream a model's layers through one map and the next layer's heads
+start while the last ones of a layer finish. With `contain=(MemoryError,)`, an item
 whose function raises one of those errors yields an `ItemFailed` in its place and the other items go on.
 """
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -56,9 +59,11 @@ class Executor(Protocol):
     """Maps a picklable function over items; results come back in input order."""
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
-        contain: tuple[type[BaseException], ...] = (),
-    ) -> Iterator[R | ItemFailed]: ...
+        self, fn: Callable[[T], R], items: Iterable[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (), total: int | None = None,
+    ) -> Iterator[R | ItemFailed]:
+        """`fn` over `items` (drawn lazily), results in input order; `total` sizes the progress bar of a generator."""
+        ...
 
     def close(self, abort: bool = False) -> None:
         """Release workers; `abort` (the build is failing or interrupted) stops running items at once."""
@@ -120,6 +125,18 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     )
 
 
+def _size(items: Iterable[Any], total: int | None) -> int | None:
+    """The number of items for a progress bar: `total`, else the collection's length (None for a generator)."""
+    return total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+
+
+def _next_result(pending: deque[Future[Any]], bar: Any) -> Any:
+    """The oldest pending future's result (waiting for it), counted on the progress bar."""
+    result = pending.popleft().result()
+    bar.update(1)
+    return result
+
+
 class _Context:
     def __enter__(self) -> Any:
         return self
@@ -132,12 +149,11 @@ class LocalExecutor(_Context):
     """Runs every item in this process, in order (jobs=1). No warm-up: work starts immediately."""
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
-        contain: tuple[type[BaseException], ...] = (),
+        self, fn: Callable[[T], R], items: Iterable[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (), total: int | None = None,
     ) -> Iterator[R | ItemFailed]:
-        items = list(items)
         fn = _guard(fn, contain)
-        with _progress(len(items), desc, progress) as bar:
+        with _progress(_size(items, total), desc, progress) as bar:
             for item in items:
                 result = fn(item)
                 bar.update(1)
@@ -150,7 +166,7 @@ class LocalExecutor(_Context):
 class PoolExecutor(_Context):
     """A local process pool (spawn or forkserver start method) with a per-worker initializer.
 
-    Items are submitted at most `2 * jobs` ahead of the one being yielded, so memory stays bounded.
+    At most `2 * jobs` items are submitted and not yet yielded, so memory stays bounded.
     """
 
     def __init__(
@@ -164,23 +180,19 @@ class PoolExecutor(_Context):
         )
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
-        contain: tuple[type[BaseException], ...] = (),
+        self, fn: Callable[[T], R], items: Iterable[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (), total: int | None = None,
     ) -> Iterator[R | ItemFailed]:
-        items = list(items)
         fn = _guard(fn, contain)
-        ahead = 2 * self.jobs
-        pending: list[Future[R]] = []
-        nxt = 0
-        with _progress(len(items), desc, progress) as bar:
+        pending: deque[Future[Any]] = deque()
+        with _progress(_size(items, total), desc, progress) as bar:
             try:
-                for i in range(len(items)):
-                    while nxt < len(items) and nxt < i + ahead:
-                        pending.append(self._pool.submit(fn, items[nxt]))
-                        nxt += 1
-                    result = pending.pop(0).result()
-                    bar.update(1)
-                    yield result
+                for item in items:
+                    pending.append(self._pool.submit(fn, item))
+                    if len(pending) == 2 * self.jobs:
+                        yield _next_result(pending, bar)
+                while pending:
+                    yield _next_result(pending, bar)
             finally:
                 for fut in pending:
                     fut.cancel()
@@ -218,28 +230,34 @@ class DaskExecutor(_Context):
             self.client.run(initializer)
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "", progress: bool = False,
-        contain: tuple[type[BaseException], ...] = (),
+        self, fn: Callable[[T], R], items: Iterable[T], *, desc: str = "", progress: bool = False,
+        contain: tuple[type[BaseException], ...] = (), total: int | None = None,
     ) -> Iterator[R | ItemFailed]:
-        items = list(items)
         fn = _guard(fn, contain)
         ahead = 2 * max(1, sum(self.client.nthreads().values()))
-        pending: list[tuple[Any, Any]] = []
-        nxt = 0
-        with _progress(len(items), desc, progress) as bar:
+        pending: deque[tuple[Any, Any]] = deque()
+
+        def submit(item: T) -> None:
+            [data] = self.client.scatter([item], hash=False)
+            # pure=False: never deduplicate equal items; keys are unique per call.
+            pending.append((data, self.client.submit(fn, data, pure=False)))
+
+        def collect(bar: Any) -> Any:
+            data, fut = pending.popleft()
+            result = fut.result()
+            fut.release()
+            data.release()
+            bar.update(1)
+            return result
+
+        with _progress(_size(items, total), desc, progress) as bar:
             try:
-                for i in range(len(items)):
-                    while nxt < len(items) and nxt < i + ahead:
-                        [data] = self.client.scatter([items[nxt]], hash=False)
-                        # pure=False: never deduplicate equal items; keys are unique per call.
-                        pending.append((data, self.client.submit(fn, data, pure=False)))
-                        nxt += 1
-                    data, fut = pending.pop(0)
-                    result = fut.result()
-                    fut.release()
-                    data.release()
-                    bar.update(1)
-                    yield result
+                for item in items:
+                    submit(item)
+                    if len(pending) == ahead:
+                        yield collect(bar)
+                while pending:
+                    yield collect(bar)
             finally:
                 for data, fut in pending:
                     fut.cancel()

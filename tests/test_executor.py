@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
@@ -61,6 +62,30 @@ def test_pool_matches_local(local_results: list[dict[str, np.ndarray]]) -> None:
         assert isinstance(ex, PoolExecutor)
         assert list(ex.map(operator.neg, list(range(20)))) == [-i for i in range(20)]
         assert same(list(ex.map(work, heads(), desc="heads")), local_results)
+
+
+@pytest.mark.parametrize("kind", ["local", "pool", "dask"])
+def test_items_from_a_generator_are_drawn_as_workers_need_them(kind: str) -> None:
+    """A generator is drawn lazily, at most the window (2 per worker; 1 in process) ahead of the result being
+    yielded, and its results come back in order with a progress bar sized by `total`."""
+    drawn: list[int] = []
+
+    def items():
+        for i in range(11):
+            drawn.append(i)
+            yield i
+
+    with contextlib.ExitStack() as stack:
+        if kind == "dask":
+            distributed = pytest.importorskip("distributed")
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=40))
+            ex, window = DaskExecutor(stack.enter_context(distributed.Client(cluster)), initializer=None), 4
+        else:
+            ex, window = (LocalExecutor(), 1) if kind == "local" else (PoolExecutor(2, initializer=None), 4)
+        stack.callback(ex.close)
+        seen = [(result, len(drawn)) for result in ex.map(operator.neg, items(), desc="gen", total=11)]
+    assert seen == [(-i, min(11, i + window)) for i in range(11)]
 
 
 def test_pool_propagates_errors() -> None:

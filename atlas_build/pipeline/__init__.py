@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -43,7 +44,7 @@ from .export_model import export_model
 from .units import adopt_units, block_of, capture_spec, is_first_unit, unit_slug, unit_title, units
 from .heads import HeadResult, add_related, run_head
 from .preview import publish_first_look, worthwhile
-from .tasks import align_results, has_vocabulary, layer_tasks
+from .tasks import align_results, has_vocabulary, model_tasks
 
 Log = Callable[[str], None]
 
@@ -306,34 +307,35 @@ def _heads_stage(manifest: Manifest, spec: ModelSpec, cap: CaptureResult, cap_ke
     cache.record_inputs(unit, inputs)
     facts = cap.facts
     results: dict[tuple[int, int], HeadResult] = {}
-    todo_layers = []
     for layer in range(facts.num_layers):
         for head in range(facts.num_heads):
             d = unit / f"L{layer}H{head}"
             if cache.is_done(d) and not force:
                 results[(layer, head)] = HeadResult.load(d)
-        if any((layer, h) not in results for h in range(facts.num_heads)):
-            todo_layers.append(layer)
     n_reused = len(results)
     if n_reused:
         log(f"[{slug}] heads: {n_reused} reused")
         report.reused.extend(f"{slug}/L{lh[0]}H{lh[1]}" for lh in sorted(results))
-    patches = capture_patch_attributes(cap) if todo_layers else None  # None for text models
-    for layer in todo_layers:
-        tasks = layer_tasks(cap, layer, cap.layer(layer), has_point, p.layouts, params, patches,
-                            skip={h for (lr, h) in results if lr == layer})
-        runs = executor.map(run_head, tasks, desc=f"{slug} L{layer}", progress=progress, contain=(MemoryError,))
-        for task, res in zip(tasks, runs):
-            if isinstance(res, ItemFailed):  # one line; the other heads go on
-                report.failed.append(f"{slug}/L{task.layer}H{task.head}")
-                log(f"[{slug}] L{task.layer}H{task.head} failed: {res.error}")
-                continue
+    todo = [(layer, head) for layer in range(facts.num_layers) for head in range(facts.num_heads)
+            if (layer, head) not in results]
+    left = Counter(layer for layer, _ in todo)  # heads still to come per layer, for the "layer done" lines
+    patches = capture_patch_attributes(cap) if todo else None  # None for text models
+    tasks = model_tasks(cap, sorted(left), has_point, p.layouts, params, patches, skip=frozenset(results))
+    runs = executor.map(run_head, tasks, desc=f"{slug} heads", progress=progress, contain=(MemoryError,),
+                        total=len(todo))
+    for (layer, head), res in zip(todo, runs):
+        if isinstance(res, ItemFailed):  # one line; the other heads go on
+            report.failed.append(f"{slug}/L{layer}H{head}")
+            log(f"[{slug}] L{layer}H{head} failed: {res.error}")
+        else:
             d = cache.fresh(unit / f"L{res.layer}H{res.head}")
             res.save(d)
             cache.mark_done(d)
             results[(res.layer, res.head)] = res
             report.rebuilt.append(f"{slug}/L{res.layer}H{res.head}")
-        log(f"[{slug}] heads: layer {layer} done")
+        left[layer] -= 1
+        if not left[layer]:
+            log(f"[{slug}] heads: layer {layer} done")
     if len(results) < facts.num_layers * facts.num_heads:
         return None
     cache.mark_done(unit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 from ..capture import CaptureResult
@@ -17,7 +18,7 @@ from ..project import LAYOUTS, ProjectionParams
 from ..site import build_site
 from .export_model import ExportedModel, export_model
 from .heads import add_related, run_head
-from .tasks import align_results, layer_tasks
+from .tasks import align_results, model_tasks
 
 FALLBACK = ("pca-2d",)  #: the first look's layout when a manifest lists no linear one
 
@@ -41,16 +42,17 @@ def publish_first_look(manifest: Manifest, spec: ModelSpec, title: str, cap: Cap
     layouts = preview_layouts(manifest.projections.layouts)
     params = ProjectionParams.from_spec(manifest.projections, seed=manifest.build.seed)
     patches = capture_patch_attributes(cap)
-    results = []
     log(f"[{title}] first look: {', '.join(layouts)} for every head before the other layouts")
-    for layer in range(cap.facts.num_layers):
-        tasks = layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, patches)
-        runs = list(executor.map(run_head, tasks, desc=f"{title} L{layer} first look", progress=progress,
-                                 contain=(MemoryError,)))
-        if any(isinstance(res, ItemFailed) for res in runs):
-            log(f"[{title}] first look skipped: a head failed")
-            return False
-        results.extend(runs)
+    facts = cap.facts
+    tasks = model_tasks(cap, range(facts.num_layers), has_point, layouts, params, patches)
+    results = []
+    with closing(executor.map(run_head, tasks, desc=f"{title} first look", progress=progress,
+                              contain=(MemoryError,), total=facts.num_layers * facts.num_heads)) as runs:
+        for res in runs:
+            if isinstance(res, ItemFailed):
+                log(f"[{title}] first look skipped: a head failed")
+                return False
+            results.append(res)
     first = export_model(manifest, spec, cap, add_related(align_results(results)), data_dir, has_point=has_point)
     coming = [name for name in manifest.projections.layouts if name not in layouts]
     pending = [f"the {', '.join(coming)} layouts of {title}", *later]

@@ -3,7 +3,7 @@ and the model's results put in sequence."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 
 import numpy as np
 
@@ -46,6 +46,16 @@ def layer_tasks(cap: CaptureResult, layer: int, lc: LayerCapture, has_point: np.
                               patches=patches, values=lc.v[:, kv],
                               lays_out_values=facts.kv_head_of_query.index(kv) == head))
     return tasks
+
+
+def model_tasks(cap: CaptureResult, layers: Iterable[int], has_point: np.ndarray, layouts: tuple[str, ...],
+                params: ProjectionParams, patches: PatchAttributes | None,
+                skip: Collection[tuple[int, int]] = ()) -> Iterator[HeadTask]:
+    """`layer_tasks` of `layers` in order, each layer read only when its first task is drawn: through one executor
+    map, the next layer's heads start while a layer's last heads finish. `skip` holds (layer, head) pairs."""
+    for layer in layers:
+        yield from layer_tasks(cap, layer, cap.layer(layer), has_point, layouts, params, patches,
+                               skip={h for (lr, h) in skip if lr == layer})
 
 
 def align_results(results: list[HeadResult]) -> list[HeadResult]:
