@@ -302,9 +302,40 @@ def test_stress_weight_follows_the_trust_floor() -> None:
     assert easy[2] < fixed[2] < hard[2]
 
 
+class _ScriptedTrust:
+    """A stand-in for `TrustSample` that answers each check with the next of a fixed list of estimates."""
+
+    k = 10
+
+    def __init__(self, estimates: list[float]) -> None:
+        self.estimates = iter(estimates)
+
+    def __call__(self, emb: np.ndarray) -> float:
+        return next(self.estimates)
+
+
+def test_order_term_joins_at_the_first_check_at_the_floor_and_stays() -> None:
+    """Below the floor at the first checks, the picture gets the order term from the check that finds it at the floor
+    (a head whose stress weight first overshoots and then recovers), and keeps it when a later check dips below."""
+    p = ProjectionParams()
+    weight = StressWeight(0.03, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter,
+                          trust=_ScriptedTrust([0.88, 0.905, 0.912, 0.90, 0.93, 0.95]), floor=0.91)
+    checks = sorted(weight.checks)
+    emb = np.zeros((4, 2))
+    shares = []
+    for it in range(p.tsne_early_iter + p.tsne_iter):
+        weight.at(it, emb)
+        shares.append(weight.order_share)
+    assert weight.order_from == checks[2]
+    assert shares[checks[2] - 1] == 0.0 and set(shares[checks[2]:]) == {1.0}
+    assert [h[1] for h in weight.history] == [0.88, 0.905, 0.912, 0.90, 0.93, 0.95]
+    fixed = StressWeight(0.03, early_iter=p.tsne_early_iter, n_iter=p.tsne_iter)
+    assert fixed.order_share == 1.0 and fixed.order_from == 0  # a fixed weight: the term throughout
+
+
 def test_order_term_starts_at_the_first_check_only_where_the_picture_is_at_the_floor() -> None:
     """The soft-Spearman term joins at the first trust check if the picture is then at the floor, and raises the
-    ranking; a head below the floor there never gets it (the same picture, bit for bit, as without the term)."""
+    ranking; a head that never reaches the floor never gets it (the same picture, bit for bit, as without it)."""
     sample, attn = _synthetic_head()
     joint = JointSet.of(*normalize(sample, metric="cosine")[:2])
     x = prepare(joint.x.astype(np.float32), "cosine")
@@ -320,12 +351,12 @@ def test_order_term_starts_at_the_first_check_only_where_the_picture_is_at_the_f
                                      exaggeration=p.tsne_exaggeration, dof=p.tsne_dof, order=order)
 
     (w_on, with_order), (_, without) = run(0.5, 25.0), run(0.5, 0.0)
-    assert w_on.order_share == 1.0
+    assert w_on.order_share == 1.0 and w_on.order_from == min(w_on.checks)
     # measured: 0.71 without the term, 0.83 with it (floor 0.5; at the default 0.91, 0.68 → 0.78 at trust 0.908 → 0.928)
     assert layout_faithfulness(rows, with_order)["query_rank_corr"] > \
         layout_faithfulness(rows, without)["query_rank_corr"] + 0.03
     (w_off, hard_order), (_, hard) = run(0.999, 25.0), run(0.999, 0.0)
-    assert w_off.order_share == 0.0
+    assert w_off.order_share == 0.0 and w_off.order_from is None
     assert hard_order.tobytes() == hard.tobytes()
 
 

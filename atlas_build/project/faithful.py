@@ -13,7 +13,7 @@ them unlike attention. Two terms are added to t-SNE's objective, both built from
   computed from, at whatever scale t-SNE gives that query's surroundings.
 
 A third term (``order``; measured in docs/reference/faithfulness.md) asks for the measure itself on heads whose
-picture is at the trust floor at the first check: each row's soft Spearman correlation between −distance and
+picture reaches the trust floor at one of its checks: each row's soft Spearman correlation between −distance and
 attention, with soft ranks σ((u_l − u_j)/τ) summed over the row's kept keys (u: the row's distances over their
 mean), averaged over rows.
 
@@ -261,8 +261,8 @@ class StressWeight:
     """The stress weight over the run: ``start`` throughout, or, with ``trust`` and ``floor``, adapted at evenly
     spaced checks of the main phase (the first after a quarter of it, the last an eighth before its end): raised by
     the check's step while the picture's estimated trustworthiness is at least ``floor``, lowered otherwise. The
-    order term (`faithful_tsne`'s ``order``) starts at the first check, and only if the picture is then at the floor:
-    a head whose neighbourhoods have no room never gets it (taking it away later leaves a worse picture)."""
+    order term (`faithful_tsne`'s ``order``) joins at the first check that finds the picture at the floor and stays
+    to the end (taking it away later leaves a worse picture); a head that never reaches the floor never gets it."""
 
     def __init__(self, start: float, *, early_iter: int, n_iter: int, trust: TrustSample | None = None,
                  floor: float = 0.0):
@@ -271,8 +271,9 @@ class StressWeight:
         self.checks = {early_iter + every * (j + 2): step for j, step in enumerate(TRUST_STEPS)} \
             if trust is not None and trust.k >= 1 and floor > 0 and start > 0 else {}
         self.trust, self.floor = trust, floor
-        #: the order term's share: with checks, 0 until the first and then 1 for good if the picture is at the floor
+        #: the order term's share: with checks, 0 until one finds the picture at the floor, then 1 for good
         self.order_share = 0.0 if self.checks else 1.0
+        self.order_from: int | None = None if self.checks else 0  #: the iteration the order term joined at
         self.history: list[tuple[int, float, float]] = []  #: (iteration, estimated trust, weight after the check)
 
     def at(self, iteration: int, emb: np.ndarray) -> float:
@@ -280,8 +281,8 @@ class StressWeight:
         step = self.checks.get(iteration)
         if step is not None:
             estimate = self.trust(emb)
-            if not self.history:
-                self.order_share = 1.0 if estimate >= self.floor else 0.0
+            if self.order_from is None and estimate >= self.floor:
+                self.order_share, self.order_from = 1.0, iteration
             self.value *= step if estimate >= self.floor else 1.0 / step
             self.history.append((iteration, estimate, self.value))
         return self.value
