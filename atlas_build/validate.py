@@ -15,9 +15,9 @@ from .manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 
 #: Measured CPU-seconds per layout for one head of 10k points (benchmarks/bench_projections.py, 2-core machine;
 #: 3D t-SNE/UMAP: what they add to the 2D layout they continue; faithful-2d: 1.15x t-SNE with its order term joining
-#: at any trust check, the median over the demo's 414 heads, docs/reference/faithfulness.md), scaled by the layout kernels' measured ratios
-#: (benchmarks/bench_layout_kernels.py: t-SNE 2D 0.75 then 0.81 of that, its 3D refinement 0.93 then 0.61, UMAP's
-#: SGD 0.64 then 0.5, the kNN graph unchanged).
+#: at any trust check, the median over the demo's 414 heads, docs/reference/faithfulness.md), scaled by the layout
+#: kernels' measured ratios (benchmarks/bench_layout_kernels.py: t-SNE 2D 0.75 then 0.81 of that, its 3D
+#: refinement 0.93 then 0.61, UMAP's SGD 0.64 then 0.5, the kNN graph unchanged).
 #: Other sizes scale as n·log n. With these `head_seconds` gives the 512-head benchmark model's seven layouts 14.35
 #: CPU-s per head (14.05 before the order term; measured then, with the value layouts where due: 13.95; on
 #: 5 December's faster-running machine 9.29, docs/reference/projections.md).

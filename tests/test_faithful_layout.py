@@ -333,7 +333,7 @@ def test_order_term_joins_at_the_first_check_at_the_floor_and_stays() -> None:
     assert fixed.order_share == 1.0 and fixed.order_from == 0  # a fixed weight: the term throughout
 
 
-def test_order_term_starts_at_the_first_check_only_where_the_picture_is_at_the_floor() -> None:
+def test_order_term_raises_the_ranking_and_a_head_never_at_the_floor_runs_without_it() -> None:
     """The soft-Spearman term joins at the first trust check if the picture is then at the floor, and raises the
     ranking; a head that never reaches the floor never gets it (the same picture, bit for bit, as without it)."""
     sample, attn = _synthetic_head()
