@@ -271,10 +271,14 @@ class StressWeight:
         self.checks = {early_iter + every * (j + 2): step for j, step in enumerate(TRUST_STEPS)} \
             if trust is not None and trust.k >= 1 and floor > 0 and start > 0 else {}
         self.trust, self.floor = trust, floor
-        #: the order term's share: with checks, 0 until one finds the picture at the floor, then 1 for good
-        self.order_share = 0.0 if self.checks else 1.0
-        self.order_from: int | None = None if self.checks else 0  #: the iteration the order term joined at
+        #: the iteration the order term joined at: with checks, the first that finds the picture at the floor
+        self.order_from: int | None = None if self.checks else 0
         self.history: list[tuple[int, float, float]] = []  #: (iteration, estimated trust, weight after the check)
+
+    @property
+    def order_share(self) -> float:
+        """The order term's share: 1 from the iteration it joined at, 0 before (or without it)."""
+        return 0.0 if self.order_from is None else 1.0
 
     def at(self, iteration: int, emb: np.ndarray) -> float:
         """The weight for ``iteration`` (counted over both phases) of the picture ``emb``."""
@@ -282,7 +286,7 @@ class StressWeight:
         if step is not None:
             estimate = self.trust(emb)
             if self.order_from is None and estimate >= self.floor:
-                self.order_share, self.order_from = 1.0, iteration
+                self.order_from = iteration
             self.value *= step if estimate >= self.floor else 1.0 / step
             self.history.append((iteration, estimate, self.value))
         return self.value
