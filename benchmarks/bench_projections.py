@@ -217,14 +217,15 @@ def default_3d(head, folder: "Path") -> tuple[tuple[float, np.ndarray], tuple[fl
 
 def real(args: argparse.Namespace) -> None:
     """2D set vs all six layouts on real heads, and (--default-3d) the default libraries' 3D layouts."""
-    from atlas_build.project import LAYOUT_NAMES, ProjectionParams, project, warm_up
+    from atlas_build.project import LAYOUT_NAMES, LAYOUTS, ProjectionParams, project, warm_up
     from real_heads import DEFAULT_HEADS, real_heads
 
     names = args.real_heads.split(",") if args.real_heads else list(DEFAULT_HEADS)
     heads = real_heads(names, Path(args.capture_dir))
     warm_up()
     params = ProjectionParams()
-    two_d = [lay for lay in LAYOUT_NAMES if lay.endswith("2d")]
+    six = [lay for lay in LAYOUT_NAMES if LAYOUTS[lay].method in ("pca", "tsne", "umap")]  # issue #19's set
+    two_d = [lay for lay in six if LAYOUTS[lay].dims == 2]
     graph = ["tsne-2d", "umap-2d", "tsne-3d", "umap-3d"]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"CPU-s are medians of {args.repeats} runs; trustworthiness@10 means of 3 samples of 2k points", flush=True)
@@ -234,7 +235,7 @@ def real(args: argparse.Namespace) -> None:
     ratios, wins = [], []
     for h in heads:
         c2, _ = cpu_seconds(lambda: project(h.x, two_d, params), args.repeats)
-        c6, out = cpu_seconds(lambda: project(h.x, LAYOUT_NAMES, params), args.repeats)
+        c6, out = cpu_seconds(lambda: project(h.x, six, params), args.repeats)
         tw = {lay: trust(h.x, out[lay]) for lay in graph}
         line = (f"{h.name:20} {len(h.x):6d} {c2:8.2f} {c6:9.2f} {c6 / c2:5.2f}  " +
                 " ".join(f"{tw[lay]:7.4f}" for lay in graph) +
