@@ -93,7 +93,7 @@ def measure(folder: Path, layer: int, head: int, iters: int) -> dict:
     t0 = time.process_time()
     coords = free_layout(joint.x.astype(np.float64), rows, iters=iters)
     return {"free-2d": layout_faithfulness(rows, coords), "cpu_s": time.process_time() - t0,
-            **highdim_faithfulness(rows, sample, joint, metric="cosine")}
+            **highdim_faithfulness(rows, joint, metric="cosine")}
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ def measure(folder: Path, layer: int, head: int) -> dict:
     from atlas_build.metrics.faithfulness import QueryRows, layout_faithfulness
     from atlas_build.normalize import normalize
     from atlas_build.normalize.joint import JointSet
+    from atlas_build.normalize.padded import padded_space
     from atlas_build.normalize.pairs import attention_pairs
     from atlas_build.project import ProjectionParams, methods, prepare, project
     from atlas_build.project.knn import knn_graph
@@ -76,7 +77,8 @@ def measure(folder: Path, layer: int, head: int) -> dict:
                                                                 metric=params.metric)["trustworthiness"]}
 
     t0 = time.process_time()
-    both = project(x, ("tsne-2d", "faithful-2d"), params, pairs=pairs)
+    padded = padded_space(joint.queries, joint.keys).astype(np.float32)
+    both = project(x, ("tsne-2d", "faithful-2d"), params, pairs=pairs, spaces={"padded": padded})
     both_s = time.process_time() - t0
     t0 = time.process_time()
     project(x, ("tsne-2d",), params)

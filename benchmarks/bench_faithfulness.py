@@ -1,8 +1,8 @@
 """Faithfulness of every layout over real heads (issue #15's targets; docs/reference/faithfulness.md).
 
 For each head of each captured model: the per-query measures (`query_rank_corr`, `nearest_key_share`) of every
-layout and of the high-dimensional spaces, trustworthiness@10 against the space the layouts are computed from, and
-the CPU seconds of each layout (same process, same run: the ratios are what to read). Heads are visited in a seeded
+layout and of the high-dimensional spaces, trustworthiness@10 against the space each layout is computed from (and,
+for faithful-2d, computed from the padded space, against the normalised joint set too), and the CPU seconds of each layout (same process, same run: the ratios are what to read). Heads are visited in a seeded
 shuffled order and each result is appended to a JSON-lines file, so an interrupted run resumes and a partial run is
 a random sample of the heads; the summary says how many heads it covers.
 
@@ -69,11 +69,12 @@ def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] =
     ceilings."""
     from dataclasses import replace
 
-    from atlas_build.metrics import trust_scores
-    from atlas_build.metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness
+    from atlas_build.metrics.faithfulness import QueryRows, highdim_faithfulness
     from atlas_build.normalize import normalize
     from atlas_build.normalize.joint import JointSet
+    from atlas_build.normalize.padded import padded_space
     from atlas_build.normalize.pairs import attention_pairs
+    from atlas_build.pipeline.heads import layout_trust
     from atlas_build.project import ProjectionParams, project
 
     params = ProjectionParams()
@@ -81,6 +82,7 @@ def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] =
     qn, kn, _ = normalize(sample, metric=params.metric)
     joint = JointSet.of(qn, kn)
     x = joint.x.astype(np.float32)
+    padded = JointSet(padded_space(joint.queries, joint.keys).astype(np.float32), joint.token_rows, joint.key_rows)
     rows = QueryRows.of(sample, joint, attention)
     out: dict = {"layer": layer, "head": head, "points": len(x), "layouts": {}}
     runs = [(name, name, params) for name in layouts]
@@ -89,13 +91,11 @@ def measure_head(folder: Path, layer: int, head: int, layouts: tuple[str, ...] =
         t0 = time.process_time()
         pairs = attention_pairs(sample, joint, attention, max_keys=p.faithful_keys) \
             if layout.startswith("faithful") else None
-        coords = project(x, (layout,), p, pairs=pairs)[layout]
+        coords = project(x, (layout,), p, pairs=pairs, spaces={"padded": padded.x})[layout]
         seconds = time.process_time() - t0
-        out["layouts"][name] = {**layout_faithfulness(rows, coords),
-                                "trustworthiness": trust_scores(sample, joint, coords,
-                                                                metric=params.metric)["trustworthiness"],
-                                "cpu_s": seconds}
-    out["highdim"] = highdim_faithfulness(rows, sample, joint, metric=params.metric)
+        measures = layout_trust(sample, joint, padded, params.metric, rows, {layout: coords})[layout]
+        out["layouts"][name] = {**{k: v for k, v in measures.items() if k != "spearman_layout_dot"}, "cpu_s": seconds}
+    out["highdim"] = highdim_faithfulness(rows, joint, metric=params.metric)
     return out
 
 
@@ -114,8 +114,8 @@ def all_heads(caps: dict[str, Path], per_model: int | None, seed: int) -> list[t
 
 
 def summary(results: list[dict]) -> str:
-    lines = ["| model | heads | space | query_rank_corr | nearest_key_share | trust@10 | median CPU-s | cost ÷ tsne-2d |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | heads | space | query_rank_corr | nearest_key_share | trust@10 | trust@10 vs normalised | "
+             "median CPU-s | cost ÷ tsne-2d |", "|---|---|---|---|---|---|---|---|---|"]
     for model in sorted({r["model"] for r in results}):
         rs = [r for r in results if r["model"] == model]
 
@@ -128,12 +128,14 @@ def summary(results: list[dict]) -> str:
             cost = np.median([v["cpu_s"] for v in ls])
             lines.append(f"| {model} | {len(rs)} | {name} | {mean([v.get('query_rank_corr') for v in ls])} | "
                          f"{mean([v.get('nearest_key_share') for v in ls])} | "
-                         f"{np.mean([v['trustworthiness'] for v in ls]):.3f} | {cost:.1f} | "
+                         f"{np.mean([v['trustworthiness'] for v in ls]):.3f} | "
+                         f"{np.mean([v.get('trustworthiness_normalised', v['trustworthiness']) for v in ls]):.3f} | "
+                         f"{cost:.1f} | "
                          f"{np.median([v['cpu_s'] / r['layouts']['tsne-2d']['cpu_s'] for v, r in zip(ls, rs)]):.2f} |")
         for space in ("normalised", "padded"):
             hs = [r["highdim"].get(space, {}) for r in rs]
             lines.append(f"| {model} | {len(rs)} | high-dim {space} | {mean([h.get('query_rank_corr') for h in hs])}"
-                         f" | {mean([h.get('nearest_key_share') for h in hs])} | – | – | – |")
+                         f" | {mean([h.get('nearest_key_share') for h in hs])} | – | – | – | – |")
     return "\n".join(lines)
 
 

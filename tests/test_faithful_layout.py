@@ -9,6 +9,7 @@ from atlas_build.metrics import trust_scores
 from atlas_build.metrics.faithfulness import QueryRows, layout_faithfulness
 from atlas_build.normalize import HeadSample, normalize
 from atlas_build.normalize.joint import JointSet
+from atlas_build.normalize.padded import padded_space
 from atlas_build.normalize.pairs import attention_pairs
 from atlas_build.pipeline.heads import HeadTask, run_head
 from atlas_build.project import LAYOUTS, ProjectionParams, project
@@ -222,17 +223,46 @@ def test_it_orders_keys_like_attention_better_than_tsne_and_keeps_neighbourhoods
     joint = JointSet.of(qn, kn)
     pairs = attention_pairs(sample, joint, attn)
     params = ProjectionParams()
-    out = project(joint.x.astype(np.float32), ("tsne-2d", "faithful-2d"), params, pairs=pairs)
+    padded = JointSet(padded_space(qn, kn).astype(np.float32), joint.token_rows, joint.key_rows)
+    out = project(joint.x.astype(np.float32), ("tsne-2d", "faithful-2d"), params, pairs=pairs,
+                  spaces={"padded": padded.x})
     rows = QueryRows.of(sample, joint, attn)
     classic, faithful = (layout_faithfulness(rows, out[name]) for name in ("tsne-2d", "faithful-2d"))
     # measured: t-SNE 0.13 / 0.08, faithful 0.68 / 0.46 at trustworthiness 0.997 / 0.908 (floor 0.91; with a fixed
     # weight 0.61 / 0.37 at 0.984: the floor spends the neighbourhoods this head can spare on the ranking)
     assert faithful["query_rank_corr"] > classic["query_rank_corr"] + 0.5
     assert faithful["nearest_key_share"] > classic["nearest_key_share"] + 0.3
-    trust = trust_scores(sample, joint, out["faithful-2d"], metric="cosine")["trustworthiness"]
+    # the trust floor holds against the space the layout is computed from, the padded one
+    trust = trust_scores(sample, padded, out["faithful-2d"], metric="cosine")["trustworthiness"]
     assert params.faithful_trust - 0.01 < trust < params.faithful_trust + 0.03
-    again = project(joint.x.astype(np.float32), ("faithful-2d",), params, pairs=pairs)["faithful-2d"]
+    again = project(joint.x.astype(np.float32), ("faithful-2d",), params, pairs=pairs,
+                    spaces={"padded": padded.x})["faithful-2d"]
     assert again.tobytes() == out["faithful-2d"].tobytes()
+    with pytest.raises(ValueError, match="computed from the padded space"):
+        project(joint.x.astype(np.float32), ("faithful-2d",), params, pairs=pairs)
+    with pytest.raises(ValueError, match="rows"):
+        project(joint.x.astype(np.float32), ("faithful-2d",), params, pairs=pairs, spaces={"padded": padded.x[1:]})
+
+
+def test_run_head_measures_each_layout_against_its_own_space() -> None:
+    """faithful-2d's trustworthiness is against the padded space it is computed from; its
+    trustworthiness_normalised, and every classic layout's trustworthiness, against the normalised joint set."""
+    sample, attn = _synthetic_head(sentences=12)
+    params = ProjectionParams(tsne_early_iter=20, tsne_iter=60)
+    res = run_head(HeadTask(0, 0, 0, sample, attn, None, np.ones(len(sample.q)), ("tsne-2d", "faithful-2d"), params))
+    qn, kn, _ = normalize(sample, metric="cosine")
+    joint = JointSet.of(qn, kn)
+    padded = JointSet(padded_space(qn, kn).astype(np.float32), joint.token_rows, joint.key_rows)
+
+    def trust(points, name):
+        return round(trust_scores(sample, points, res.layouts[name], metric="cosine")["trustworthiness"], 6)
+
+    assert res.trust["faithful-2d"]["trustworthiness"] == pytest.approx(trust(padded, "faithful-2d"), abs=1e-6)
+    assert res.trust["faithful-2d"]["trustworthiness_normalised"] == pytest.approx(trust(joint, "faithful-2d"),
+                                                                                   abs=1e-6)
+    assert res.trust["faithful-2d"]["trustworthiness"] != res.trust["faithful-2d"]["trustworthiness_normalised"]
+    assert res.trust["tsne-2d"]["trustworthiness"] == pytest.approx(trust(joint, "tsne-2d"), abs=1e-6)
+    assert "trustworthiness_normalised" not in res.trust["tsne-2d"]
 
 
 def test_default_layout_is_chosen_validated_and_exported(tmp_path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas_build.metrics.faithfulness import (QueryRows, highdim_faithfulness, layout_faithfulness, padded_space,
-                                              space_faithfulness)
-from atlas_build.normalize import HeadSample
+from atlas_build.metrics.faithfulness import QueryRows, highdim_faithfulness, layout_faithfulness, space_faithfulness
+from atlas_build.normalize import HeadSample, normalize
 from atlas_build.normalize.joint import JointSet
+from atlas_build.normalize.padded import padded_space
 from atlas_build.pipeline.heads import HeadResult, HeadTask, run_head
 from atlas_build.project import ProjectionParams
 from atlas_build.site.findings import findings_page, model_summary
@@ -44,16 +44,31 @@ def _rows(sample, attn, points=None):
 def test_padded_space_ranks_every_query_exactly(causal: bool) -> None:
     sample, attn = _softmax_head([12, 7, 20, 3, 15], causal=causal, scale=16 ** -0.5)
     rows, joint = _rows(sample, attn)
-    hd = highdim_faithfulness(rows, sample, joint, metric="cosine")
+    hd = highdim_faithfulness(rows, joint, metric="cosine")
     assert hd["padded"]["query_rank_corr"] == pytest.approx(1.0, abs=1e-12)
     assert hd["padded"]["nearest_key_share"] == pytest.approx(1.0, abs=1e-12)
     assert -1.0 <= hd["normalised"]["query_rank_corr"] < 1.0
-    # A "layout" identical to the padded space is exact too; the padded distance is 1 + M² − 2·q·k/‖q‖.
+    # A "layout" identical to the padded space is exact too; every point is on the unit sphere and the padded
+    # distance is 2 − 2·q·k/(‖q‖·M), M the largest key length.
     x = padded_space(sample.q, sample.k)
     assert layout_faithfulness(rows, x) == hd["padded"]
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0)
     m, kmax = len(sample.q), np.linalg.norm(sample.k, axis=1).max()
     d2 = ((x[0] - x[m + 1]) ** 2).sum()
-    assert d2 == pytest.approx(1 + kmax ** 2 - 2 * sample.q[0] @ sample.k[1] / np.linalg.norm(sample.q[0]))
+    assert d2 == pytest.approx(2 - 2 * sample.q[0] @ sample.k[1] / (np.linalg.norm(sample.q[0]) * kmax))
+    # the normalization (q' = c·q, k' = k/c + t) shifts each row's dot products by one constant: the padded space of
+    # the normalised points, which faithful-2d is computed from, ranks every query's keys exactly too
+    qn, kn, _ = normalize(sample, metric="cosine")
+    assert layout_faithfulness(rows, padded_space(qn, kn)) == pytest.approx(hd["padded"], abs=1e-12)
+
+
+def test_padded_space_of_degenerate_points() -> None:
+    q = np.array([[0.0, 0.0], [3.0, 4.0]])
+    x = padded_space(q, np.zeros((2, 2)))  # no key has a length: M = 1, every key at the pad axis's pole
+    np.testing.assert_array_equal(x, [[0, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0, 0, 1]])
+    assert np.isfinite(padded_space(q, np.array([[1.0, 0.0], [0.0, 2.0]]))).all()
+    with pytest.raises(ValueError, match="one d"):
+        padded_space(q, np.zeros((2, 3)))
 
 
 def test_random_layout_is_near_zero_and_seeded_runs_agree() -> None:
@@ -141,7 +156,7 @@ def test_degenerate_heads_say_not_defined() -> None:
     sample, attn = _softmax_head([6, 5], seed=5)
     masked = {0: np.zeros((6, 6)), 1: np.full((5, 5), np.nan)}
     rows, joint = _rows(sample, masked)
-    assert highdim_faithfulness(rows, sample, joint, metric="cosine") == {"normalised": {}, "padded": {}}
+    assert highdim_faithfulness(rows, joint, metric="cosine") == {"normalised": {}, "padded": {}}
     # Uniform attention: no ranking, but every nearest key gets the top attention.
     uniform = {s: np.full_like(a, 1 / a.shape[1]) for s, a in _softmax_head([6, 5], seed=5, causal=False)[1].items()}
     flat = HeadSample(sample.q, sample.k, sample.sentence_id, sample.position, False, 1.0)
@@ -173,7 +188,7 @@ def test_image_prefix_tokens_without_points() -> None:
     prefix = {s: np.tile(np.r_[0.6, 0.4, np.zeros(8)], (10, 1)) for s in (0, 1)}
     points = np.flatnonzero(sample.position >= 2)
     rows, joint = _rows(sample, prefix, points)
-    assert highdim_faithfulness(rows, sample, joint, metric="euclidean") == {"normalised": {}, "padded": {}}
+    assert highdim_faithfulness(rows, joint, metric="euclidean") == {"normalised": {}, "padded": {}}
     task = HeadTask(0, 0, 0, sample, prefix, None, np.ones(20), ("pca-2d",), ProjectionParams(), points=points)
     res = run_head(task)
     assert res.layouts["pca-2d"].shape == (2 * len(points), 2)
@@ -205,4 +220,26 @@ def test_pages_print_not_defined_never_nan() -> None:
     assert model_summary(manifest)["highdim"]["padded"]["query_rank_corr"] != model_summary(manifest)["highdim"][
         "padded"]["query_rank_corr"]  # NaN: no head defines it
     page = findings_page([manifest])
-    assert "nan" not in page.lower() and "| pca-2d | not defined | 0.900 | not defined | not defined |" in page
+    assert "nan" not in page.lower() and "| pca-2d | not defined | 0.900 | 0.900 | not defined | not defined |" in page
+
+
+def test_worked_example_measures_both_layouts_against_both_spaces() -> None:
+    """The How-to-read example gives faithful-2d's trustworthiness against its own (padded) space and against the
+    normalised joint set, where the classic layout's one number is both."""
+    from atlas_build.site.faithful_example import faithful_example
+
+    trust = {"tsne-2d": {"query_rank_corr": 0.2, "nearest_key_share": 0.3, "trustworthiness": 0.95},
+             "faithful-2d": {"query_rank_corr": 0.8, "nearest_key_share": 0.9, "trustworthiness": 0.91,
+                             "trustworthiness_normalised": 0.84}}
+    model = {"name": "m", "title": "M", "layouts": ["tsne-2d", "faithful-2d"], "model": {"num_heads": 2},
+             "thumbnails": {"layouts": ["tsne-2d", "faithful-2d"], "strips": "t/L{layer}-{layout}.png"},
+             "heads": [{"layer": 0, "head": 1, "trust": trust}]}
+    text = faithful_example([model])
+    assert "| trustworthiness@10 (against the space the layout is computed from) | 0.95 | 0.91 |" in text
+    assert "| trustworthiness@10 against the normalised joint set | 0.95 | 0.84 |" in text
+    assert "| ranking (query_rank_corr) | 0.20 | 0.80 |" in text
+    summary = model_summary({"heads": [{"layer": 0, "head": 1, "label": "broad", "trust": trust,
+                                        "norm": {"spearman_cosine_dot": -0.5, "mean_q_norm": 1, "mean_k_norm": 1},
+                                        "metrics": {}, "highdim": {}}], "layouts": ["tsne-2d", "faithful-2d"]})
+    assert summary["trust"]["tsne-2d"]["trustworthiness_normalised"] == 0.95
+    assert summary["trust"]["faithful-2d"]["trustworthiness_normalised"] == 0.84

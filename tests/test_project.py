@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
+from atlas_build.normalize.padded import padded_space
 from atlas_build.project import LAYOUTS, ProjectionParams, align, align_sequence, parse_layout, project
 from atlas_build.project import umap_sgd
 from atlas_build.project.knn import exact_knn, prepare
@@ -35,9 +36,15 @@ def data() -> np.ndarray:
     return clustered(400)[0]
 
 
+def padded(x: np.ndarray) -> dict[str, np.ndarray]:
+    """`project`'s ``spaces`` for a joint set `x` of queries then keys (faithful-2d is computed from the padded one)."""
+    m = len(x) // 2
+    return {"padded": padded_space(x[:m], x[m:]).astype(np.float32)}
+
+
 @pytest.fixture(scope="module")
 def layouts(data: np.ndarray) -> dict[str, np.ndarray]:
-    return project(data, LAYOUTS, FAST)
+    return project(data, LAYOUTS, FAST, spaces=padded(data))
 
 
 def test_shapes_and_dtype(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
@@ -51,7 +58,7 @@ def test_shapes_and_dtype(data: np.ndarray, layouts: dict[str, np.ndarray]) -> N
 
 
 def test_deterministic_in_process(data: np.ndarray, layouts: dict[str, np.ndarray]) -> None:
-    again = project(data.copy(), LAYOUTS, FAST)
+    again = project(data.copy(), LAYOUTS, FAST, spaces=padded(data))
     for lay in LAYOUTS:
         assert np.array_equal(layouts[lay], again[lay]), lay
 
@@ -220,12 +227,13 @@ def test_duplicates_and_tiny_inputs() -> None:
     x = np.repeat(np.random.default_rng(0).normal(size=(20, 8)), 10, axis=0).astype(np.float32)
     out = project(x, ("tsne-2d", "umap-2d"), FAST)
     assert all(np.isfinite(v).all() for v in out.values())
-    tiny = project(np.eye(4, dtype=np.float32), LAYOUTS, FAST)
+    tiny = project(np.eye(4, dtype=np.float32), LAYOUTS, FAST, spaces=padded(np.eye(4, dtype=np.float32)))
     assert tiny["tsne-3d"].shape == (4, 3)
     one = project(np.ones((1, 8), dtype=np.float32), ("pca-2d", "umap-2d"), FAST)
     assert one["umap-2d"].shape == (1, 2)
     # every point in one place: the t-SNE start has no spread to scale (it crashed the process before)
-    same = project(np.ones((40, 8), dtype=np.float32), ("tsne-2d", "tsne-3d", "faithful-2d"), FAST)
+    same = project(np.ones((40, 8), dtype=np.float32), ("tsne-2d", "tsne-3d", "faithful-2d"), FAST,
+                   spaces=padded(np.ones((40, 8), dtype=np.float32)))
     assert all(np.isfinite(v).all() and v.shape == (40, int(k[-2])) for k, v in same.items())
 
 

@@ -25,9 +25,10 @@ import numpy as np
 
 from ..normalize import HeadSample
 from ..normalize.joint import JointSet
+from ..normalize.padded import padded_space
 from ..normalize.pairs import sentence_blocks
 
-__all__ = ["MEASURES", "QueryRows", "padded_space", "space_faithfulness", "layout_faithfulness",
+__all__ = ["MEASURES", "QueryRows", "space_faithfulness", "layout_faithfulness",
            "highdim_faithfulness"]
 
 MEASURES = ("query_rank_corr", "nearest_key_share")
@@ -201,20 +202,9 @@ def layout_faithfulness(rows: QueryRows, coords: np.ndarray) -> dict[str, float]
     return space_faithfulness(rows, coords, "euclidean")
 
 
-def padded_space(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Joint [q'; k'] with q' = [q/‖q‖, 0], k' = [k, √(M² − ‖k‖²)], M the largest key norm, so that
-    ‖q' − k'‖² = 1 + M² − 2·q·k/‖q‖ for every query (zero queries stay at the origin)."""
-    q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
-    qn = np.linalg.norm(q, axis=1, keepdims=True)
-    kn2 = (k ** 2).sum(axis=1, keepdims=True)
-    pad = np.sqrt(np.maximum(kn2.max(initial=0.0) - kn2, 0.0))
-    return np.concatenate([np.hstack([q / np.where(qn > 0, qn, 1.0), np.zeros((len(q), 1))]), np.hstack([k, pad])])
-
-
-def highdim_faithfulness(rows: QueryRows, sample: HeadSample, joint: JointSet, *,
-                         metric: str) -> dict[str, dict[str, float]]:
+def highdim_faithfulness(rows: QueryRows, joint: JointSet, *, metric: str) -> dict[str, dict[str, float]]:
     """The ceilings: ``normalised`` = the joint set the layouts are computed from (layout ``metric``);
-    ``padded`` = the raw q/k of the points in the padded space (exact per-query ranking by q·k)."""
+    ``padded`` = the same points in the padded space (`normalize.padded`: exact per-query ranking by q·k), which
+    `faithful-2d` is computed from."""
     return {"normalised": space_faithfulness(rows, joint.x, metric),
-            "padded": space_faithfulness(rows, padded_space(sample.q[joint.token_rows], sample.k[joint.key_rows]),
-                                         "euclidean")}
+            "padded": space_faithfulness(rows, padded_space(joint.queries, joint.keys), "euclidean")}

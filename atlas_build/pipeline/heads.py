@@ -18,6 +18,7 @@ from ..metrics.values import value_scores, values_by_sentence
 from ..metrics.vision import PatchAttributes, head_vision, vision_metrics
 from ..normalize import HeadSample, normalize
 from ..normalize.joint import JointSet
+from ..normalize.padded import padded_space
 from ..normalize.pairs import attention_pairs
 from ..normalize.values import value_layout_names, value_set
 from ..project import LAYOUTS
@@ -104,7 +105,10 @@ def run_head(task: HeadTask) -> HeadResult:
     joint = JointSet.of(qn[qr], kn[kr], rows[qr], None if ps.side is None else rows[kr])
     pairs = (attention_pairs(s, joint, task.attention, max_keys=task.params.faithful_keys)
              if any(LAYOUTS[name].method == "faithful" for name in task.layouts) else None)
-    layouts = project(joint.x.astype(np.float32), task.layouts, task.params, pairs=pairs)
+    padded = (JointSet(padded_space(joint.queries, joint.keys).astype(np.float32), joint.token_rows, joint.key_rows)
+              if any(LAYOUTS[name].space == "padded" for name in task.layouts) else None)
+    layouts = project(joint.x.astype(np.float32), task.layouts, task.params, pairs=pairs,
+                      spaces={} if padded is None else {"padded": padded.x})
     norms = np.concatenate([np.linalg.norm(ps.q[qr], axis=1), np.linalg.norm(ps.k[kr], axis=1)]).astype(np.float32)
     metrics = head_scores(s, task.attention, v_norms=task.v_norms, tokens_vocab=task.vocab_id, w_q=task.w_q,
                           w_k=task.w_k, grid=task.grid)
@@ -117,15 +121,32 @@ def run_head(task: HeadTask) -> HeadResult:
                      project(value_set(task.values, joint.key_rows if s.side is not None else task.points),
                              value_layout_names(task.layouts), task.params))
     rows = QueryRows.of(s, joint, task.attention)
-    layout_trust = LayoutTrust(ps, joint, metric=task.params.metric)
-    trust = {name: rounded({**layout_trust(coords), **layout_faithfulness(rows, coords)})
-             for name, coords in layouts.items()}
+    trust = layout_trust(ps, joint, padded, task.params.metric, rows, layouts)
     highdim = {space: rounded(v)
-               for space, v in highdim_faithfulness(rows, s, joint, metric=task.params.metric).items()}
+               for space, v in highdim_faithfulness(rows, joint, metric=task.params.metric).items()}
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal, key_starts=s.key_starts())
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
                       label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision,
                       highdim=highdim, value_layouts=value_layouts)
+
+
+def layout_trust(points: HeadSample, joint: JointSet, padded: JointSet | None, metric: str, rows: QueryRows,
+                 layouts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Each layout's trust and per-query faithfulness. Trustworthiness is against the space the layout is computed
+    from; a layout of the padded space also gets ``trustworthiness_normalised``, against the joint set the other
+    layouts are computed from, so that its neighbourhoods can be compared with theirs."""
+    normalised = LayoutTrust(points, joint, metric=metric)
+    own = {"normalised": normalised}
+    if padded is not None:
+        own["padded"] = LayoutTrust(points, padded, metric=metric)
+    out = {}
+    for name, coords in layouts.items():
+        space = LAYOUTS[name].space
+        t = own[space](coords)
+        if space != "normalised":
+            t["trustworthiness_normalised"] = normalised(coords).get("trustworthiness")
+        out[name] = rounded({**t, **layout_faithfulness(rows, coords)})
+    return out
 
 
 def add_related(results: list[HeadResult]) -> list[HeadResult]:

@@ -93,6 +93,7 @@ def project(
     reference: Mapping[str, np.ndarray] | None = None,
     threads: int = 1,
     pairs: Any = None,
+    spaces: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Project the joint set `x` [2N, d] into each of `layouts`; returns layout id -> float32 [2N, dims].
 
@@ -100,7 +101,9 @@ def project(
     by orthogonal Procrustes (and used as initialisation if `params.warm_start`). `threads` is passed on to openTSNE
     (the gradient kernels here run on one thread; a build runs heads in parallel instead); it does not change the
     output. `pairs` (`normalize.pairs.AttentionPairs`, joint ids of `x`): the
-    head's attention edges, read by the faithful layout.
+    head's attention edges, read by the faithful layout. `spaces`: the same points in the other spaces layouts are
+    computed from (`Layout.space`; ``padded``: `normalize.padded.padded_space` of `x`'s queries and keys); `x` is
+    the ``normalised`` one.
     """
     parsed = {lay: parse_layout(lay) for lay in dict.fromkeys(layouts)}
     x = np.asarray(x)
@@ -113,14 +116,28 @@ def project(
     for lay, ref in reference.items():
         if lay in parsed and np.shape(ref) != (n, parsed[lay][1]):
             raise ValueError(f"reference[{lay!r}] has shape {np.shape(ref)}, expected {(n, parsed[lay][1])}")
+    points = {"normalised": x, **dict(spaces or {})}
+    for lay in parsed:
+        space = LAYOUTS[lay].space
+        if space not in points:
+            raise ValueError(f"layout {lay!r} is computed from the {space} space: pass it as spaces[{space!r}]")
+        if np.shape(points[space])[0] != n:
+            raise ValueError(f"spaces[{space!r}] has {np.shape(points[space])[0]} rows, x has {n}")
     with threadpool_limits(limits=1, user_api="blas"):
         from . import methods
 
-        xp = prepare(x, params.metric)
-        shared = Shared(xp, params, methods.pca_basis(xp, 3), threads, pairs)
+        states: dict[str, Shared] = {}
+
+        def state(space: str) -> Shared:
+            if space not in states:
+                xp = prepare(np.asarray(points[space]), params.metric)
+                states[space] = Shared(xp, params, methods.pca_basis(xp, 3), threads, pairs)
+            return states[space]
+
         out: dict[str, np.ndarray] = {}
         for lay in parsed:
             layout = LAYOUTS[lay]
+            shared = state(layout.space)
             init = shared.basis[:, :layout.dims]
             ref = reference.get(lay)
             if params.warm_start and ref is not None:

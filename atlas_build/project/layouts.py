@@ -126,7 +126,9 @@ def faithful(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
 class Layout:
     """One layout: ``name`` as manifests spell it, ``method`` family, ``dims``, ``cost`` class (``linear``: a
     projection; ``graph``: needs the head's kNN graph), whether it needs at least `MIN_GRAPH_POINTS` points, and the
-    function. ``nested``: its coordinates are the first axes of the same method's layouts with more axes."""
+    function. ``nested``: its coordinates are the first axes of the same method's layouts with more axes.
+    ``space``: the high-dimensional points it is computed from (and its trustworthiness measured against):
+    ``normalised``, the joint set, or ``padded``, the same points in `normalize.padded`'s space."""
 
     name: str
     method: str
@@ -135,6 +137,7 @@ class Layout:
     compute: Callable[..., np.ndarray]
     doc: str
     nested: bool = False
+    space: str = "normalised"
 
     @property
     def needs_graph(self) -> bool:
@@ -151,8 +154,11 @@ LAYOUTS: dict[str, Layout] = {
     for m, (fn, cost) in _METHODS.items() for d in (2, 3)
 }
 LAYOUTS["faithful-2d"] = Layout("faithful-2d", "faithful", 2, "graph", faithful,
-                                "t-SNE with the head's attention edges in its affinities and a rank stress that "
-                                "orders each query's keys as its attention does, 2D")
+                                "t-SNE of the padded space (nearer = more attended, per query) with the head's "
+                                "attention edges in its affinities and a rank stress that orders each query's keys "
+                                "as its attention does, 2D", space="padded")
+#: The spaces layouts are computed from (`Layout.space`).
+SPACES = ("normalised", "padded")
 LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
 
 

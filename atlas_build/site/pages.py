@@ -160,8 +160,12 @@ FAITHFULNESS = {
     "nearest_key_share": "attention on the nearest key ÷ the row's top attention (1 = the nearest key is the top one)",
 }
 NOT_DEFINED = "not defined"
-HIGHDIM_ROWS = {"normalised": "high-dimensional: the joint set the layouts are computed from",
-                "padded": "high-dimensional: keys padded to one norm, queries normalised (exact ranking by q·k)"}
+HIGHDIM_ROWS = {"normalised": "high-dimensional: the joint set PCA, t-SNE and UMAP are computed from",
+                "padded": "high-dimensional: keys padded to one norm, queries normalised (exact ranking by q·k; "
+                          "faithful-2d is computed from it)"}
+TRUST_NOTE = ("Trustworthiness is against the space each layout is computed from: the normalised joint set, or "
+              "the padded space for faithful-2d, whose `trustworthiness_normalised` is against the normalised joint "
+              "set like the others'.\n")
 
 
 def measure_text(v: object) -> str:
@@ -229,7 +233,8 @@ def head_page(name: str, title: str, manifest: Mapping, h: Mapping, prev: Mappin
         f"## Normalization {SEARCH_EXCLUDE}\n", _table(h["norm"]),
     ]
     if trust:
-        body += [f"## Trust {SEARCH_EXCLUDE}\n", _table(trust)]
+        note = [TRUST_NOTE] if any(k.endswith("trustworthiness_normalised") for k in trust) else []
+        body += [f"## Trust {SEARCH_EXCLUDE}\n", *note, _table(trust)]
     if h.get("trust") or h.get("highdim"):
         body += [f"## Faithfulness per query {SEARCH_EXCLUDE}\n",
                  "For each query, over the keys its attention row covers: does distance from the query rank the keys "
