@@ -157,8 +157,6 @@ LAYOUTS["faithful-2d"] = Layout("faithful-2d", "faithful", 2, "graph", faithful,
                                 "t-SNE of the padded space (nearer = more attended, per query) with the head's "
                                 "attention edges in its affinities and a rank stress that orders each query's keys "
                                 "as its attention does, 2D", space="padded")
-#: The spaces layouts are computed from (`Layout.space`).
-SPACES = ("normalised", "padded")
 LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
 
 
