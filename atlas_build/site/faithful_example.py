@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from .markup import md_text
-from .pages import NOT_DEFINED
+from .pages import NOT_DEFINED, against_normalised
 
 FAITHFUL = "faithful-2d"
 CLASSIC = ("tsne-2d", "umap-2d", "pca-2d")  # the picture compared with, in this order of preference
@@ -40,12 +40,6 @@ def _picture(m: Mapping, h: Mapping, layout: str) -> str:
             f"style=\"object-fit:cover;object-position:{x:g}% 0\" }}")
 
 
-def _value(t: Mapping, key: str) -> object:
-    """A layout's measure; a layout computed from the normalised joint set is measured against it by its
-    ``trustworthiness``."""
-    return t.get(key, t.get("trustworthiness")) if key == "trustworthiness_normalised" else t.get(key)
-
-
 def _fmt(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else NOT_DEFINED
 
@@ -69,8 +63,8 @@ def faithful_example(models: Sequence[Mapping]) -> str:
            f"the ranking gains most.", "",
            f"{_picture(m, h, classic)} {_picture(m, h, FAITHFUL)}", "",
            f"| | {classic} | {FAITHFUL} |", "|---|---|---|"]
-    out += [f"| {label} | {_fmt(_value(trust[classic], key))} | {_fmt(_value(trust[FAITHFUL], key))} |"
-            for key, label in _ROWS]
+    classic_t, faithful_t = against_normalised(trust[classic]), against_normalised(trust[FAITHFUL])
+    out += [f"| {label} | {_fmt(classic_t.get(key))} | {_fmt(faithful_t.get(key))} |" for key, label in _ROWS]
     out += ["", "The faithful layout keeps the neighbourhoods of the padded space it is computed from, less of the "
             "normalised set's (the last row), for a picture in which a query's nearby keys are the ones it attends "
             "to; the classic layouts are kept for the paper's pictures. The findings page has these numbers for "

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 from .findings_vision import vision_section
 from .markup import md_text
-from .pages import HIGHDIM_ROWS, NOT_DEFINED, default_2d
+from .pages import HIGHDIM_ROWS, NOT_DEFINED, against_normalised, default_2d
 
 # Paper values (Yeh et al. 2023): Spearman(distance, dot) and mean ‖q‖ − ‖k‖, per model family.
 PAPER = {
@@ -42,19 +42,11 @@ def model_summary(manifest: Mapping) -> dict:
                                  for l, hs in sorted(by_layer.items())},
         "labels": {label: [(h["layer"], h["head"]) for h in heads if h["label"] == label]
                    for label in sorted({h["label"] for h in heads})},
-        "trust": {name: _means([_against_normalised(h.get("trust", {}).get(name, {})) for h in heads], TRUST)
+        "trust": {name: _means([against_normalised(h.get("trust", {}).get(name, {})) for h in heads], TRUST)
                   for name in layouts},
         "highdim": {space: _means([h.get("highdim", {}).get(space, {}) for h in heads], FAITHFUL_MEASURES)
                     for space in HIGHDIM_ROWS},
     }
-
-
-def _against_normalised(t: Mapping) -> Mapping:
-    """A layout's trust record with ``trustworthiness_normalised`` set: a layout computed from the normalised joint
-    set has it as its ``trustworthiness``."""
-    if "trustworthiness_normalised" in t or "trustworthiness" not in t:
-        return t
-    return {**t, "trustworthiness_normalised": t["trustworthiness"]}
 
 
 def _means(records: Sequence[Mapping], names: Sequence[str]) -> dict[str, float]:

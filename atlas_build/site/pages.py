@@ -163,6 +163,14 @@ NOT_DEFINED = "not defined"
 HIGHDIM_ROWS = {"normalised": "high-dimensional: the joint set PCA, t-SNE and UMAP are computed from",
                 "padded": "high-dimensional: keys padded to one norm, queries normalised (exact ranking by q·k; "
                           "faithful-2d is computed from it)"}
+def against_normalised(t: Mapping) -> dict:
+    """A layout's trust record with ``trustworthiness_normalised`` set: a layout computed from the normalised joint
+    set (no such key of its own) has its ``trustworthiness`` there."""
+    if "trustworthiness_normalised" in t or "trustworthiness" not in t:
+        return dict(t)
+    return {**t, "trustworthiness_normalised": t["trustworthiness"]}
+
+
 TRUST_NOTE = ("Trustworthiness is against the space each layout is computed from: the normalised joint set, or "
               "the padded space for faithful-2d, whose `trustworthiness_normalised` is against the normalised joint "
               "set like the others'.\n")
