@@ -83,6 +83,25 @@ def test_barnes_hut_repulsion_equals_opentsnes(dims: int, theta: float, dof: flo
     np.testing.assert_allclose(ours - start, force, rtol=0, atol=1e-12 * np.abs(force).max())
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_barnes_hut_visits_every_point_once(dims: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The traversal's order (the tree's depth-first order) holds every point exactly once, also points merged into
+    a cell as duplicates, and runs along the tree: consecutive points are near each other."""
+    orders = []
+    forces = tsne_bh._forces
+    monkeypatch.setattr(tsne_bh, "_forces", lambda emb, order, *a: orders.append(order.copy()) or forces(emb, order,
+                                                                                                          *a))
+    rng = np.random.default_rng(dims)
+    emb = np.ascontiguousarray(rng.normal(scale=20.0, size=(2000, dims)))
+    emb[100:300] = emb[50]
+    emb[9] = emb[7] + 1e-8
+    tsne_bh.repulsion(emb, np.zeros_like(emb))
+    (order,) = orders
+    assert np.array_equal(np.sort(order), np.arange(len(emb)))
+    step = np.linalg.norm(np.diff(emb[order], axis=0), axis=1)
+    assert np.median(step) < 0.2 * np.median(np.linalg.norm(np.diff(emb, axis=0), axis=1))
+
+
 def test_barnes_hut_refuses_other_shapes() -> None:
     with pytest.raises(ValueError, match="1 to 3 dimensions"):
         tsne_bh.repulsion(np.zeros((5, 4)), np.zeros((5, 4)))
@@ -152,6 +171,33 @@ def test_a_short_run_follows_opentsnes(affinities: sp.csr_matrix) -> None:
                                         initialization=init.copy())))
     assert np.abs(runs[1] - init).max() > 1e-2
     np.testing.assert_allclose(runs[0], runs[1], atol=1e-6 * np.abs(runs[1]).max())
+
+
+def test_layouts_skip_only_the_final_error(affinities: sp.csr_matrix, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`for_layout` answers openTSNE's closing error evaluation without computing it: the 2D layout (both phases)
+    and the 3D refinement are bit for bit those of the plain objective, which is evaluated once per iteration and
+    then once more per phase for the error."""
+    calls: list[bool] = []
+
+    def counted(objective):
+        def run(*args, should_eval_error=False, **kwargs):
+            calls.append(should_eval_error)
+            return objective(*args, should_eval_error=should_eval_error, **kwargs)
+        return run
+
+    init = layout(affinities.shape[0], 3)
+    runs = {}
+    for name, wrap in (("plain", lambda f: f), ("layout", tsne_gradient.for_layout)):
+        calls.clear()
+        monkeypatch.setattr(tsne_gradient, "for_layout", lambda f, wrap=wrap: counted(wrap(f)))
+        flat = methods.tsne_layout(affinities, init[:, :2], seed=0, early_iter=12, n_iter=20, exaggeration=1.2)
+        deep = methods.tsne_refine(affinities, methods.lift(flat, init[:, 2], 1.0), seed=0, n_iter=9, theta=1.2,
+                                   exaggeration=1.5)
+        runs[name] = flat, deep
+        assert calls == [False] * 12 + [True] + [False] * 20 + [True] + [False] * 9 + [True]
+    assert np.abs(runs["plain"][1] - methods.lift(runs["plain"][0], init[:, 2], 1.0)).max() > 1e-3
+    for plain, ours in zip(runs["plain"], runs["layout"]):
+        assert np.array_equal(plain, ours)
 
 
 def test_bad_calls(affinities: sp.csr_matrix) -> None:

@@ -121,7 +121,7 @@ def tsne_layout(
     from openTSNE import TSNE
     from openTSNE.affinity import PrecomputedAffinities
 
-    from .tsne_gradient import kl_bh, kl_fft
+    from .tsne_gradient import for_layout, kl_bh, kl_fft
 
     dims = init.shape[1]
     init = tsne_start(init)
@@ -131,7 +131,7 @@ def tsne_layout(
         n_iter=n_iter,
         exaggeration=exaggeration,
         dof=dof,
-        negative_gradient_method=kl_fft if dims <= 2 else kl_bh,
+        negative_gradient_method=for_layout(kl_fft if dims <= 2 else kl_bh),
         # Coarser interpolation grid: far fewer FFT boxes once clusters spread out (2x faster at 10k points),
         # same trustworthiness.
         ints_in_interval=2,
@@ -160,10 +160,10 @@ def tsne_refine(
     from openTSNE import TSNEEmbedding
     from openTSNE.affinity import PrecomputedAffinities
 
-    from .tsne_gradient import kl_bh
+    from .tsne_gradient import for_layout, kl_bh
 
     emb = TSNEEmbedding(np.array(init, dtype=np.float64, order="C"), PrecomputedAffinities(p.copy(), normalize=False),
-                        dof=dof, negative_gradient_method=kl_bh, theta=theta, random_state=seed, n_jobs=threads,
+                        dof=dof, negative_gradient_method=for_layout(kl_bh), theta=theta, random_state=seed, n_jobs=threads,
                         verbose=False)
     return np.asarray(emb.optimize(n_iter, exaggeration=exaggeration, momentum=0.8), dtype=np.float64)
 

@@ -12,7 +12,7 @@ take openTSNE's objective-function arguments and are passed to it as `negative_g
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -119,3 +119,19 @@ def kl_bh(embedding: np.ndarray, P: sp.csr_matrix, dof: float, bh_params: dict, 
     sum_q = repulsion(embedding, grad, dof=dof, **bh_params)
     attract(P, embedding, grad, dof)
     return (kl_error(P, embedding, dof, sum_q) if should_eval_error else 0.0), grad
+
+
+def for_layout(objective: Callable[..., tuple[float, np.ndarray]]) -> Callable[..., tuple[float, np.ndarray]]:
+    """`objective` as a layout run passes it to openTSNE's optimiser. After its last step openTSNE evaluates the
+    objective once more only to report the KL divergence (the one call that asks for the error, with no callbacks
+    and not verbose); its gradient is discarded and the atlas never reads the error, so that call is answered with
+    zeros instead of a full gradient and a logarithm over every affinity (a test checks the layouts are
+    unchanged)."""
+
+    def run(embedding: np.ndarray, P: sp.csr_matrix, dof: float, *args: Any, should_eval_error: bool = False,
+            **kwargs: Any) -> tuple[float, np.ndarray]:
+        if should_eval_error:
+            return 0.0, np.zeros_like(embedding, dtype=np.float64)
+        return objective(embedding, P, dof, *args, **kwargs)
+
+    return run
