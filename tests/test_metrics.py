@@ -295,6 +295,30 @@ def test_layout_trust_is_sklearns_number_for_every_layout():
         scorer(perfect[:-1])
 
 
+def test_layout_trust_against_another_space_equals_a_fresh_one():
+    """`against` shares the sampled pairs and the trust sample and only ranks the other space: its numbers are a
+    fresh `LayoutTrust`'s on that space (here the padded space of a random head, whose neighbourhoods differ), and it
+    refuses a space of other points."""
+    from atlas_build.normalize.padded import padded_space
+
+    rng = np.random.default_rng(6)
+    q, k = rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) * rng.uniform(0.2, 3.0, size=(200, 1))
+    sample = HeadSample(q, k, np.repeat(np.arange(20), 10), np.tile(np.arange(10), 20), True, 1.0)
+    joint = JointSet.of(sample.q, sample.k)
+    first_axes = np.asarray(joint.x)[:, :3]
+    padded = JointSet(padded_space(joint.queries, joint.keys), joint.token_rows, joint.key_rows)
+    scorer = LayoutTrust(sample, joint, metric="cosine", sample_size=150, seed=2)
+    shared, fresh = scorer.against(padded, metric="euclidean"), LayoutTrust(sample, padded, metric="euclidean",
+                                                                            sample_size=150, seed=2)
+    noisy = first_axes + rng.normal(scale=0.4, size=first_axes.shape)
+    for coords in (first_axes, noisy):
+        assert shared(coords) == fresh(coords)
+    assert shared(noisy)["trustworthiness"] != scorer(noisy)["trustworthiness"]
+    assert shared(noisy)["spearman_layout_dot"] == scorer(noisy)["spearman_layout_dot"]
+    with pytest.raises(ValueError, match="points"):
+        scorer.against(JointSet.of(sample.q[:-1], sample.k[:-1]), metric="cosine")
+
+
 def test_layout_trust_ties_in_high_dimension_share_the_smallest_rank():
     """Duplicated vectors (a first token repeated in every sentence of a causal model): a point tied with a true
     neighbour is not a trustworthiness error, whatever order a sort leaves the tie in."""

@@ -202,9 +202,11 @@ def layout_faithfulness(rows: QueryRows, coords: np.ndarray) -> dict[str, float]
     return space_faithfulness(rows, coords, "euclidean")
 
 
-def highdim_faithfulness(rows: QueryRows, joint: JointSet, *, metric: str) -> dict[str, dict[str, float]]:
+def highdim_faithfulness(rows: QueryRows, joint: JointSet, *, metric: str,
+                         padded: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """The ceilings: ``normalised`` = the joint set the layouts are computed from (layout ``metric``);
     ``padded`` = the same points in the padded space (`normalize.padded`: exact per-query ranking by q·k), which
-    `faithful-2d` is computed from."""
+    `faithful-2d` is computed from; pass ``padded`` when the caller already has that space of ``joint``."""
+    space = padded_space(joint.queries, joint.keys) if padded is None else padded
     return {"normalised": space_faithfulness(rows, joint.x, metric),
-            "padded": space_faithfulness(rows, padded_space(joint.queries, joint.keys), "euclidean")}
+            "padded": space_faithfulness(rows, space, "euclidean")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy import stats
 from sklearn.neighbors import NearestNeighbors
@@ -48,19 +50,32 @@ class LayoutTrust:
             kpoint[k_rows] = np.arange(len(k_rows))
             if np.ptp(dot) > 0:
                 self.pairs = point[qi], kpoint[kj], dot
-        x_all = np.asarray(joint.x, np.float64)
-        m = x_all.shape[0]
+        m = joint.x.shape[0]
         self.idx = np.sort(rng.choice(m, size=sample_size, replace=False)) if m > sample_size else np.arange(m)
         self.k = min(k, (len(self.idx) - 1) // 2)
-        self.ranks: SampleRanks | None = None
-        if self.k >= 1:
-            x = x_all[self.idx]
-            if metric == "cosine":  # unit rows; a zero vector has no direction: it gets the all-ones one
-                norm = np.linalg.norm(x, axis=1, keepdims=True)
-                x = np.where(norm > 0, x, 1.0) / np.where(norm > 0, norm, np.sqrt(x.shape[1]))
-            elif metric != "euclidean":
-                raise ValueError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
-            self.ranks = SampleRanks(x)
+        self.ranks = self._ranks(joint, metric)
+
+    def _ranks(self, joint: JointSet, metric: str) -> SampleRanks | None:
+        """The trust sample's neighbour ranks in ``joint``'s space."""
+        if metric not in ("cosine", "euclidean"):
+            raise ValueError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
+        if self.k < 1:
+            return None
+        x = np.asarray(joint.x, np.float64)[self.idx]
+        if metric == "cosine":  # unit rows; a zero vector has no direction: it gets the all-ones one
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.where(norm > 0, x, 1.0) / np.where(norm > 0, norm, np.sqrt(x.shape[1]))
+        return SampleRanks(x)
+
+    def against(self, joint: JointSet, *, metric: str) -> LayoutTrust:
+        """The same measures with trustworthiness against another space of the same points (such as the padded
+        space): the sampled pairs and the trust sample are shared, only the sample's neighbour ranks are new."""
+        if joint.x.shape[0] != self.joint.x.shape[0] or joint.m != self.joint.m:
+            raise ValueError(f"the other space has {joint.x.shape[0]} points ({joint.m} queries), this one "
+                             f"{self.joint.x.shape[0]} ({self.joint.m})")
+        other = copy.copy(self)
+        other.joint, other.ranks = joint, self._ranks(joint, metric)
+        return other
 
     def __call__(self, coords: np.ndarray) -> dict[str, float]:
         """The measures of one layout ``coords`` (rows as the joint set: queries, then keys)."""

@@ -105,7 +105,8 @@ def run_head(task: HeadTask) -> HeadResult:
     joint = JointSet.of(qn[qr], kn[kr], rows[qr], None if ps.side is None else rows[kr])
     pairs = (attention_pairs(s, joint, task.attention, max_keys=task.params.faithful_keys)
              if any(LAYOUTS[name].method == "faithful" for name in task.layouts) else None)
-    padded = (JointSet(padded_space(joint.queries, joint.keys).astype(np.float32), joint.token_rows, joint.key_rows)
+    padded_x = padded_space(joint.queries, joint.keys)  # the padded layouts' input and the ceiling's
+    padded = (JointSet(padded_x.astype(np.float32), joint.token_rows, joint.key_rows)
               if any(LAYOUTS[name].space == "padded" for name in task.layouts) else None)
     layouts = project(joint.x.astype(np.float32), task.layouts, task.params, pairs=pairs,
                       spaces={} if padded is None else {"padded": padded.x})
@@ -122,8 +123,8 @@ def run_head(task: HeadTask) -> HeadResult:
                              value_layout_names(task.layouts), task.params))
     rows = QueryRows.of(s, joint, task.attention)
     trust = layout_trust(ps, joint, padded, task.params.metric, rows, layouts)
-    highdim = {space: rounded(v)
-               for space, v in highdim_faithfulness(rows, joint, metric=task.params.metric).items()}
+    highdim = {space: rounded(v) for space, v in
+               highdim_faithfulness(rows, joint, metric=task.params.metric, padded=padded_x).items()}
     plan = signature_plan(s.sentence_id, s.position, task.vocab_id, s.causal, key_starts=s.key_starts())
     return HeadResult(task.layer, task.head, task.kv_head, layouts, norms, norm.to_json(), rounded(metrics),
                       label_head(metrics), trust, attention_signature(task.attention, plan), vision=vision,
@@ -138,7 +139,7 @@ def layout_trust(points: HeadSample, joint: JointSet, padded: JointSet | None, m
     normalised = LayoutTrust(points, joint, metric=metric)
     own = {"normalised": normalised}
     if padded is not None:
-        own["padded"] = LayoutTrust(points, padded, metric=metric)
+        own["padded"] = normalised.against(padded, metric=metric)
     out = {}
     for name, coords in layouts.items():
         space = LAYOUTS[name].space
