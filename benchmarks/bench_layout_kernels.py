@@ -95,7 +95,8 @@ def measure(x: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
                                                 dof=p.tsne_dof),
         "t-SNE 3D refinement": lambda: methods.tsne_refine(
             affinities, lifted, seed=p.seed, n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE),
-            theta=methods.TSNE_3D_THETA, exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF),
+            theta=methods.TSNE_3D_THETA, exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF,
+            learning_rate=methods.TSNE_3D_LEARNING_RATE * len(lifted)),
         "UMAP 2D": lambda: methods.umap_layout(fuzzy, basis[:, :2], seed=p.seed, min_dist=p.umap_min_dist,
                                                n_epochs=p.umap_n_epochs, learning_rate=p.umap_learning_rate,
                                                negative_sample_rate=p.umap_negative_sample_rate),

@@ -77,7 +77,7 @@ def tsne(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     return methods.tsne_refine(affinities, methods.lift(flat, depth, methods.LIFT_DEPTH), seed=p.seed,
                                n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE), theta=methods.TSNE_3D_THETA,
                                exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF,
-                               threads=shared.threads)
+                               learning_rate=methods.TSNE_3D_LEARNING_RATE * len(flat), threads=shared.threads)
 
 
 def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
