@@ -17,11 +17,12 @@ from .manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
 #: 3D t-SNE/UMAP: what they add to the 2D layout they continue; faithful-2d: 1.22x t-SNE, with its own kNN graph and
 #: PCA in the padded space, the median over the demo's 414 heads, docs/reference/faithfulness.md), scaled by the
 #: layout kernels' measured ratios (benchmarks/bench_layout_kernels.py: t-SNE 2D 0.75 then 0.81 of that, its 3D
-#: refinement 0.93 then 0.61, UMAP's SGD 0.64 then 0.5, the kNN graph unchanged).
-#: Other sizes scale as n·log n. With these `head_seconds` gives the 512-head benchmark model's seven layouts 14.75
-#: CPU-s per head (14.35 before the padded space, 14.05 before the order term; measured then, with the value layouts
-#: where due: 13.95; on 5 December's faster-running machine 9.29, docs/reference/projections.md).
-LAYOUT_SECONDS_10K = {"pca-2d": 0.02, "pca-3d": 0.03, "tsne-2d": 4.3, "tsne-3d": 1.4, "umap-2d": 2.3,
+#: refinement 0.93 then 0.61 then 0.87 (the packed Barnes-Hut traversal), UMAP's SGD 0.64 then 0.5, the kNN graph
+#: unchanged). Other sizes scale as n·log n. With these `head_seconds` gives the 512-head benchmark model's seven
+#: layouts 14.55 CPU-s per head (14.75 before the packed traversal, 14.35 before the padded space, 14.05 before the
+#: order term; measured then, with the value layouts where due: 13.95; on 5 December's faster-running machine 9.29,
+#: docs/reference/projections.md).
+LAYOUT_SECONDS_10K = {"pca-2d": 0.02, "pca-3d": 0.03, "tsne-2d": 4.3, "tsne-3d": 1.2, "umap-2d": 2.3,
                       "umap-3d": 0.4, "faithful-2d": 5.3}
 HEAD_OVERHEAD_SECONDS_10K = 1.0  # normalisation, scores and trust measures of one head (trust ranks shared)
 CAPTURE_FLOPS = 8e10  # measured capture throughput on 2 cores (MiniLM and SmolLM2 both ~0.8-1e11 FLOP/s)
