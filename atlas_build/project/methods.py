@@ -1,9 +1,9 @@
 """The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (own SGD kernel).
 
 3D t-SNE and UMAP continue the 2D solution: `lift` adds a third axis (the third principal component, `diffuse`d over
-the method's graph) and `tsne_refine` / `umap_layout(..., keep_scale=True)` optimise briefly in 3D. Everything here is deterministic for a
-given input: no randomness except seeded generators, BLAS kept to one thread by the caller, t-SNE affinities copied
-per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
+the method's graph) and `tsne_refine` / `umap_layout(..., keep_scale=True)` optimise briefly in 3D. Everything here
+is deterministic for a given input: no randomness except seeded generators, BLAS kept to one thread by the caller,
+t-SNE affinities copied per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ def tsne_refine(
     from .tsne_gradient import for_layout, kl_bh
 
     emb = TSNEEmbedding(np.array(init, dtype=np.float64, order="C"), PrecomputedAffinities(p.copy(), normalize=False),
-                        dof=dof, negative_gradient_method=for_layout(kl_bh), theta=theta, random_state=seed, n_jobs=threads,
-                        verbose=False)
+                        dof=dof, negative_gradient_method=for_layout(kl_bh), theta=theta, random_state=seed,
+                        n_jobs=threads, verbose=False)
     rate = "auto" if learning_rate is None else float(learning_rate)
     return np.asarray(emb.optimize(n_iter, exaggeration=exaggeration, momentum=0.8, learning_rate=rate),
                       dtype=np.float64)
