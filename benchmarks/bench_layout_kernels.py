@@ -93,10 +93,7 @@ def measure(x: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
         "t-SNE 2D": lambda: methods.tsne_layout(affinities, basis[:, :2], seed=p.seed, early_iter=p.tsne_early_iter,
                                                 n_iter=p.tsne_iter, exaggeration=p.tsne_exaggeration,
                                                 dof=p.tsne_dof),
-        "t-SNE 3D refinement": lambda: methods.tsne_refine(
-            affinities, lifted, seed=p.seed, n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE),
-            theta=methods.TSNE_3D_THETA, exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF,
-            learning_rate=methods.TSNE_3D_LEARNING_RATE * len(lifted)),
+        "t-SNE 3D refinement": lambda: methods.tsne_3d(affinities, lifted, seed=p.seed, main_iter=p.tsne_iter),
         "UMAP 2D": lambda: methods.umap_layout(fuzzy, basis[:, :2], seed=p.seed, min_dist=p.umap_min_dist,
                                                n_epochs=p.umap_n_epochs, learning_rate=p.umap_learning_rate,
                                                negative_sample_rate=p.umap_negative_sample_rate),

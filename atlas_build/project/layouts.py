@@ -74,10 +74,8 @@ def tsne(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:
     if dims == 2:
         return flat
     depth = methods.diffuse(affinities, shared.basis[:, 2], methods.LIFT_SMOOTHING)
-    return methods.tsne_refine(affinities, methods.lift(flat, depth, methods.LIFT_DEPTH), seed=p.seed,
-                               n_iter=methods.share(p.tsne_iter, methods.TSNE_3D_SHARE), theta=methods.TSNE_3D_THETA,
-                               exaggeration=methods.TSNE_3D_EXAGGERATION, dof=methods.TSNE_3D_DOF,
-                               learning_rate=methods.TSNE_3D_LEARNING_RATE * len(flat), threads=shared.threads)
+    return methods.tsne_3d(affinities, methods.lift(flat, depth, methods.LIFT_DEPTH), seed=p.seed,
+                           main_iter=p.tsne_iter, threads=shared.threads)
 
 
 def umap(shared: Shared, init: np.ndarray, dims: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The three projection methods on a shared, precomputed kNN graph: PCA, t-SNE (openTSNE) and UMAP (own SGD kernel).
 
 3D t-SNE and UMAP continue the 2D solution: `lift` adds a third axis (the third principal component, `diffuse`d over
-the method's graph) and `tsne_refine` / `umap_layout(..., keep_scale=True)` optimise briefly in 3D. Everything here
+the method's graph) and `tsne_3d` / `umap_layout(..., keep_scale=True)` optimise briefly in 3D. Everything here
 is deterministic for a given input: no randomness except seeded generators, BLAS kept to one thread by the caller,
 t-SNE affinities copied per run (openTSNE exaggerates P in place), UMAP's SGD sequential.
 """
@@ -173,6 +173,14 @@ def tsne_refine(
     rate = "auto" if learning_rate is None else float(learning_rate)
     return np.asarray(emb.optimize(n_iter, exaggeration=exaggeration, momentum=0.8, learning_rate=rate),
                       dtype=np.float64)
+
+
+def tsne_3d(p: sp.csr_matrix, lifted: np.ndarray, *, seed: int, main_iter: int, threads: int = 1) -> np.ndarray:
+    """t-SNE's 3D phase with this module's 3D settings (`TSNE_3D_SHARE` of `main_iter` iterations, opening angle,
+    kernel, exaggeration, learning rate) from a lifted 2D solution (`lift`)."""
+    return tsne_refine(p, lifted, seed=seed, n_iter=share(main_iter, TSNE_3D_SHARE), theta=TSNE_3D_THETA,
+                       exaggeration=TSNE_3D_EXAGGERATION, dof=TSNE_3D_DOF,
+                       learning_rate=TSNE_3D_LEARNING_RATE * len(lifted), threads=threads)
 
 
 # ----------------------------------------------------------------------------- UMAP
