@@ -171,8 +171,9 @@ def main() -> None:
             with out.open("a") as fh:
                 fh.write(json.dumps(res) + "\n")
             done.append(res)
-            f = res["layouts"]["faithful-2d"]
-            print(f"[{i}/{len(todo)}] {model} L{layer}H{head}: faithful-2d qrc {f.get('query_rank_corr', 'n/d')}"
+            shown = "faithful-2d" if "faithful-2d" in res["layouts"] else args.layouts[-1]
+            f = res["layouts"][shown]
+            print(f"[{i}/{len(todo)}] {model} L{layer}H{head}: {shown} qrc {f.get('query_rank_corr', 'n/d')}"
                   f" trust {f['trustworthiness']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     done += [json.loads(line) for f in args.also for line in Path(f).read_text().splitlines()]
     print(summary([r for r in done if r["model"] in caps]))
