@@ -123,15 +123,17 @@ def summary(results: list[dict]) -> str:
             vals = [v for v in vals if v is not None]
             return f"{np.mean(vals):.2f}" if vals else "n/d"
 
-        for name in [v for v in (*LAYOUTS, *VARIANTS) if all(v in r["layouts"] for r in rs)]:
+        present = [*LAYOUTS, *VARIANTS, *sorted({n for r in rs for n in r["layouts"]} - {*LAYOUTS, *VARIANTS})]
+        for name in [v for v in present if all(v in r["layouts"] for r in rs)]:
             ls = [r["layouts"][name] for r in rs]
             cost = np.median([v["cpu_s"] for v in ls])
+            ratio = (f"{np.median([v['cpu_s'] / r['layouts']['tsne-2d']['cpu_s'] for v, r in zip(ls, rs)]):.2f}"
+                     if all("tsne-2d" in r["layouts"] for r in rs) else "–")
             lines.append(f"| {model} | {len(rs)} | {name} | {mean([v.get('query_rank_corr') for v in ls])} | "
                          f"{mean([v.get('nearest_key_share') for v in ls])} | "
                          f"{np.mean([v['trustworthiness'] for v in ls]):.3f} | "
                          f"{np.mean([v.get('trustworthiness_normalised', v['trustworthiness']) for v in ls]):.3f} | "
-                         f"{cost:.1f} | "
-                         f"{np.median([v['cpu_s'] / r['layouts']['tsne-2d']['cpu_s'] for v, r in zip(ls, rs)]):.2f} |")
+                         f"{cost:.1f} | {ratio} |")
         for space in ("normalised", "padded"):
             hs = [r["highdim"].get(space, {}) for r in rs]
             lines.append(f"| {model} | {len(rs)} | high-dim {space} | {mean([h.get('query_rank_corr') for h in hs])}"
