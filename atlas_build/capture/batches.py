@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from . import hook
 from .facts import ModelFacts
 from .sources import LoadedModel
@@ -28,6 +29,29 @@ TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 # (valid-token mask or None, model inputs) of one batch, built only for batches that still need a forward pass.
 InputsOf = Callable[[int], tuple["torch.Tensor | None", dict[str, Any]]]
+
+
+def check_finite(source: str, where: str, ids: Sequence[int], computed: torch.dtype, stored: dict[str, np.ndarray],
+                 unrounded: Callable[[str], np.ndarray]) -> None:
+    """An `InputError` when an array about to be stored (`stored`: name → values in the capture's dtype) holds NaN
+    or ±inf, naming the model, the place (`where`, such as "layer 3"), the inputs (`ids`) and the cause: the
+    model's own values (`unrounded(name)`, before the capture's rounding; `computed` in this dtype) were not finite,
+    or they were and exceed what the capture's dtype holds."""
+    bad = [name for name, values in stored.items() if not np.isfinite(values).all()]
+    if not bad:
+        return
+    shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
+    broken = [name for name in bad if not np.isfinite(unrounded(name)).all()]
+    if broken:
+        why = ("the weights hold NaN or inf, or the arithmetic overflows even in float32" if computed == torch.float32
+               else f"the arithmetic overflows in {str(computed).removeprefix('torch.')} (models[].dtype = \"float32\" "
+               "avoids that) or the weights hold NaN or inf")
+        raise InputError(f"{source}: its forward pass gave NaN or infinite {' and '.join(broken)} in {where} (inputs "
+                         f"{shown}): {why}")
+    largest = max(float(np.abs(unrounded(name)).max()) for name in bad)
+    raise InputError(f"{source}: {' and '.join(bad)} in {where} reach {largest:.3g} (inputs {shown}), beyond the "
+                     f"largest value of the capture's {next(iter(stored.values())).dtype}: set [build] capture_dtype = "
+                     "\"float32\"")
 
 
 @dataclass(frozen=True)
@@ -44,8 +68,8 @@ class BatchSink:
     """Recorder: for each layer's attention call (in layer order), keep only real tokens and append them to the
     batch's writer (none: a pass that only looks at the modules). The first module seen per layer is kept."""
 
-    def __init__(self, dtype: str):
-        self.dtype = TORCH_DTYPES[dtype]
+    def __init__(self, dtype: str, source: str):
+        self.dtype, self.source = TORCH_DTYPES[dtype], source
         self.writer: BatchWriter | None = None
         self.batch = Batch((), None, 0)
         self.valid: torch.Tensor | None = None
@@ -67,15 +91,21 @@ class BatchSink:
         B, _, T, _ = call.query.shape
         lengths = list(self.batch.lengths) if self.batch.lengths is not None else [T] * B
 
-        def rows(x: torch.Tensor) -> np.ndarray:  # [B, h, T, d] → [n_real, h, d]
+        def rows(x: torch.Tensor, dt: torch.dtype = dt) -> np.ndarray:  # [B, h, T, d] → [n_real, h, d]
             x = x.transpose(1, 2)
             x = x[valid] if valid is not None else x.reshape(-1, *x.shape[2:])
             return x.to(dt).cpu().numpy()
 
-        w = call.weights
-        attention = torch.cat([w[b, :, :n, :n].reshape(-1) for b, n in enumerate(lengths)]).to(dt).cpu().numpy()
-        self.writer.write(rows(call.query), rows(call.key), rows(call.value), list(self.batch.ids), lengths,
-                          attention)
+        def weights(dt: torch.dtype = dt) -> np.ndarray:
+            return torch.cat([call.weights[b, :, :n, :n].reshape(-1) for b, n in enumerate(lengths)]).to(dt).cpu() \
+                .numpy()
+
+        tensors = {"queries": call.query, "keys": call.key, "values": call.value}
+        stored = {name: rows(x) for name, x in tensors.items()} | {"attention": weights()}
+        check_finite(self.source, f"layer {call.layer}", self.batch.ids, call.query.dtype, stored,
+                     lambda name: weights(torch.float32) if name == "attention" else rows(tensors[name], torch.float32))
+        self.writer.write(stored["queries"], stored["keys"], stored["values"], list(self.batch.ids), lengths,
+                          stored["attention"])
 
     def qk_weights(self, facts: ModelFacts) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per-layer (W_Q, W_K) when every layer's attention module exposes them, else {}."""
@@ -133,7 +163,7 @@ def run_batches(loaded: LoadedModel, out_dir: Path, batches: Sequence[Batch], in
     first batch still finds the attention modules (for their q/k weights)."""
     from tqdm.auto import tqdm
 
-    sink = BatchSink(dtype)
+    sink = BatchSink(dtype, loaded.source)
     bar = tqdm(total=sum(b.count for b in batches), initial=sum(b.count for i, b in enumerate(batches) if i in done),
                unit=unit, desc=f"capture {loaded.source}", disable=not progress, leave=False)
     try:

@@ -21,7 +21,7 @@ from ..datasets.audio import AudioClip
 from ..datasets.pairs import Pair
 from ..errors import InputError
 from . import hook
-from .batches import TORCH_DTYPES, is_finished, resume
+from .batches import TORCH_DTYPES, check_finite, is_finished, resume
 from .encdec import BLOCKS, KEY_SIDE, QUERY_SIDE, record
 from .encdec_inputs import (EncodedPair, decoder_encoded, encode_sources, encode_targets, encoder_inputs, greedy,
                             limits, pad, pad_id, side_tables, too_long)
@@ -52,8 +52,8 @@ class EncDecSink:
         qv, kv = self.valid[QUERY_SIDE[block]].bool(), self.valid[KEY_SIDE[block]].bool()
         n_q, n_k = qv.sum(1).tolist(), kv.sum(1).tolist()
 
-        def rows(x: torch.Tensor, valid: torch.Tensor) -> np.ndarray:  # [B, h, T, d] → [n_real, h, d]
-            return x.transpose(1, 2)[valid].to(self.dtype).cpu().numpy()
+        def rows(x: torch.Tensor, valid: torch.Tensor, dt: torch.dtype = self.dtype) -> np.ndarray:
+            return x.transpose(1, 2)[valid].to(dt).cpu().numpy()  # [B, h, T, d] → [n_real, h, d]
 
         def per_pair(x: torch.Tensor, dt: torch.dtype) -> np.ndarray:
             x = x.expand(len(n_q), *x.shape[1:]) if x.shape[0] == 1 else x
@@ -64,9 +64,14 @@ class EncDecSink:
         if self.biased[block]:
             raw = call.bias if call.bias is not None else torch.zeros_like(call.weights)
             bias = per_pair(raw.expand(-1, call.weights.shape[1], -1, -1), torch.float32)
-        self.writer.write(block, self.token_ids[QUERY_SIDE[block]], rows(call.query, qv),
-                          self.token_ids[KEY_SIDE[block]], rows(call.key, kv), rows(call.value, kv),
-                          self.pair_ids, n_q, n_k, per_pair(call.weights, self.dtype), bias)
+        tensors = {"queries": (call.query, qv), "keys": (call.key, kv), "values": (call.value, kv)}
+        stored = {name: rows(*x) for name, x in tensors.items()} | {"attention": per_pair(call.weights, self.dtype)}
+        check_finite(self.loaded.source, f"{block} layer {layer}", self.pair_ids, call.query.dtype, stored,
+                     lambda name: per_pair(call.weights, torch.float32) if name == "attention"
+                     else rows(*tensors[name], torch.float32))
+        self.writer.write(block, self.token_ids[QUERY_SIDE[block]], stored["queries"],
+                          self.token_ids[KEY_SIDE[block]], stored["keys"], stored["values"],
+                          self.pair_ids, n_q, n_k, stored["attention"], bias)
 
     def check(self) -> None:
         for b in BLOCKS:

@@ -305,6 +305,8 @@ def normalize(sample: HeadSample, *, metric: str = "cosine",
         raise ValueError(f"q and k must both be [N, d]; got {q.shape} and {k.shape}")
     if len(sample.sentence_id) != q.shape[0] or len(sample.position) != q.shape[0]:
         raise ValueError("sentence_id and position must have one entry per token")
+    if not (np.isfinite(q).all() and np.isfinite(k).all()):
+        raise ValueError("q and k must be finite; they hold NaN or infinite values")
     out_dtype = np.result_type(np.asarray(sample.q).dtype, np.float32)
     qi, kj = sample_pairs(sample, max_pairs)
     q_rows, k_rows = sample.query_rows(), sample.key_rows()
