@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -193,11 +194,26 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _warning_line(show):
+    """A `warnings.showwarning` that prints this package's warnings (they address the user: an image skipped, a
+    cache not written) as one `warning:` line, and hands the others to `show`."""
+    package = Path(__file__).resolve().parent
+
+    def shown(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"build": _cmd_build, "serve": _cmd_serve, "validate": _cmd_validate, "init": _cmd_init,
                 "deploy": _cmd_deploy}
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    show = warnings.showwarning
+    warnings.showwarning = _warning_line(show)
     try:
         return commands[args.command](args)
     except KeyboardInterrupt as e:
@@ -213,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

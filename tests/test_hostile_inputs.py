@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from hostile_util import TINY, Sandbox, snapshot
+from hostile_util import ROOT, TINY, Sandbox, snapshot
 
 SENTENCES = re.compile(r"sentences = \[.*?\]\n", re.S)
 
@@ -132,7 +132,8 @@ CASES: dict[str, tuple[Callable[[Sandbox], str], str]] = {
         'source = "inline"', 'source = "img.txt"\nkind = "images"'), "is not a folder"),
 }
 # Cases `validate` checks without a build: all of them (sources resolve without weights) except the data content.
-CONTENT_ONLY = {"model gives NaN vectors", "model max_tokens leaves no room", "token budget below one sentence", "data file not UTF-8", "jsonl line not JSON", "jsonl field missing", "csv column missing",
+CONTENT_ONLY = {"model gives NaN vectors", "model max_tokens leaves no room", "token budget below one sentence",
+                "data file not UTF-8", "jsonl line not JSON", "jsonl field missing", "csv column missing",
                 "json not a list", "empty data file", "every sentence filtered out"}
 
 
@@ -189,3 +190,23 @@ def test_manifest_that_is_not_a_regular_file(tmp_path: Path, monkeypatch: pytest
         for command in ("build", "validate"):
             run = sb.atlas(command, path)
             assert run.code == 2 and expect in run.err and "Traceback" not in run.err, (path, run.err)
+
+
+def test_unreadable_images_are_one_warning_line_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    sb = Sandbox(tmp_path, monkeypatch)
+    pics = sb.mdir / "pics"
+    pics.mkdir()
+    Image.new("RGB", (20, 20), (200, 40, 40)).save(pics / "red.png")
+    (pics / "notes.txt").write_text("not an image")
+    (pics / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"truncated")
+    text = (ROOT / "data_manifests" / "vision-tiny.toml").read_text("utf-8").replace('source = "probes"',
+                                                                                   'source = "pics"')
+    text = re.sub(r"images = \[.*?\]\n", "", text, flags=re.S).replace('"pca-2d", "tsne-2d"', '"pca-2d"')
+    run = sb.atlas("build", sb.manifest(text))
+    assert run.code == 0, run.err
+    warned = [line for line in run.err.splitlines() if "skipping" in line]
+    assert [line.split(":")[0] for line in warned] == ["warning", "warning"], run.err
+    assert any("skipping cut.png" in line for line in warned) and any("skipping notes.txt" in line for line in warned)
+    assert "UserWarning" not in run.err and "images.py" not in run.err and "load_images" not in run.err
