@@ -3,6 +3,7 @@ problem that names the input at fault, prints no traceback, and changes nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -36,18 +37,37 @@ def data_file(content: bytes | None, source: str = "data.txt", extra: str = "",
     return make
 
 
-def nan_model(sb: Sandbox) -> str:
-    """The tiny manifest reading a saved random BERT whose second layer's query weights hold a NaN."""
-    import torch
-    from transformers import BertConfig, BertModel
+def saved_model(nan: bool = False, edit: Callable[[Path], None] = lambda d: None) -> Callable[[Sandbox], str]:
+    """The tiny manifest reading a random BERT saved to a folder, with a NaN among its second layer's query weights
+    (`nan`) and its files changed by `edit`."""
+    def make(sb: Sandbox) -> str:
+        import torch
+        from transformers import BertConfig, BertModel
 
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                 max_position_embeddings=64))
-    with torch.no_grad():
-        model.encoder.layer[1].attention.self.query.weight[3, 5] = float("nan")
-    model.save_pretrained(sb.mdir / "nan-model")
-    return re.sub(r"\nconfig = .*\n", "\n", TINY.replace('source = "random:bert"', 'source = "./nan-model"'))
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                     max_position_embeddings=64))
+        if nan:
+            with torch.no_grad():
+                model.encoder.layer[1].attention.self.query.weight[3, 5] = float("nan")
+        model.save_pretrained(sb.mdir / "saved-model")
+        edit(sb.mdir / "saved-model")
+        return re.sub(r"\nconfig = .*\n", "\n", TINY.replace('source = "random:bert"', 'source = "./saved-model"'))
+    return make
+
+
+def halve(name: str) -> Callable[[Path], None]:
+    def cut(folder: Path) -> None:
+        with open(folder / name, "r+b") as f:
+            f.truncate(f.seek(0, 2) // 2)
+    return cut
+
+
+def config_entry(key: str, value: object) -> Callable[[Path], None]:
+    def put(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, key: value}))
+    return put
 
 
 def symlink_to(target: str) -> Callable[[Path], None]:
@@ -105,7 +125,11 @@ CASES: dict[str, tuple[Callable[[Sandbox], str], str]] = {
     "model package not installed": (sub('source = "random:bert"', 'source = "package:no_such_model_pkg"'),
                                     "'no_such_model_pkg' is not installed"),
     "gguf file missing": (sub('source = "random:bert"', 'source = "./missing.gguf"'), "no such file or directory"),
-    "model gives NaN vectors": (nan_model, "its forward pass gave NaN or infinite queries and attention in layer 1"),
+    "model gives NaN vectors": (saved_model(nan=True),
+                                "its forward pass gave NaN or infinite queries and attention in layer 1"),
+    "model weights cut short": (saved_model(edit=halve("model.safetensors")), "SafetensorError: Error while "),
+    "model config of the wrong type": (saved_model(edit=config_entry("hidden_size", "x")),
+                                       "Field 'hidden_size' expected int, got str (value: 'x')"),
     "model directory missing": (sub('source = "random:bert"', 'source = "./no-such-model-dir"'),
                                 "no such file or directory"),
     # data files
@@ -132,9 +156,9 @@ CASES: dict[str, tuple[Callable[[Sandbox], str], str]] = {
         'source = "inline"', 'source = "img.txt"\nkind = "images"'), "is not a folder"),
 }
 # Cases `validate` checks without a build: all of them (sources resolve without weights) except the data content.
-CONTENT_ONLY = {"model gives NaN vectors", "model max_tokens leaves no room", "token budget below one sentence",
-                "data file not UTF-8", "jsonl line not JSON", "jsonl field missing", "csv column missing",
-                "json not a list", "empty data file", "every sentence filtered out"}
+CONTENT_ONLY = {"model gives NaN vectors", "model weights cut short", "model max_tokens leaves no room",
+                "token budget below one sentence", "data file not UTF-8", "jsonl line not JSON", "jsonl field missing",
+                "csv column missing", "json not a list", "empty data file", "every sentence filtered out"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

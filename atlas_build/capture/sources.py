@@ -155,8 +155,9 @@ def _reason(e: BaseException, hub: bool) -> str:
         return f"a package needed to load it is missing: {e}"
     if isinstance(e, (ValueError, KeyError)):
         return f"unsupported or invalid model: {e}"
-    what = "not cached and download failed (no network?)" if hub else "cannot load"
-    return f"{what}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+    detail = " ".join(str(e).split())  # every line of it (transformers puts the field at fault on the second)
+    detail = f"{type(e).__name__}: {detail[:300]}{'…' * (len(detail) > 300)}"
+    return f"not cached and download failed (no network?): {detail}" if hub else detail
 
 
 def _from_pretrained(source: str, res: _Resolved, loader: Any, **kw: Any) -> Any:
