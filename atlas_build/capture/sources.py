@@ -150,11 +150,11 @@ def _offline() -> bool:
         os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def _reason(e: BaseException, hub: bool) -> str:
+def _reason(e: BaseException, hub: bool, what: str = "model") -> str:
     if isinstance(e, ImportError):
         return f"a package needed to load it is missing: {e}"
     if isinstance(e, (ValueError, KeyError)):
-        return f"unsupported or invalid model: {e}"
+        return f"unsupported or invalid {what}: {e}"
     detail = " ".join(str(e).split())  # every line of it (transformers puts the field at fault on the second)
     detail = f"{type(e).__name__}: {detail[:300]}{'…' * (len(detail) > 300)}"
     return f"not cached and download failed (no network?): {detail}" if hub else detail
@@ -164,6 +164,8 @@ def _from_pretrained(source: str, res: _Resolved, loader: Any, **kw: Any) -> Any
     """Call ``loader.from_pretrained`` and turn any failure into a SourceError with a reason.
 
     Hub ids are tried from the local cache first; offline (HF_HUB_OFFLINE) a cache miss is the error."""
+    name = getattr(loader, "__name__", "")
+    what = "tokenizer" if "Tokenizer" in name else "image processor" if "Processor" in name else "model"
     args: dict[str, Any] = dict(kw)
     if res.gguf_file:
         if not installed("gguf"):
@@ -178,11 +180,11 @@ def _from_pretrained(source: str, res: _Resolved, loader: Any, **kw: Any) -> Any
                 raise SourceError(source, "not in the local Hugging Face cache and the hub is offline "
                                           f"(no network; HF_HUB_OFFLINE is set): {type(e).__name__}") from None
         except Exception as e:  # noqa: BLE001 - cached but unusable
-            raise SourceError(source, _reason(e, hub=False)) from None
+            raise SourceError(source, _reason(e, hub=False, what=what)) from None
     try:
         return loader.from_pretrained(res.location, **args)
     except Exception as e:  # noqa: BLE001 - network, cache and format errors
-        raise SourceError(source, _reason(e, res.hub)) from None
+        raise SourceError(source, _reason(e, res.hub, what)) from None
 
 
 def load_tokenizer(source: str, base_dir: Path, gguf_file: str = "", revision: str = "main") -> Any:
