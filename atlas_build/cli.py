@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .errors import AtlasError, InputError
@@ -194,12 +194,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _warning_line(show):
+def _warning_line(show: Callable[..., None]) -> Callable[..., None]:
     """A `warnings.showwarning` that prints this package's warnings (they address the user: an image skipped, a
     cache not written) as one `warning:` line, and hands the others to `show`."""
     package = Path(__file__).resolve().parent
 
-    def shown(message, category, filename, lineno, file=None, line=None):
+    def shown(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
+              line: str | None = None) -> None:
         if Path(filename).resolve().is_relative_to(package):
             print(f"warning: {message}", file=file or sys.stderr)
         else:
