@@ -72,6 +72,17 @@ def check_memory(manifest: Manifest, configs: dict[str, Any]) -> None:
         raise ManifestError.collect(problems)
 
 
+def jobs_that_fit(manifest: Manifest, configs: dict[str, Any], jobs: int, machine: int | None = None) -> int:
+    """The most worker processes, up to `jobs`, whose head units fit in this machine's memory (`machine` bytes,
+    default: `memory.machine_bytes`) all at once, each at the manifest's largest head; at least 1."""
+    from .memory import head_bytes, machine_bytes
+
+    memory = machine_bytes() if machine is None else machine
+    largest = max(head_bytes(_points(manifest, spec.on(d), configs.get(spec.name)))
+                  for spec in manifest.models for d in spec.all_datasets)
+    return max(1, min(jobs, memory // largest))
+
+
 def memory_problems(manifest: Manifest, configs: dict[str, Any], machine: int | None = None) -> list[ManifestError]:
     """One problem per model whose heads have more points than one head unit can hold in this machine's memory
     (`machine` bytes, default: `memory.machine_bytes`), with the estimate and the point count that would fit."""

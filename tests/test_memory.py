@@ -108,3 +108,36 @@ def test_build_refuses_before_writing_anything(tmp_path: Path, monkeypatch: pyte
     assert cli.main(["build", str(path), "-o", str(tmp_path / "out2"), "--no-progress", "-q"]) == 2
     assert "13.6 GiB" in capsys.readouterr().err
     assert not (tmp_path / "out2" / "site").exists() and not (tmp_path / "out2" / "cache").exists()
+
+
+def test_jobs_are_capped_at_the_heads_that_fit_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atlas_build import pipeline
+    from atlas_build.validate import jobs_that_fit
+
+    path = write(tmp_path, tokens=200_000, images=20)  # the largest head: 400,000 text points
+    manifest = load_manifest(path)
+    configs = resolve_sources(manifest, read_configs=False)
+    one = memory.head_bytes(400_000)
+    assert jobs_that_fit(manifest, configs, 8, machine=3 * one + 1) == 3
+    assert jobs_that_fit(manifest, configs, 2, machine=3 * one + 1) == 2
+    assert jobs_that_fit(manifest, configs, 8, machine=one) == 1
+    started, lines = [], []
+
+    class Started(Exception):
+        pass
+
+    def executor(jobs: int, scheduler: str | None = None) -> None:
+        started.append((jobs, scheduler))
+        raise Started
+
+    monkeypatch.setattr(memory, "machine_bytes", lambda: 2 * one + 1)
+    monkeypatch.setattr(pipeline, "machine_bytes", lambda: 2 * one + 1)
+    monkeypatch.setattr(pipeline, "make_executor", executor)
+    with pytest.raises(Started):
+        pipeline.build(path, tmp_path / "out", jobs=6, log=lines.append)
+    assert started == [(2, None)]
+    assert lines[0] == (f"--jobs 6: 6 heads at once would need more than this machine's {memory.gib(2 * one + 1)} "
+                        "of memory; running 2 workers")
+    with pytest.raises(Started):  # a Dask cluster's workers are not on this machine: its count is not touched
+        pipeline.build(path, tmp_path / "out", jobs=6, scheduler="tcp://127.0.0.1:1", log=lines.append)
+    assert started[-1] == (6, "tcp://127.0.0.1:1")

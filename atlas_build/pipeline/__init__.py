@@ -35,11 +35,12 @@ from ..executor import ItemFailed, make_executor
 from ..featured import featured_ids
 from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
+from ..memory import gib, machine_bytes
 from ..metrics.vision import capture_patch_attributes
 from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
 from ..project import ProjectionParams
 from ..site import build_site
-from ..validate import check_memory, resolve_sources
+from ..validate import check_memory, jobs_that_fit, resolve_sources
 from .export_model import export_model
 from .units import adopt_units, block_of, capture_spec, is_first_unit, unit_slug, unit_title, units
 from .heads import HeadResult, add_related, run_head
@@ -95,7 +96,13 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
     # every unresolvable source and every head too large for this machine's memory, before anything is written
-    check_memory(manifest, resolve_sources(manifest, read_configs=False))
+    configs = resolve_sources(manifest, read_configs=False)
+    check_memory(manifest, configs)
+    fit = jobs if scheduler or manifest.build.scheduler else jobs_that_fit(manifest, configs, jobs)
+    if fit < jobs:
+        log(f"--jobs {jobs}: {jobs} heads at once would need more than this machine's {gib(machine_bytes())} of "
+            f"memory; running {fit} worker{'s' * (fit > 1)}")
+        jobs = fit
     with claim(Path(out_dir)) as out:
         cache = StageCache(out / CACHE)
         memo = DigestMemo(cache.root / "_digests.json")
