@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .datasets import check_source
 from .errors import InputError, ManifestError
@@ -78,8 +78,7 @@ def jobs_that_fit(manifest: Manifest, configs: dict[str, Any], jobs: int, machin
     from .memory import head_bytes, machine_bytes
 
     memory = machine_bytes() if machine is None else machine
-    largest = max(head_bytes(_points(manifest, spec.on(d), configs.get(spec.name)))
-                  for spec in manifest.models for d in spec.all_datasets)
+    largest = max(head_bytes(points) for _, _, _, points in _units(manifest, configs))
     return max(1, min(jobs, memory // largest))
 
 
@@ -91,9 +90,7 @@ def memory_problems(manifest: Manifest, configs: dict[str, Any], machine: int | 
     memory = machine_bytes() if machine is None else machine
     fit = points_that_fit(memory)
     problems = []
-    units = [(i, spec.on(d)) for i, spec in enumerate(manifest.models) for d in spec.all_datasets]
-    for i, spec in units:
-        points = _points(manifest, spec, configs.get(spec.name))
+    for i, _, spec, points in _units(manifest, configs):
         if head_bytes(points) <= memory:
             continue
         data = manifest.dataset(spec.dataset)
@@ -190,6 +187,14 @@ def _heads(config: Any) -> tuple[int, int, int] | None:
     return (layers, heads, hidden) if all(isinstance(v, int) for v in (layers, heads, hidden)) else None
 
 
+def _units(manifest: Manifest, configs: dict[str, Any]) -> Iterator[tuple[int, ModelSpec, ModelSpec, int]]:
+    """(model index, model entry, its entry on one of its datasets, points per head) for every atlas of `manifest`."""
+    for i, model in enumerate(manifest.models):
+        for d in model.all_datasets:
+            spec = model.on(d)
+            yield i, model, spec, _points(manifest, spec, configs.get(spec.name))
+
+
 def _points(manifest: Manifest, spec: ModelSpec, config: Any) -> int:
     data = manifest.dataset(spec.dataset)
     if data.kind != "images":
@@ -259,11 +264,10 @@ def estimate(manifest: Manifest, configs: dict[str, Any]) -> list[str]:
     lines = []
     total = 0.0
     layouts = manifest.projections.layouts
-    for model, spec in ((m, m.on(d)) for m in manifest.models for d in m.all_datasets):  # an atlas per dataset
+    for _, model, spec, points in _units(manifest, configs):  # an atlas per dataset
         name = f"{spec.name} on {spec.dataset}" if model.datasets else spec.name
         config = configs.get(spec.name)
         shape = _heads(config) if config is not None else None
-        points = _points(manifest, spec, config)
         if shape is None:
             lines.append(f"{name}: up to {points:,} points per head; head count known once the model loads")
             continue
