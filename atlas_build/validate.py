@@ -65,9 +65,9 @@ def validate(path: str | Path) -> Validation:
     return result
 
 
-def check_memory(manifest: Manifest, configs: dict[str, Any]) -> None:
+def check_memory(manifest: Manifest, configs: dict[str, Any], machine: int | None = None) -> None:
     """Raise one ManifestError listing every `memory_problems` line (a build calls this before it starts)."""
-    problems = memory_problems(manifest, configs)
+    problems = memory_problems(manifest, configs, machine)
     if problems:
         raise ManifestError.collect(problems)
 

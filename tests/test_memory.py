@@ -131,7 +131,6 @@ def test_jobs_are_capped_at_the_heads_that_fit_at_once(tmp_path: Path, monkeypat
         raise Started
 
     monkeypatch.setattr(memory, "machine_bytes", lambda: 2 * one + 1)
-    monkeypatch.setattr(pipeline, "machine_bytes", lambda: 2 * one + 1)
     monkeypatch.setattr(pipeline, "make_executor", executor)
     with pytest.raises(Started):
         pipeline.build(path, tmp_path / "out", jobs=6, log=lines.append)

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import memory
 from ..cache import StageCache, code_hash, confine_caches, stage_key
 from ..capture import CaptureResult, capture, capture_images, load_capture, load_model
 from ..capture.encdec_blocks import unit_capture
@@ -35,7 +36,6 @@ from ..executor import ItemFailed, make_executor
 from ..featured import featured_ids
 from ..fingerprint import DigestMemo, library_versions
 from ..manifest import DatasetSpec, Manifest, ModelSpec, load_manifest
-from ..memory import gib, machine_bytes
 from ..metrics.vision import capture_patch_attributes
 from ..outdir import CACHE, NEW_SITE, SITE, STAGING, claim, publish
 from ..project import ProjectionParams
@@ -96,12 +96,12 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, jobs: int = 1, sche
     start = time.monotonic()
     manifest = load_manifest(manifest_path)
     # every unresolvable source and every head too large for this machine's memory, before anything is written
-    configs = resolve_sources(manifest, read_configs=False)
-    check_memory(manifest, configs)
-    fit = jobs if scheduler or manifest.build.scheduler else jobs_that_fit(manifest, configs, jobs)
+    configs, ram = resolve_sources(manifest, read_configs=False), memory.machine_bytes()
+    check_memory(manifest, configs, ram)
+    fit = jobs if scheduler or manifest.build.scheduler else jobs_that_fit(manifest, configs, jobs, ram)
     if fit < jobs:
-        log(f"--jobs {jobs}: {jobs} heads at once would need more than this machine's {gib(machine_bytes())} of "
-            f"memory; running {fit} worker{'s' * (fit > 1)}")
+        log(f"--jobs {jobs}: {jobs} heads at once would need more than this machine's {memory.gib(ram)} of memory; "
+            f"running {fit} worker{'s' * (fit > 1)}")
         jobs = fit
     with claim(Path(out_dir)) as out:
         cache = StageCache(out / CACHE)
